@@ -1,0 +1,67 @@
+"""Reference selective scan: plain PyTorch, the spec every faster backend must equal.
+
+Same signature and semantics as ``mamba_ssm``'s ``selective_scan_ref``.
+
+Dimension letters (used in every file of ``model/scan``):
+  b  batch          d  channels (d_inner, or K*d_inner for grouped scans)
+  l  sequence length n  state size (d_state)
+  g  groups of B/C (1 for MambaIRv2, K=4 for MambaIR's SS2D); channel c
+     belongs to group c // (d // g)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _expand_groups(M: Tensor, d: int) -> Tensor:
+    """(b, n, l) or (b, g, n, l) -> (b, d, n, l), channel c reading group c // (d // g)."""
+    if M.dim() == 3:
+        return M.unsqueeze(1).expand(-1, d, -1, -1)  # (b, d, n, l)
+    b, g, n, l = M.shape
+    return M.repeat_interleave(d // g, dim=1)  # (b, g, n, l) -> (b, d, n, l)
+
+
+def selective_scan_ref(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """y[b,d,l] = sum_n C[l,n] h[l,d,n] + D[d] u[b,d,l], h[l] = exp(dt A) h[l-1] + dt B[l] u[l].
+
+    u, delta: (b, d, l); A: (d, n); B, C: (b, n, l) or (b, g, n, l);
+    D, delta_bias: (d,); z: (b, d, l) gates the output with silu(z).
+    Computes in float32 and returns u's dtype.
+    """
+    dtype_in = u.dtype
+    u = u.float()
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias[..., None].float()  # (b, d, l)
+    if delta_softplus:
+        delta = F.softplus(delta)
+    b, d, l = u.shape
+    A = A.float()
+    Bf = _expand_groups(B.float(), d)  # (b, d, n, l)
+    Cf = _expand_groups(C.float(), d)  # (b, d, n, l)
+    deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))  # (b, d, l, n)
+    deltaB_u = torch.einsum("bdl,bdnl,bdl->bdln", delta, Bf, u)  # (b, d, l, n)
+    h = u.new_zeros((b, d, A.shape[1]))  # (b, d, n)
+    ys = []
+    for i in range(l):
+        h = deltaA[:, :, i] * h + deltaB_u[:, :, i]  # (b, d, n)
+        ys.append(torch.einsum("bdn,bdn->bd", h, Cf[:, :, :, i]))  # (b, d)
+    y = torch.stack(ys, dim=2)  # (b, d, l)
+    if D is not None:
+        y = y + u * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype_in)
