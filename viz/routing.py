@@ -1,0 +1,112 @@
+"""Pictures and numbers of prompt routing: how many pixels each of the T prompts receives.
+
+Inputs are MambaIRv2 ASSM capture records: ``labels`` (B, L) hard choice per
+pixel, ``route_logp`` (B, L, T) the router's log-probabilities. Entropy is in
+nats (natural log); perplexity = exp(entropy) is the "effective number of
+prompts in use": T for a uniform split, 1 when every pixel takes one prompt.
+
+Letters: B batch, L = Hp*Wp tokens, T prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .palette import label_hex
+from .sgn import Record, as_numpy, label_counts, num_labels
+
+
+def usage_stats(counts: np.ndarray) -> dict[str, float]:
+    """Entropy (nats and bits), perplexity, unused share and largest share of a (T,) count vector."""
+    counts = np.asarray(counts, dtype=np.float64)
+    T = counts.size
+    total = counts.sum()
+    p = counts / total if total > 0 else np.full(T, 1.0 / T)
+    nz = p[p > 0]
+    entropy = float(-(nz * np.log(nz)).sum())
+    return {
+        "num_prompts": int(T),
+        "used": int((counts > 0).sum()),
+        "entropy_nats": entropy,
+        "entropy_bits": entropy / np.log(2.0),
+        "perplexity": float(np.exp(entropy)),
+        "unused_share": float((counts == 0).sum() / T),
+        "largest_share": float(p.max()),
+    }
+
+
+def routing_stats(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> dict:
+    """Routing numbers of one layer: pixel count per prompt, entropy in nats and bits, perplexity
+    (exp of the entropy in nats), share of prompts no pixel chose, largest share of pixels on one
+    prompt, and the router's mean confidence (mean max probability, from ``route_logp``)."""
+    counts = label_counts(record, image_hw, batch)
+    stats: dict = {"counts": counts, **usage_stats(counts)}
+    if "route_logp" in record:
+        logp = as_numpy(record["route_logp"])[batch]  # (L, T)
+        stats["mean_confidence"] = float(np.exp(logp.max(axis=-1)).mean())
+    return stats
+
+
+def _layer_name(record: Record) -> str:
+    return f"{record.get('stage', '?')}.{record.get('block', '?')}"
+
+
+def routing_histogram(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> go.Figure:
+    """Pixels per prompt, largest first, with entropy (nats), perplexity, unused share and largest share
+    in the title: a few prompts taking most pixels means coarse semantic groups, a flat histogram
+    (perplexity near T) means many small groups."""
+    st = routing_stats(record, image_hw, batch)
+    counts = st["counts"]
+    T = num_labels(record)
+    order = np.argsort(-counts, kind="stable")
+    hexes = np.array(label_hex(T), dtype=object)
+    total = max(int(counts.sum()), 1)
+    fig = go.Figure(go.Bar(
+        x=np.arange(T), y=counts[order], marker_color=hexes[order], customdata=order,
+        hovertext=[f"{100.0 * c / total:.1f}%" for c in counts[order]],
+        hovertemplate="prompt %{customdata}: %{y} px (%{hovertext})<extra></extra>",
+    ))
+    fig.update_layout(
+        title=(f"Routing, layer {_layer_name(record)}: entropy {st['entropy_nats']:.2f} nats, "
+               f"perplexity {st['perplexity']:.1f} of {T}, unused {100 * st['unused_share']:.0f}%, "
+               f"largest {100 * st['largest_share']:.1f}%"),
+        xaxis_title="prompts, sorted by pixel count (hover for the prompt index)",
+        yaxis_title="pixels", bargap=0.1, margin=dict(l=10, r=10, t=60, b=10),
+    )
+    if "mean_confidence" in st:
+        fig.add_annotation(text=f"router mean confidence {st['mean_confidence']:.2f}", xref="paper",
+                           yref="paper", x=1, y=1, xanchor="right", showarrow=False)
+    return fig
+
+
+def usage_heatmap(records: Sequence[Record], image_hw: tuple[int, int] | None = None, batch: int = 0,
+                  sort_rows: bool = False) -> go.Figure:
+    """Share of pixels per prompt for every ASSM layer (rows "stage.block", forward order): shows which
+    layers use many prompts and which collapse onto a few. Each layer has its own prompt pool, so with
+    ``sort_rows`` each row is sorted (largest share first) to compare how concentrated layers are."""
+    if not records:
+        raise ValueError("no ASSM records to show")
+    T = max(num_labels(r) for r in records)
+    z = np.full((len(records), T), np.nan)
+    names = []
+    for row, rec in enumerate(records):
+        st = routing_stats(rec, image_hw, batch)
+        share = st["counts"] / max(int(st["counts"].sum()), 1)
+        if sort_rows:
+            share = np.sort(share)[::-1]
+        z[row, : share.size] = share
+        names.append(f"{_layer_name(rec)} (ppl {st['perplexity']:.1f})")
+    fig = go.Figure(go.Heatmap(
+        z=z, x=np.arange(T), y=names, colorscale="Magma", colorbar=dict(title="share"),
+        hovertemplate="layer %{y}<br>" + ("rank" if sort_rows else "prompt")
+        + " %{x}: %{z:.3f}<extra></extra>",
+    ))
+    fig.update_layout(
+        title="Prompt usage per layer (share of pixels; ppl = perplexity, effective number of prompts)",
+        xaxis_title="prompt rank (sorted per layer)" if sort_rows else "prompt index",
+        yaxis=dict(autorange="reversed", title="stage.block"), margin=dict(l=10, r=10, t=60, b=10),
+    )
+    return fig
