@@ -1,0 +1,63 @@
+"""Networks: MambaIRv2, MambaIRv2Light, MambaIR (official parameter names), ``build`` and options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .mambair import SS2D, MambaIR
+from .mambairv2 import ASSM, PROMPT_ORDERS, ROUTINGS, MambaIRv2, MambaIRv2Light
+
+ARCHS: dict[str, type[nn.Module]] = {
+    "MambaIRv2": MambaIRv2, "MambaIRv2Light": MambaIRv2Light, "MambaIR": MambaIR}
+
+_KEEP: Any = object()
+
+
+def build(config: Any) -> nn.Module:
+    """Build the network for a config dataclass (``config.arch`` picks the class), in eval mode."""
+    arch = getattr(config, "arch", None)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {list(ARCHS)}")
+    net = ARCHS[arch](**config.kwargs())
+    net.config = config
+    return net.eval()
+
+
+def set_options(model: nn.Module, routing: str | None = None, generator: Any = _KEEP,
+                prompt_order: str | None = None) -> nn.Module:
+    """Set ASSM options on every ASSM of ``model``; arguments left out keep their current value.
+
+    routing: "argmax" (default, deterministic) or "gumbel" (official noisy routing);
+    generator: torch.Generator for the Gumbel noise (None = global RNG);
+    prompt_order: "official" (prompt in raster order added to sorted C) or "aligned".
+    """
+    if routing is not None and routing not in ROUTINGS:
+        raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+    if prompt_order is not None and prompt_order not in PROMPT_ORDERS:
+        raise ValueError(f"unknown prompt_order {prompt_order!r}; expected one of {PROMPT_ORDERS}")
+    if generator is not _KEEP and generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None")
+    for m in model.modules():
+        if isinstance(m, ASSM):
+            if routing is not None:
+                m.routing = routing
+            if generator is not _KEEP:
+                m.generator = generator
+            if prompt_order is not None:
+                m.prompt_order = prompt_order
+    return model
+
+
+def get_options(model: nn.Module) -> dict[str, Any]:
+    """The ASSM options of the first ASSM (empty dict for MambaIR, which has none)."""
+    for m in model.modules():
+        if isinstance(m, ASSM):
+            return {"routing": m.routing, "generator": m.generator, "prompt_order": m.prompt_order}
+    return {}
+
+
+__all__ = ["build", "set_options", "get_options", "ARCHS", "MambaIRv2", "MambaIRv2Light", "MambaIR",
+           "ASSM", "SS2D"]

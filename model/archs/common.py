@@ -1,0 +1,319 @@
+"""Pieces shared by MambaIRv2 and MambaIR: windows, window attention, patch (un)embedding,
+upsamplers, mean shift, stochastic depth, and the per-module capture hook.
+
+Parameter names and shapes follow the official code (github.com/csguoh/MambaIR) so that
+official checkpoints load strictly; the code itself is ours.
+
+Dimension letters:
+  b  batch           c  channels (embed_dim)     h, w  height, width of the (padded) grid
+  s  window side     n  tokens in a window (s*s)  nh  attention heads
+  nw windows per image
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+# ---------------------------------------------------------------------------
+# Capture hook: ``model.capture`` sets ``module._capture = (recorder, stage, block)`` on the
+# ASSM/SS2D modules of one network while capturing, and clears it afterwards.
+# ---------------------------------------------------------------------------
+
+class CaptureMixin:
+    """Gives a module a ``_capture`` slot (None when not recording) and a ``_record`` helper."""
+
+    _capture: tuple[Any, int, int] | None = None
+
+    def _record(self, kind: str, data: dict[str, Any]) -> None:
+        """Hand one detached record to the active recorder, with this layer's stage/block."""
+        rec, stage, block = self._capture  # type: ignore[misc]
+        rec.add(kind, {"stage": stage, "block": block, **data})
+
+
+def detach_cpu(t: Tensor) -> Tensor:
+    """Detached CPU copy; floating tensors as float32, integer tensors as int64."""
+    t = t.detach()
+    t = t.float() if t.is_floating_point() else t.long()
+    return t.cpu().clone()
+
+
+# ---------------------------------------------------------------------------
+# Image helpers
+# ---------------------------------------------------------------------------
+
+def mean_tensor(in_chans: int, like: Tensor) -> Tensor:
+    """The official mean (1, C, 1, 1): the RGB mean for 3 channels, else zeros (not a buffer)."""
+    if in_chans == 3:
+        return torch.tensor(RGB_MEAN, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+    return torch.zeros(1, 1, 1, 1, dtype=like.dtype, device=like.device)
+
+
+def flip_pad(x: Tensor, multiple: int) -> Tensor:
+    """Pad (b, c, h, w) at the bottom/right with its mirror image to a multiple of ``multiple``."""
+    h, w = x.shape[-2:]
+    hp = -(-h // multiple) * multiple
+    wp = -(-w // multiple) * multiple
+    # Official padding: append the flipped image, then crop (so the padding repeats the edge row).
+    x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, :hp, :]
+    x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, :wp]
+    return x
+
+
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    """Stochastic depth per sample (identity at inference)."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)  # (b, 1, ...)
+    return x * mask / keep
+
+
+class DropPath(nn.Module):
+    """Stochastic depth as a module (no parameters)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(x, self.p, self.training)
+
+
+# ---------------------------------------------------------------------------
+# Windows and window attention (MambaIRv2)
+# ---------------------------------------------------------------------------
+
+def window_partition(x: Tensor, s: int) -> Tensor:
+    """(b, h, w, c) -> (b*nw, s, s, c), windows in raster order."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // s, s, w // s, s, c)  # (b, h/s, s, w/s, s, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, s, s, c)  # (b*nw, s, s, c)
+
+
+def window_reverse(windows: Tensor, s: int, h: int, w: int) -> Tensor:
+    """(b*nw, s, s, c) -> (b, h, w, c); inverse of ``window_partition``."""
+    b = windows.shape[0] // ((h // s) * (w // s))
+    x = windows.view(b, h // s, w // s, s, s, -1)  # (b, h/s, w/s, s, s, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, -1)  # (b, h, w, c)
+
+
+def relative_position_index(s: int) -> Tensor:
+    """(n, n) int64 index into the (2s-1)^2 relative position bias table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij"))  # (2, s, s)
+    flat = coords.flatten(1)  # (2, n)
+    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0)  # (n, n, 2)
+    return (rel[..., 0] + s - 1) * (2 * s - 1) + (rel[..., 1] + s - 1)  # (n, n)
+
+
+def shifted_window_mask(h: int, w: int, s: int, device: torch.device | None = None) -> Tensor:
+    """(nw, n, n) additive mask for shifted windows: -100 between pixels of different regions."""
+    shift = s // 2
+
+    def region(size: int) -> Tensor:
+        # Three bands after the cyclic shift: [0, size-s), [size-s, size-shift), [size-shift, size).
+        idx = torch.arange(size, device=device)
+        return (idx >= size - s).long() + (idx >= size - shift).long()  # (size,)
+
+    ids = (region(h)[:, None] * 3 + region(w)[None, :]).float()  # (h, w)
+    win = window_partition(ids.view(1, h, w, 1), s).view(-1, s * s)  # (nw, n)
+    diff = win[:, None, :] - win[:, :, None]  # (nw, n, n)
+    return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
+
+
+class WindowAttention(nn.Module):
+    """Window multi-head self-attention on precomputed qkv, with a relative position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads))  # ((2s-1)^2, nh)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(self, qkv: Tensor, rpi: Tensor, mask: Tensor | None = None) -> Tensor:
+        """qkv (b*nw, n, 3c) -> (b*nw, n, c); ``mask`` (nw, n, n) or None."""
+        bw, n, c3 = qkv.shape
+        c = c3 // 3
+        nh = self.num_heads
+        qkv = qkv.reshape(bw, n, 3, nh, c // nh).permute(2, 0, 3, 1, 4)  # (3, b*nw, nh, n, c/nh)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # (b*nw, nh, n, n)
+        bias = self.relative_position_bias_table[rpi.reshape(-1)].view(n, n, nh)  # (n, n, nh)
+        attn = attn + bias.permute(2, 0, 1).unsqueeze(0)  # (b*nw, nh, n, n)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(bw // nw, nw, nh, n, n) + mask[None, :, None]  # (b, nw, nh, n, n)
+            attn = attn.view(bw, nh, n, n)
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)  # (b*nw, n, c)
+        return self.proj(x)
+
+
+# ---------------------------------------------------------------------------
+# Tokens <-> feature maps
+# ---------------------------------------------------------------------------
+
+class PatchEmbed(nn.Module):
+    """(b, c, h, w) -> (b, h*w, c), with a LayerNorm named ``norm`` when ``norm`` is True."""
+
+    def __init__(self, embed_dim: int, norm: bool = False) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.norm = nn.LayerNorm(embed_dim) if norm else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(2).transpose(1, 2)  # (b, h*w, c)
+        return self.norm(x) if self.norm is not None else x
+
+
+class PatchUnEmbed(nn.Module):
+    """(b, h*w, c) -> (b, c, h, w)."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+
+    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        return x.transpose(1, 2).reshape(x.shape[0], self.embed_dim, x_size[0], x_size[1])  # (b, c, h, w)
+
+
+# ---------------------------------------------------------------------------
+# Reconstruction
+# ---------------------------------------------------------------------------
+
+class Upsample(nn.Sequential):
+    """Classic-SR upsampler: (conv 3x3 to 4c, pixel shuffle 2) per factor 2, or one to 9c for x3."""
+
+    def __init__(self, scale: int, num_feat: int) -> None:
+        m: list[nn.Module] = []
+        if scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                m += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+        elif scale == 3:
+            m += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"scale {scale} is not supported; use 2^n or 3")
+        super().__init__(*m)
+
+
+class UpsampleOneStep(nn.Sequential):
+    """Light-SR upsampler: one conv 3x3 to scale^2 * out channels, then pixel shuffle."""
+
+    def __init__(self, scale: int, num_feat: int, num_out_ch: int) -> None:
+        super().__init__(nn.Conv2d(num_feat, scale * scale * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
+
+
+def conv_after_body(embed_dim: int, resi_connection: str) -> nn.Module:
+    """The conv closing the deep body (or each group): '1conv' or the cheaper '3conv'."""
+    if resi_connection == "1conv":
+        return nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
+    if resi_connection == "3conv":
+        q = embed_dim // 4
+        return nn.Sequential(
+            nn.Conv2d(embed_dim, q, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(q, q, 1, 1, 0), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(q, embed_dim, 3, 1, 1))
+    raise ValueError(f"unknown resi_connection {resi_connection!r}")
+
+
+class Reconstruction(nn.Module):
+    """Shared shallow/deep/reconstruction skeleton of both networks.
+
+    Subclasses set the attributes named in the official code (``conv_first``, ``conv_after_body``,
+    ``conv_before_upsample``, ``upsample``, ``conv_up1``, ``conv_up2``, ``conv_hr``, ``conv_last``,
+    ``lrelu``) with ``_make_head`` and implement ``forward_features``.
+    """
+
+    num_feat = 64
+
+    def _make_head(self, embed_dim: int, num_out_ch: int, upscale: int, upsampler: str) -> None:
+        """Create the reconstruction modules for ``upsampler`` (official names)."""
+        nf = self.num_feat
+        if upsampler == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, nf, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.upsample = Upsample(upscale, nf)
+            self.conv_last = nn.Conv2d(nf, num_out_ch, 3, 1, 1)
+        elif upsampler == "pixelshuffledirect":
+            self.upsample = UpsampleOneStep(upscale, embed_dim, num_out_ch)
+        elif upsampler == "nearest+conv":
+            if upscale != 4:
+                raise ValueError("the nearest+conv upsampler only supports upscale=4")
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, nf, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_up1 = nn.Conv2d(nf, nf, 3, 1, 1)
+            self.conv_up2 = nn.Conv2d(nf, nf, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(nf, nf, 3, 1, 1)
+            self.conv_last = nn.Conv2d(nf, num_out_ch, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        else:
+            # Denoising / JPEG artefact removal: the network predicts a residual.
+            self.conv_last = nn.Conv2d(embed_dim, num_out_ch, 3, 1, 1)
+
+    def forward_features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _body_and_head(self, x: Tensor) -> Tensor:
+        """Mean-shifted input (b, C, h, w) -> output before the mean is added back."""
+        up = self.upsampler
+        x_first = self.conv_first(x)
+        res = self.conv_after_body(self.forward_features(x_first)) + x_first
+        if up == "pixelshuffle":
+            return self.conv_last(self.upsample(self.conv_before_upsample(res)))
+        if up == "pixelshuffledirect":
+            return self.upsample(res)
+        if up == "nearest+conv":
+            y = self.conv_before_upsample(res)
+            y = self.lrelu(self.conv_up1(nn.functional.interpolate(y, scale_factor=2, mode="nearest")))
+            y = self.lrelu(self.conv_up2(nn.functional.interpolate(y, scale_factor=2, mode="nearest")))
+            return self.conv_last(self.lrelu(self.conv_hr(y)))
+        return x + self.conv_last(res)
+
+
+def init_weights(m: nn.Module) -> None:
+    """Official init: trunc-normal(0.02) Linear weights, zero biases; LayerNorm to identity."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.constant_(m.bias, 0)
+        nn.init.constant_(m.weight, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Selective-scan parameters (official names: x_proj_weight, dt_projs_weight, dt_projs_bias,
+# A_logs, Ds), for k stacked scans of d_inner channels each.
+# ---------------------------------------------------------------------------
+
+def init_scan_params(module: nn.Module, d_inner: int, dt_rank: int, d_state: int, k: int,
+                     dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+    """Register the official scan parameters on ``module`` with the official initialisation.
+
+    x_proj_weight (k, r+2n, d); dt_projs_weight (k, d, r); dt_projs_bias (k, d);
+    A_logs (k*d, n) [S4D-real: log(1..n)]; Ds (k*d,) ones.
+    """
+    bound = 1.0 / math.sqrt(d_inner)  # nn.Linear's default init, as the official stacked Linears
+    x_proj = torch.empty(k, dt_rank + 2 * d_state, d_inner).uniform_(-bound, bound)
+    module.x_proj_weight = nn.Parameter(x_proj)
+    std = dt_rank ** -0.5
+    module.dt_projs_weight = nn.Parameter(torch.empty(k, d_inner, dt_rank).uniform_(-std, std))
+    # dt bias = softplus^-1 of dt ~ log-uniform in [dt_min, dt_max].
+    dt = torch.exp(torch.rand(k, d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+    dt = dt.clamp(min=dt_init_floor)
+    module.dt_projs_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+    a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(k * d_inner, 1)  # (k*d, n)
+    module.A_logs = nn.Parameter(torch.log(a))
+    module.Ds = nn.Parameter(torch.ones(k * d_inner))

@@ -1,0 +1,414 @@
+"""MambaIRv2 and MambaIRv2Light (arXiv 2411.15269), our code with the official names and shapes.
+
+The two differ only in the feed-forward block (ConvFFN vs GatedMLP). Forward semantics follow the
+official ``basicsr/archs/mambairv2_arch.py`` with two documented policy choices (see
+shared NOTES §2): routing is ``argmax`` (official Gumbel noise set to zero, straight-through
+gradient) unless ``gumbel`` is chosen, and the label sort is always stable.
+
+Dimension letters:
+  b  batch            l  tokens = h*w of the padded grid     c  embed_dim
+  d  scan channels (hidden = int(c * mlp_ratio))              n  d_state
+  t  num_tokens (prompts)                                     r  inner_rank (prompt rank)
+  k  number of scans (1 here)                                 q  dt_rank
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..scan import selective_scan
+from .common import (
+    CaptureMixin,
+    PatchEmbed,
+    PatchUnEmbed,
+    Reconstruction,
+    UpsampleOneStep,  # noqa: F401  (re-exported for convenience)
+    WindowAttention,
+    conv_after_body,
+    detach_cpu,
+    flip_pad,
+    init_scan_params,
+    init_weights,
+    mean_tensor,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+ROUTINGS = ("argmax", "gumbel")
+PROMPT_ORDERS = ("official", "aligned")
+
+
+# ---------------------------------------------------------------------------
+# Permutation helpers (no Python loop over the batch)
+# ---------------------------------------------------------------------------
+
+def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """out[b, i] = x[b, index[b, i]] for x (b, l, ...) and index (b, l)."""
+    idx = index.view(index.shape + (1,) * (x.dim() - 2)).expand_as(x)  # (b, l, ...)
+    return torch.gather(x, 1, idx)
+
+
+def inverse_permutation(perm: Tensor) -> Tensor:
+    """inv[b, perm[b, i]] = i for perm (b, l)."""
+    ar = torch.arange(perm.shape[1], device=perm.device).expand_as(perm)  # (b, l)
+    return torch.empty_like(perm).scatter_(1, perm, ar)
+
+
+def route_policy(logp: Tensor, routing: str = "argmax", generator: torch.Generator | None = None) -> Tensor:
+    """One-hot choice (b, l, t) with a straight-through gradient, as ``F.gumbel_softmax(hard=True)``.
+
+    ``argmax``: the official formula with zero noise; ``gumbel``: Gumbel noise drawn from
+    ``generator`` (the global RNG when None), the same draws as the official call.
+    """
+    if routing == "gumbel":
+        gumbels = -torch.empty_like(logp).exponential_(generator=generator).log()  # (b, l, t)
+        y_soft = (logp + gumbels).softmax(dim=-1)
+    elif routing == "argmax":
+        y_soft = logp.softmax(dim=-1)
+    else:
+        raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+    index = y_soft.max(dim=-1, keepdim=True)[1]  # (b, l, 1)
+    y_hard = torch.zeros_like(logp).scatter_(-1, index, 1.0)
+    return y_hard - y_soft.detach() + y_soft
+
+
+# ---------------------------------------------------------------------------
+# Feed-forward blocks
+# ---------------------------------------------------------------------------
+
+class DWConv(nn.Module):
+    """Depth-wise conv + GELU on tokens (official ``dwconv``; keys ``depthwise_conv.0``)."""
+
+    def __init__(self, hidden: int, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.depthwise_conv = nn.Sequential(
+            nn.Conv2d(hidden, hidden, kernel_size, 1, (kernel_size - 1) // 2, groups=hidden), nn.GELU())
+
+    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        b = x.shape[0]
+        x = x.transpose(1, 2).reshape(b, self.hidden, x_size[0], x_size[1])  # (b, hid, h, w)
+        return self.depthwise_conv(x).flatten(2).transpose(1, 2)  # (b, l, hid)
+
+
+class ConvFFN(nn.Module):
+    """fc1 -> GELU -> (+ depth-wise conv) -> fc2 (MambaIRv2)."""
+
+    def __init__(self, in_features: int, hidden_features: int, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.dwconv = DWConv(hidden_features, kernel_size)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+
+    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        x = self.act(self.fc1(x))
+        return self.fc2(x + self.dwconv(x, x_size))
+
+
+class Gate(nn.Module):
+    """Spatial gate: first half times depth-wise conv of the normalised second half."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv2d(dim, dim, 5, 1, 2, groups=dim)
+
+    def forward(self, x: Tensor, h: int, w: int) -> Tensor:
+        x1, x2 = x.chunk(2, dim=-1)  # (b, l, hid/2) each
+        b, _, half = x2.shape
+        x2 = self.norm(x2).transpose(1, 2).reshape(b, half, h, w)  # (b, hid/2, h, w)
+        x2 = self.conv(x2).flatten(2).transpose(1, 2)  # (b, l, hid/2)
+        return x1 * x2
+
+
+class GatedMLP(nn.Module):
+    """fc1 -> GELU -> Gate -> fc2 (MambaIRv2Light)."""
+
+    def __init__(self, in_features: int, hidden_features: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.sg = Gate(hidden_features // 2)
+        self.fc2 = nn.Linear(hidden_features // 2, in_features)
+
+    def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        return self.fc2(self.sg(self.act(self.fc1(x)), x_size[0], x_size[1]))
+
+
+# ---------------------------------------------------------------------------
+# Attentive state-space module
+# ---------------------------------------------------------------------------
+
+class SelectiveScan(nn.Module):
+    """One selective scan over the sorted sequence with the prompt added to C (official
+    ``Selective_Scan`` with expand=1)."""
+
+    def __init__(self, d_model: int, d_state: int = 16) -> None:
+        super().__init__()
+        self.d_inner = d_model
+        self.d_state = d_state
+        self.dt_rank = math.ceil(d_model / 16)
+        init_scan_params(self, self.d_inner, self.dt_rank, d_state, k=1)
+
+    def forward(self, x: Tensor, prompt: Tensor, rec: dict[str, Any] | None = None) -> Tensor:
+        """x (b, l, d) in scan order, prompt (b, l, n) -> y (b, l, d); fills ``rec`` if given."""
+        b, l, d = x.shape
+        n = self.d_state
+        xs = x.transpose(1, 2).reshape(b, 1, d, l)  # (b, k, d, l)
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (b, k, q+2n, l)
+        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, n, n], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (b, k, d, l)
+        u = xs.float().reshape(b, d, l)
+        delta = dts.float().reshape(b, d, l)
+        Bs = Bs.float()  # (b, 1, n, l)
+        C_raw = Cs.float()  # (b, 1, n, l)
+        Cs = C_raw + prompt.transpose(1, 2).reshape(b, 1, n, l)  # (b, 1, n, l): the ASE
+        A = -torch.exp(self.A_logs.float())  # (d, n)
+        D = self.Ds.float()
+        bias = self.dt_projs_bias.float().reshape(-1)  # (d,)
+        y = selective_scan(u, delta, A, Bs, Cs, D, None, bias, True)  # (b, d, l)
+        if rec is not None:
+            rec["C"] = detach_cpu(C_raw[:, 0].transpose(1, 2))  # (b, l, n) scan order
+            rec["scan"] = {"u": detach_cpu(u), "delta": detach_cpu(delta), "A": detach_cpu(A),
+                           "B": detach_cpu(Bs), "C": detach_cpu(Cs), "D": detach_cpu(D),
+                           "delta_bias": detach_cpu(bias), "delta_softplus": True}
+            rec["scan_out"] = detach_cpu(y)
+        return y.transpose(1, 2)  # (b, l, d)
+
+
+class ASSM(CaptureMixin, nn.Module):
+    """Attentive state-space module: route pixels to prompts, sort by label, scan, unsort."""
+
+    def __init__(self, dim: int, d_state: int, num_tokens: int = 64, inner_rank: int = 128,
+                 mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_tokens = num_tokens
+        self.inner_rank = inner_rank
+        self.d_state = d_state
+        hidden = int(dim * mlp_ratio)
+        self.selectiveScan = SelectiveScan(hidden, d_state)
+        self.out_norm = nn.LayerNorm(hidden)
+        self.act = nn.SiLU()  # unused in forward, kept as in the official module
+        self.out_proj = nn.Linear(hidden, dim, bias=True)
+        self.in_proj = nn.Sequential(nn.Conv2d(dim, hidden, 1, 1, 0))
+        self.CPE = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden))
+        self.embeddingB = nn.Embedding(num_tokens, inner_rank)
+        self.embeddingB.weight.data.uniform_(-1 / num_tokens, 1 / num_tokens)
+        self.route = nn.Sequential(nn.Linear(dim, dim // 3), nn.GELU(), nn.Linear(dim // 3, num_tokens),
+                                   nn.LogSoftmax(dim=-1))
+        # Options (set with model.archs.set_options); plain attributes, not in the state_dict.
+        self.routing = "argmax"
+        self.generator: torch.Generator | None = None
+        self.prompt_order = "official"
+
+    def forward(self, x: Tensor, x_size: tuple[int, int], token: nn.Embedding) -> Tensor:
+        """x (b, l, c) raster order -> (b, l, c); ``token`` is the layer's embeddingA (r, n)."""
+        b, l, c = x.shape
+        h, w = x_size
+        pool = self.embeddingB.weight @ token.weight  # (t, r) @ (r, n) -> (t, n)
+        logp = self.route(x)  # (b, l, t)
+        policy = route_policy(logp, self.routing, self.generator)  # (b, l, t)
+        prompt = policy @ pool  # (b, l, n), raster order
+        labels = policy.detach().argmax(dim=-1)  # (b, l)
+        perm = torch.sort(labels, dim=-1, stable=True)[1]  # (b, l): sorted position -> raster pixel
+        inv_perm = inverse_permutation(perm)  # (b, l): raster pixel -> sorted position
+
+        f = self.in_proj(x.transpose(1, 2).reshape(b, c, h, w))  # (b, d, h, w)
+        f = f * torch.sigmoid(self.CPE(f))
+        seq = gather_tokens(f.flatten(2).transpose(1, 2), perm)  # (b, l, d) SGN-unfold
+        if self.prompt_order == "aligned":
+            scan_prompt = gather_tokens(prompt, perm)  # (b, l, n): each pixel keeps its own prompt
+        elif self.prompt_order == "official":
+            scan_prompt = prompt  # raster order added to sorted C, as the official code does
+        else:
+            raise ValueError(f"unknown prompt_order {self.prompt_order!r}; expected {PROMPT_ORDERS}")
+
+        rec: dict[str, Any] | None = {} if self._capture is not None else None
+        y = self.selectiveScan(seq, scan_prompt, rec)  # (b, l, d)
+        y = self.out_proj(self.out_norm(y))  # (b, l, c)
+        out = gather_tokens(y, inv_perm)  # (b, l, c) SGN-fold
+        if rec is not None:
+            self._record("assm", {
+                "grid": (h, w), "route_logp": detach_cpu(logp), "labels": detach_cpu(labels),
+                "perm": detach_cpu(perm), "inv_perm": detach_cpu(inv_perm), "prompt": detach_cpu(prompt),
+                "C": rec["C"], "prompt_pool": detach_cpu(pool), "prompt_order": self.prompt_order,
+                "routing": self.routing, "scan": rec["scan"], "scan_out": rec["scan_out"]})
+        return out
+
+
+class AttentiveLayer(nn.Module):
+    """(Shifted) window MHSA + FFN, then ASSM + FFN, each with a learnable-scale residual."""
+
+    def __init__(self, dim: int, d_state: int, num_heads: int, window_size: int, shift_size: int,
+                 inner_rank: int, num_tokens: int, convffn_kernel_size: int, mlp_ratio: float,
+                 qkv_bias: bool = True, light: bool = False) -> None:
+        super().__init__()
+        self.dim = dim
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.norm4 = nn.LayerNorm(dim)
+        self.scale1 = nn.Parameter(1e-4 * torch.ones(dim))
+        self.scale2 = nn.Parameter(1e-4 * torch.ones(dim))
+        self.wqkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.win_mhsa = WindowAttention(dim, window_size, num_heads)
+        self.assm = ASSM(dim, d_state, num_tokens=num_tokens, inner_rank=inner_rank, mlp_ratio=mlp_ratio)
+        hidden = int(dim * mlp_ratio)
+        if light:
+            self.convffn1: nn.Module = GatedMLP(dim, hidden)
+            self.convffn2: nn.Module = GatedMLP(dim, hidden)
+        else:
+            self.convffn1 = ConvFFN(dim, hidden, convffn_kernel_size)
+            self.convffn2 = ConvFFN(dim, hidden, convffn_kernel_size)
+        self.embeddingA = nn.Embedding(inner_rank, d_state)
+        self.embeddingA.weight.data.uniform_(-1 / inner_rank, 1 / inner_rank)
+
+    def forward(self, x: Tensor, x_size: tuple[int, int], params: dict[str, Tensor]) -> Tensor:
+        h, w = x_size
+        b, l, c = x.shape
+        s = self.window_size
+
+        # Part 1: (shifted) window attention.
+        shortcut = x
+        qkv = self.wqkv(self.norm1(x)).reshape(b, h, w, 3 * c)  # (b, h, w, 3c)
+        mask = None
+        if self.shift_size > 0:
+            qkv = torch.roll(qkv, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
+            mask = params["attn_mask"]
+        windows = window_partition(qkv, s).reshape(-1, s * s, 3 * c)  # (b*nw, s*s, 3c)
+        attn = self.win_mhsa(windows, rpi=params["rpi_sa"], mask=mask).reshape(-1, s, s, c)  # (b*nw, s, s, c)
+        attn_x = window_reverse(attn, s, h, w)  # (b, h, w, c)
+        if self.shift_size > 0:
+            attn_x = torch.roll(attn_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+        x_win = attn_x.reshape(b, l, c) + shortcut
+        x_win = self.convffn1(self.norm2(x_win), x_size) + x_win
+        x = shortcut * self.scale1 + x_win
+
+        # Part 2: attentive state space.
+        shortcut = x
+        x_aca = self.assm(self.norm3(x), x_size, self.embeddingA) + x
+        x = x_aca + self.convffn2(self.norm4(x_aca), x_size)
+        return shortcut * self.scale2 + x
+
+
+class BasicBlock(nn.Module):
+    """``depth`` AttentiveLayers; odd ones use shifted windows."""
+
+    def __init__(self, dim: int, d_state: int, depth: int, num_heads: int, window_size: int,
+                 inner_rank: int, num_tokens: int, convffn_kernel_size: int, mlp_ratio: float,
+                 qkv_bias: bool = True, light: bool = False) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([
+            AttentiveLayer(dim, d_state, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2,
+                           inner_rank, num_tokens, convffn_kernel_size, mlp_ratio, qkv_bias, light)
+            for i in range(depth)])
+
+    def forward(self, x: Tensor, x_size: tuple[int, int], params: dict[str, Tensor]) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, x_size, params)
+        return x
+
+
+class ASSB(nn.Module):
+    """Attentive state-space block: BasicBlock, then a conv on the feature map, plus residual."""
+
+    def __init__(self, dim: int, d_state: int, depth: int, num_heads: int, window_size: int,
+                 inner_rank: int, num_tokens: int, convffn_kernel_size: int, mlp_ratio: float,
+                 qkv_bias: bool = True, resi_connection: str = "1conv", light: bool = False) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(dim, norm=False)
+        self.patch_unembed = PatchUnEmbed(dim)
+        self.residual_group = BasicBlock(dim, d_state, depth, num_heads, window_size, inner_rank,
+                                         num_tokens, convffn_kernel_size, mlp_ratio, qkv_bias, light)
+        self.conv = conv_after_body(dim, resi_connection)
+
+    def forward(self, x: Tensor, x_size: tuple[int, int], params: dict[str, Tensor]) -> Tensor:
+        y = self.residual_group(x, x_size, params)
+        return self.patch_embed(self.conv(self.patch_unembed(y, x_size))) + x
+
+
+# ---------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------
+
+class MambaIRv2(Reconstruction):
+    """MambaIRv2 (ConvFFN blocks); accepts the official constructor keyword arguments."""
+
+    light = False
+
+    def __init__(self, img_size: int = 64, patch_size: int = 1, in_chans: int = 3, embed_dim: int = 48,
+                 d_state: int = 8, depths: tuple[int, ...] = (6, 6, 6, 6),
+                 num_heads: tuple[int, ...] = (4, 4, 4, 4), window_size: int = 16, inner_rank: int = 32,
+                 num_tokens: int = 64, convffn_kernel_size: int = 5, mlp_ratio: float = 2.0,
+                 qkv_bias: bool = True, ape: bool = False, patch_norm: bool = True, upscale: int = 2,
+                 img_range: float = 1.0, upsampler: str = "", resi_connection: str = "1conv",
+                 **kwargs: Any) -> None:
+        super().__init__()
+        if patch_size != 1:
+            raise ValueError("only patch_size=1 is supported (as in every official model)")
+        self.in_chans = in_chans
+        self.img_range = img_range
+        self.upscale = upscale
+        self.upsampler = upsampler
+        self.window_size = window_size
+        self.embed_dim = embed_dim
+        self.ape = ape
+
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
+        self.patch_embed = PatchEmbed(embed_dim, norm=patch_norm)
+        self.patch_unembed = PatchUnEmbed(embed_dim)
+        if ape:
+            img = img_size if isinstance(img_size, int) else img_size[0]
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, img * img, embed_dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+        self.register_buffer("relative_position_index_SA", relative_position_index(window_size))
+        self.layers = nn.ModuleList([
+            ASSB(embed_dim, d_state, depths[i], num_heads[i], window_size, inner_rank, num_tokens,
+                 convffn_kernel_size, mlp_ratio, qkv_bias, resi_connection, self.light)
+            for i in range(len(depths))])
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = conv_after_body(embed_dim, resi_connection)
+        self._make_head(embed_dim, in_chans, upscale, upsampler)
+        self.apply(init_weights)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(b, c, h, w) padded features -> (b, c, h, w) after the ASSBs and the final norm."""
+        h, w = x.shape[-2:]
+        x_size = (h, w)
+        params = {"attn_mask": shifted_window_mask(h, w, self.window_size, x.device).to(x.dtype),
+                  "rpi_sa": self.relative_position_index_SA}
+        t = self.patch_embed(x)  # (b, l, c)
+        if self.ape:
+            t = t + self.absolute_pos_embed
+        for layer in self.layers:
+            t = layer(t, x_size, params)
+        return self.patch_unembed(self.norm(t), x_size)  # (b, c, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(b, C, H, W) in [0, 1] -> (b, C, H*s, W*s)."""
+        h0, w0 = x.shape[-2:]
+        x = flip_pad(x, self.window_size)
+        mean = mean_tensor(self.in_chans, x)
+        y = self._body_and_head((x - mean) * self.img_range)
+        y = y / self.img_range + mean
+        return y[..., : h0 * self.upscale, : w0 * self.upscale]
+
+
+class MambaIRv2Light(MambaIRv2):
+    """MambaIRv2-light (GatedMLP blocks); accepts the official constructor keyword arguments."""
+
+    light = True
+
+    def __init__(self, mlp_ratio: float = 2.0, upsampler: str = "", **kwargs: Any) -> None:
+        super().__init__(mlp_ratio=mlp_ratio, upsampler=upsampler, **kwargs)
