@@ -392,10 +392,10 @@ def expected_shapes(cfg: Config) -> dict[str, Shape]:
 
 
 def key_group(key: str) -> str:
-    """The key with stage and block indices replaced by '*' (e.g. 'layers.*.residual_group.layers.*.wqkv')."""
+    """Key with stage/block indices as '*' and no .weight/.bias ('layers.*.residual_group.layers.*.wqkv')."""
     key = re.sub(r"^layers\.\d+\.", "layers.*.", key)
     key = re.sub(r"\.residual_group\.(layers|blocks)\.\d+\.", r".residual_group.\1.*.", key)
-    return key.rsplit(".", 1)[0] if "." in key else key  # drop weight/bias: one group per module
+    return re.sub(r"\.(weight|bias)$", "", key)  # one group per module, not per tensor
 
 
 def _summarise(keys: list[str], limit: int = 8) -> str:

@@ -39,6 +39,11 @@ def _read_file(path: Path) -> Any:
     # safetensors: 8-byte little-endian header length, then a JSON header starting with '{'.
     if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"):
         return _read_safetensors(path)
+    # torch.save writes a zip archive ('PK'); the legacy format and pickles start with PROTO (0x80).
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        raise CheckpointError(
+            f"{path.name!r} is not a PyTorch or safetensors checkpoint (it starts with {head[:8]!r}); "
+            "expected a .pth/.pt saved by torch.save or a .safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, even KeyError
@@ -59,9 +64,10 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _explain_torch_load(path: Path, err: Exception) -> str:
     text = str(err)
     if "Weights only load failed" in text:
-        blocked = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported global: [^\s]+)", text)
-        what = f" ({blocked.group(1)})" if blocked else ""
-        return (f"{path.name!r} contains pickled Python objects beyond tensors{what}. Loading it would "
+        blocked = re.search(r"unsupported global[:\s]+([^\s]+)", text, flags=re.IGNORECASE)
+        what = (f"it names the Python callable {blocked.group(1)}" if blocked
+                else "its pickle uses features the safe loader does not accept")
+        return (f"{path.name!r} contains pickled Python objects beyond tensors ({what}). Loading it would "
                 "need arbitrary code execution, so it was refused (torch.load weights_only=True). If you "
                 "trust its source, re-save just the weights: torch.save({'params': net.state_dict()}, ...) "
                 "or convert it to .safetensors")

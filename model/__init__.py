@@ -1,0 +1,39 @@
+"""Public API of the model package: configs, detection, checkpoint loading, networks, capture, scan.
+
+    from model import load_checkpoint, PRESETS, build, capture, CheckpointError
+    net = load_checkpoint("weights/mambairv2_lightSR_x4.pth")      # arch detected from the keys
+    with capture(net) as rec:
+        y = net(x)
+
+Importing the package defines classes only; nothing is built or loaded at import time.
+"""
+
+from __future__ import annotations
+
+from model.archs import build, set_options
+from model.config import (
+    CONFIG_CLASSES,
+    PRESETS,
+    Config,
+    MambaIRConfig,
+    MambaIRv2Config,
+    MambaIRv2LightConfig,
+    config_from_dict,
+)
+from model.detect import CheckpointError, detect_arch, detect_config, expected_shapes
+from model.loading import describe_config, inspect_checkpoint, load_checkpoint, read_state_dict
+from model.scan import last_backend, set_backend
+
+# ``capture`` is bound here, after its submodule is imported, so that the package attribute
+# ``model.capture`` is the function the API promises (not the submodule).
+try:  # model.capture is being written concurrently; drop this guard once it has landed
+    from model.capture import capture
+except ImportError:  # pragma: no cover - only while developing
+    pass
+
+__all__ = [
+    "CONFIG_CLASSES", "PRESETS", "CheckpointError", "Config", "MambaIRConfig", "MambaIRv2Config",
+    "MambaIRv2LightConfig", "build", "capture", "config_from_dict", "describe_config", "detect_arch",
+    "detect_config", "expected_shapes", "inspect_checkpoint", "last_backend", "load_checkpoint",
+    "read_state_dict", "set_backend", "set_options",
+]
