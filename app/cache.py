@@ -1,0 +1,254 @@
+"""Which models the app offers, per task, and a module-level cache of the loaded networks.
+
+Models are loaded on first use and kept here (never in ``gr.State``, which is deep-copied per
+session). Sources, in order: checkpoints listed by ``model.weights.scan_weights`` (weights/);
+otherwise clearly labelled random-weight demo models of the light presets. The environment
+variable ``MAMBAIR_APP_DEMO=tiny`` swaps in tiny random models (used by the tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("MambaIRv2", "MambaIR")
+RANDOM = "random weights"
+RANDOM_NOTE = "random weights: pictures are noise"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One network the app can run: where its weights come from and what it was trained for."""
+
+    family: str                 # "MambaIRv2" (v2 and v2-light) or "MambaIR"
+    task: str                   # label shown in the UI, e.g. "SR x4", "Denoise σ15", "JPEG q10"
+    kind: str                   # "sr" | "dn" | "car"
+    scale: int                  # upscaling factor (1 for denoise/JPEG)
+    level: int = 0              # noise sigma (0-255) or JPEG quality; 0 for SR
+    source: str = RANDOM        # "official" | "trained here" | "user file" | RANDOM
+    path: str | None = None     # checkpoint file, None for random models
+    preset: str | None = None   # config preset name for random models
+    config: Any = None          # the config for random models
+    metrics: tuple = field(default=())  # ((name, value), ...) from the manifest
+
+    @property
+    def key(self) -> str:
+        """Unique key of this model in the cache."""
+        return f"{self.family}|{self.task}|{self.path or self.preset}"
+
+    @property
+    def is_random(self) -> bool:
+        """True for demo models without trained weights."""
+        return self.source == RANDOM
+
+
+def task_label(kind: str, scale: int, level: int) -> str:
+    """UI label of a task: 'SR x4', 'Denoise σ25', 'JPEG q10'."""
+    if kind == "sr":
+        return f"SR x{scale}"
+    if kind == "dn":
+        return f"Denoise σ{level}"
+    return f"JPEG q{level}"
+
+
+def _family_of(arch: str) -> str | None:
+    arch = str(arch)
+    if arch.startswith("MambaIRv2"):
+        return "MambaIRv2"
+    if arch == "MambaIR":
+        return "MambaIR"
+    return None
+
+
+def _kind_of(task: str) -> str | None:
+    t = str(task).lower()
+    if t in ("sr", "lightsr", "classicsr", "realsr") or "sr" in t or "super" in t:
+        return "sr"
+    if "dn" in t or "denois" in t or "noise" in t:
+        return "dn"
+    if "jpeg" in t or "car" in t:
+        return "car"
+    return None
+
+
+def _get(entry: Any, name: str, default: Any = None) -> Any:
+    if isinstance(entry, dict):
+        return entry.get(name, default)
+    return getattr(entry, name, default)
+
+
+def _specs_from_weights() -> list[ModelSpec]:
+    """ModelSpecs for the checkpoints in weights/ (empty when the module or files are missing)."""
+    try:
+        from model.weights import scan_weights
+    except ImportError as exc:
+        log.info("model.weights not available (%s); using demo models", exc)
+        return []
+    try:
+        result = scan_weights()
+    except Exception as exc:  # a broken manifest must not stop the app from starting
+        log.warning("scanning weights/ failed: %s", exc)
+        return []
+    entries = _get(result, "entries", result)
+    if isinstance(result, tuple):
+        entries = result[0]
+    specs = []
+    for e in entries or []:
+        family = _family_of(_get(e, "arch", ""))
+        kind = _kind_of(_get(e, "task", ""))
+        if family is None or kind is None:
+            continue
+        scale = int(_get(e, "scale", 1) or 1)
+        level = int(_get(e, "level", 0) or _get(e, "sigma", 0) or _get(e, "quality", 0) or 0)
+        metrics = _get(e, "metrics", {}) or {}
+        path = _get(e, "path", None) or _get(e, "file", None)
+        if path and not os.path.isabs(str(path)):
+            path = os.path.join(weights_dir(), str(path))
+        specs.append(ModelSpec(
+            family=family, task=task_label(kind, scale, level), kind=kind, scale=scale, level=level,
+            source=str(_get(e, "source", "official")), path=str(path),
+            metrics=tuple(sorted((str(k), v) for k, v in dict(metrics).items()))))
+    return specs
+
+
+def weights_dir() -> str:
+    """The weights/ folder next to app/."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+
+
+def _tiny_configs() -> list[tuple[str, str, int, Any]]:
+    """(family, kind, scale, config) of tiny random models for tests: seconds, not minutes."""
+    from model.config import MambaIRConfig, MambaIRv2Config, MambaIRv2LightConfig
+
+    v2 = dict(embed_dim=16, d_state=4, depths=(1, 1), num_heads=(2, 2), window_size=8,
+              inner_rank=8, num_tokens=8, convffn_kernel_size=3)
+    v1 = dict(embed_dim=30, d_state=4, depths=(1,), mlp_ratio=1.2)  # CAB squeezes by 30
+    out: list[tuple[str, str, int, Any]] = []
+    for s in (2, 4):
+        out.append(("MambaIRv2", "sr", s, MambaIRv2LightConfig(upscale=s, **v2)))
+        out.append(("MambaIR", "sr", s, MambaIRConfig(upscale=s, upsampler="pixelshuffledirect", **v1)))
+    out.append(("MambaIRv2", "dn", 1, MambaIRv2Config(upscale=1, upsampler="", mlp_ratio=1.0, **v2)))
+    out.append(("MambaIR", "dn", 1, MambaIRConfig(upscale=1, upsampler="", **v1)))
+    return out
+
+
+def _demo_specs() -> list[ModelSpec]:
+    """Random-weight models (light SR presets, or tiny ones when MAMBAIR_APP_DEMO=tiny)."""
+    if os.environ.get("MAMBAIR_APP_DEMO", "").strip().lower() == "tiny":
+        return [ModelSpec(family=f, task=task_label(k, s, 15 if k == "dn" else 0), kind=k, scale=s,
+                          level=15 if k == "dn" else 0, preset=f"tiny_{f}_{k}{s}", config=cfg)
+                for f, k, s, cfg in _tiny_configs()]
+    from model.config import PRESETS
+
+    specs = []
+    for s in (2, 3, 4):
+        for fam, name in (("MambaIRv2", f"mambairv2_lightSR_x{s}"), ("MambaIR", f"MambaIR_lightSR_x{s}")):
+            specs.append(ModelSpec(family=fam, task=task_label("sr", s, 0), kind="sr", scale=s,
+                                   preset=name, config=PRESETS[name]))
+    return specs
+
+
+_lock = threading.RLock()
+_tasks: dict[str, dict[str, ModelSpec]] | None = None
+_models: dict[str, nn.Module] = {}
+
+
+def _task_order(label: str) -> tuple[int, int]:
+    kind_rank = {"S": 0, "D": 1, "J": 2}.get(label[:1], 3)
+    digits = "".join(ch for ch in label if ch.isdigit())
+    return kind_rank, int(digits or 0)
+
+
+def tasks(refresh: bool = False) -> dict[str, dict[str, ModelSpec]]:
+    """Task label -> {family: ModelSpec}; tasks with weights, else the random demo models."""
+    global _tasks
+    with _lock:
+        if _tasks is None or refresh:
+            demo_mode = os.environ.get("MAMBAIR_APP_DEMO", "").strip().lower()
+            specs = [] if demo_mode in ("tiny", "random") else _specs_from_weights()
+            if not specs:
+                specs = _demo_specs()
+            found: dict[str, dict[str, ModelSpec]] = {}
+            for sp in specs:
+                slot = found.setdefault(sp.task, {})
+                # Prefer official weights over ones trained here over user files for a family.
+                rank = {"official": 0, "trained here": 1, "user file": 2}
+                old = slot.get(sp.family)
+                if old is None or rank.get(sp.source, 3) < rank.get(old.source, 3):
+                    slot[sp.family] = sp
+            _tasks = dict(sorted(found.items(), key=lambda kv: _task_order(kv[0])))
+        return _tasks
+
+
+def task_names() -> list[str]:
+    """Task labels in display order."""
+    return list(tasks())
+
+
+def device() -> torch.device:
+    """CUDA when available (Spaces GPU), else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def get_model(spec: ModelSpec) -> nn.Module:
+    """The network of ``spec``, loaded once and cached for the life of the process."""
+    with _lock:
+        net = _models.get(spec.key)
+        if net is None:
+            if spec.path:
+                from model import load_checkpoint
+
+                net = load_checkpoint(spec.path, device=str(device()))
+            else:
+                from model.archs import build
+
+                # Same random weights on every start, so that pictures are reproducible.
+                gen_state = torch.random.get_rng_state()
+                torch.manual_seed(0)
+                try:
+                    net = build(spec.config)
+                finally:
+                    torch.random.set_rng_state(gen_state)
+                net = net.to(device())
+            net.eval()
+            _models[spec.key] = net
+        return net
+
+
+@functools.lru_cache(maxsize=64)
+def _config_of_file(path: str) -> Any:
+    from model import detect_config, read_state_dict
+
+    return detect_config(read_state_dict(path))
+
+
+def config_of(spec: ModelSpec) -> Any:
+    """The config of a spec without building the network (checkpoints: detected from the keys)."""
+    if spec.config is not None:
+        return spec.config
+    net = _models.get(spec.key)
+    if net is not None and getattr(net, "config", None) is not None:
+        return net.config
+    return _config_of_file(str(spec.path))
+
+
+def param_count(net: nn.Module) -> int:
+    """Number of parameters of a network."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def clear() -> None:
+    """Forget loaded models and the task list (tests, or after new weights appear)."""
+    global _tasks
+    with _lock:
+        _models.clear()
+        _tasks = None

@@ -1,0 +1,187 @@
+"""The Gradio Blocks: components and event wiring only (the work is in ``handlers``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import gradio as gr
+
+from . import cache, handlers, texts
+from .io import MAX_SIDE
+
+HEAVY = "model"          # concurrency_id shared by every event that runs a network
+HEAVY_LIMIT = 1          # one network job at a time: the CPU has few cores
+QUEUE_SIZE = 16
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class InputImage(gr.Image):
+    """``gr.Image`` that hands the raw uploaded file to the handler.
+
+    The stock component opens every upload with PIL during preprocessing, so a corrupt file fails
+    there with a generic error; here ``app.io.load_image`` reads it and explains what is wrong.
+    """
+
+    is_template = True  # rendered by the front end's ordinary Image component
+
+    def preprocess(self, payload: Any) -> Any:
+        """The uploaded file's path, untouched (data URLs go through the stock path)."""
+        if payload is not None and getattr(payload, "path", None) and not str(payload.url or "").startswith(
+                "data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+def example_files() -> list[str]:
+    """Example photos from assets/, else two scikit-image photos saved once to a temp folder."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+    found = sorted(os.path.join(root, f) for f in os.listdir(root)
+                   if f.lower().endswith(IMAGE_EXTS)) if os.path.isdir(root) else []
+    if found:
+        return found
+    out_dir = os.path.join(tempfile.gettempdir(), "mambair_explorer_examples")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    try:
+        from PIL import Image
+        from skimage import data
+
+        for name in ("astronaut", "coffee"):
+            path = os.path.join(out_dir, f"{name}_crop96.png")
+            if not os.path.exists(path):
+                img = getattr(data, name)()
+                h, w = img.shape[:2]
+                crop = img[h // 2 - 48: h // 2 + 48, w // 2 - 48: w // 2 + 48]  # small: fast on a CPU
+                Image.fromarray(crop).save(path)
+            paths.append(path)
+    except Exception:  # examples are a convenience; the app works without them
+        pass
+    return paths
+
+
+def build_demo() -> gr.Blocks:
+    """Build the Blocks (no model is loaded here: models load on the first request)."""
+    task_names = cache.task_names()
+    default_task = task_names[0] if task_names else None
+    any_random = any(sp.is_random for fams in cache.tasks().values() for sp in fams.values())
+
+    with gr.Blocks(title="MambaIRv2 Explorer") as demo:
+        gr.Markdown(texts.INTRO)
+        if any_random:
+            gr.Markdown(f"⚠️ **Demo models with {cache.RANDOM_NOTE}.** Put checkpoints in `weights/` "
+                        "(see the README) to restore real images.", elem_id="random-banner")
+        result_state = gr.State(None)
+
+        with gr.Tab("Restore", id="restore"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    inp = InputImage(label="Input image", type="filepath", image_mode=None,
+                                     sources=["upload", "clipboard"], elem_id="input-image", height=320)
+                    examples = example_files()
+                    if examples:
+                        gr.Examples(examples=examples, inputs=inp, label="Examples", cache_examples=False)
+                    task = gr.Dropdown(task_names, value=default_task, label="Task",
+                                       info="Only tasks with weights are listed.", elem_id="task")
+                    mode = gr.Radio(handlers.MODES, value=handlers.MODE_AS_IS, label="Mode", elem_id="mode")
+                    run_btn = gr.Button("Restore", variant="primary", elem_id="restore-btn")
+                    gr.Markdown(texts.fill(texts.RESTORE_HELP, max_side=MAX_SIDE))
+                with gr.Column(scale=1):
+                    slider = gr.ImageSlider(label="Before (bicubic / input) | after (MambaIRv2)",
+                                            format="png", elem_id="slider", max_height=480)
+            with gr.Row():
+                out_v2 = gr.Image(label="MambaIRv2 (click to place the LAM window)", format="png",
+                                  interactive=False, elem_id="out-v2", buttons=["download", "fullscreen"])
+                out_v1 = gr.Image(label="MambaIR (click to place the LAM window)", format="png",
+                                  interactive=False, elem_id="out-v1", buttons=["download", "fullscreen"])
+            details = gr.Markdown(elem_id="details")
+            scores = gr.Markdown(elem_id="scores")
+
+            with gr.Accordion("LAM: which input pixels made this output window?", open=True):
+                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT))
+                with gr.Row():
+                    lam_method = gr.Radio(handlers.LAM_METHODS, value="LAM", label="Method")
+                    lam_steps = gr.Slider(1, 100, value=16, step=1, label="Steps (LAM_Demo uses 50)")
+                    lam_x = gr.Number(value=-1, precision=0, label="x (output pixel, -1 = centre)",
+                                      elem_id="lam-x")
+                    lam_y = gr.Number(value=-1, precision=0, label="y (output pixel, -1 = centre)",
+                                      elem_id="lam-y")
+                    lam_btn = gr.Button("Run LAM", elem_id="lam-btn")
+                with gr.Row():
+                    lam_v2 = gr.Image(label="MambaIRv2 LAM", format="png", interactive=False,
+                                      elem_id="lam-v2")
+                    lam_v1 = gr.Image(label="MambaIR LAM", format="png", interactive=False, elem_id="lam-v1")
+                lam_info = gr.Markdown(elem_id="lam-info")
+
+        with gr.Tab("Internals", id="internals"):
+            gr.Markdown(texts.fill(texts.INTERNALS_HELP, size=handlers.INTERNALS_MAX))
+            with gr.Row():
+                layer = gr.Dropdown(handlers.layer_choices(default_task) if default_task else ["0.0"],
+                                    value="0.0", label="Layer (stage.block)", elem_id="layer")
+                q_row = gr.Number(value=-1, precision=0, label="query row (-1 = centre)")
+                q_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)")
+                int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
+            int_summary = gr.Markdown()
+            gr.Markdown(texts.SGN)
+            with gr.Row():
+                sgn_overlay = gr.Image(label="labels over the input", format="png", interactive=False)
+                sgn_fig = gr.Plot(label="label map")
+            gr.Markdown(texts.SEQUENCE)
+            with gr.Row():
+                seq_ribbon = gr.Image(label="MambaIRv2: pixels in scan order", format="png",
+                                      interactive=False)
+                seq_fig = gr.Plot(label="MambaIRv2: where each sequence entry comes from")
+            scan_fig = gr.Plot(label="MambaIR: the four raster scans")
+            gr.Markdown(texts.ROUTING)
+            with gr.Row():
+                hist_fig = gr.Plot(label="pixels per prompt")
+                usage_fig = gr.Plot(label="prompt usage per layer")
+            gr.Markdown(texts.PROMPTS)
+            with gr.Row():
+                proj_fig = gr.Plot(label="prompt projection")
+                sim_fig = gr.Plot(label="prompt similarity")
+            gr.Markdown(texts.ASE)
+            ase_fig = gr.Plot(label="ASE")
+            gr.Markdown(texts.ATTENTION)
+            with gr.Row():
+                attn_v2 = gr.Plot(label="MambaIRv2 implicit attention")
+                attn_v1 = gr.Plot(label="MambaIR implicit attention")
+
+        with gr.Tab("Settings", id="settings"):
+            routing = gr.Radio(handlers.ROUTINGS, value="argmax", label="Routing",
+                               info="argmax = deterministic (official model with zero Gumbel noise); "
+                                    "gumbel = the official code's random routing, seeded.")
+            seed = gr.Number(value=0, precision=0, label="Gumbel seed")
+            prompt_order = gr.Radio(handlers.PROMPT_ORDERS, value="official", label="Prompt order",
+                                    info="official = prompt added in raster order to the sorted sequence "
+                                         "(what the weights were trained with); aligned = prompt moves "
+                                         "with its pixel.")
+            tile = gr.Slider(64, MAX_SIDE, value=handlers.DEFAULT_TILE, step=32,
+                             label="Tile size (LR pixels)",
+                             info="Inputs larger than this are restored in overlapping tiles.")
+
+        settings = [routing, seed, prompt_order]
+        heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
+
+        run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile],
+                      outputs=[out_v2, out_v1, slider, details, scores, result_state],
+                      api_name="restore", **heavy)
+        int_btn.click(handlers.internals, inputs=[inp, task, mode, layer, q_row, q_col, *settings],
+                      outputs=[int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig,
+                               usage_fig, proj_fig, sim_fig, ase_fig, attn_v2, attn_v1],
+                      api_name="internals", **heavy)
+        lam_inputs = [inp, task, mode, lam_x, lam_y, lam_method, lam_steps, *settings]
+        lam_outputs = [lam_v2, lam_v1, lam_info]
+        lam_btn.click(handlers.lam, inputs=lam_inputs, outputs=lam_outputs, api_name="lam", **heavy)
+        for out in (out_v2, out_v1):
+            # The select handler only records the click and draws the box; LAM itself is the
+            # plain `lam` function, chained after it (and callable by its api_name).
+            out.select(handlers.select_window, inputs=[result_state],
+                       outputs=[lam_x, lam_y, out_v2, out_v1], api_visibility="private", queue=False
+                       ).then(handlers.lam, inputs=lam_inputs, outputs=lam_outputs,
+                              api_visibility="private", **heavy)
+        task.change(lambda t: gr.Dropdown(choices=handlers.layer_choices(t), value="0.0"),
+                    inputs=[task], outputs=[layer], api_visibility="private", queue=False)
+    demo.queue(max_size=QUEUE_SIZE)
+    return demo

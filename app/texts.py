@@ -1,0 +1,72 @@
+"""Words shown in the app: what each picture shows, with the paper's equations where they help."""
+
+INTRO = """# MambaIRv2 Explorer
+Run **MambaIRv2** ([arXiv 2411.15269](https://arxiv.org/abs/2411.15269)) and the baseline **MambaIR**
+side by side on your image, then look inside: which pixels the router groups together, the order in which
+the scan reads them, the prompts, and which input pixels each output window depends on (LAM).
+"""
+
+RESTORE_HELP = """**Restore as is** runs the models on your image (for SR the output is *scale* times larger).
+**Treat as ground truth** first degrades your image the way the benchmarks do (MATLAB bicubic downscaling,
+Gaussian noise, or JPEG), restores it, and scores every output against your original with PSNR/SSIM
+(BasicSR conventions). SR models were trained on bicubic-downscaled images: on real camera photos with
+noise or JPEG artefacts they tend to blur. Inputs over {max_side} pixels per side are refused; inputs
+larger than the tile size (Settings) are processed in overlapping tiles (SGN then sorts within a tile)."""
+
+LAM_HELP = """**Click on either output** to place the 16×16 LAM window (red box) there; LAM then attributes
+that window to the input pixels for both models. LAM (Gu & Dong, CVPR 2021) integrates the gradient of
+the window's edge strength along a path from a blurred input to the input,
+$\\mathrm{LAM} = \\int_0^1 \\nabla_x D(F(\\gamma(\\alpha)))\\,\\gamma'(\\alpha)\\,d\\alpha$ with
+$\\gamma$ the progressive-blur path. Red = strong attribution. The diffusion index
+$\\mathrm{DI} = (1 - \\mathrm{Gini}) \\times 100$ is higher when the model uses more input pixels — the paper
+uses it to show that MambaIRv2's attentive scan sees further than MambaIR's. Runs on a
+{context}×{context}-pixel crop of the input around the window (the paper's 256×256 output at ×4);
+fewer steps are faster and noisier."""
+
+INTERNALS_HELP = """Both networks are run once on the centre of the current input (at most {size}×{size}
+pixels) while every scan layer is recorded. Pick a layer (stage.block) of MambaIRv2; MambaIR pictures use the
+same stage.block when it exists."""
+
+SGN = """### Semantic-guided neighbouring (SGN)
+Each ASSM layer routes every pixel to one of $T$ prompts:
+$\\mathbf{p} = \\mathrm{LogSoftmax}(\\mathrm{MLP}(x))$, label $=\\arg\\max$ (Gumbel-softmax during
+training). Pixels with the same colour got the same label and **become neighbours in the 1-D sequence**,
+wherever they are in the image: the scan no longer depends on raster position."""
+
+SEQUENCE = """### The 1-D sequence the scan reads
+MambaIRv2 sorts the pixels by label (stable: raster order inside a group) and runs **one** scan over the
+sorted sequence; the ribbon shows the input's pixels in that order, with the label colours under each row.
+MambaIR instead runs four raster scans (row/column-major, forward and reversed) and sums them: a pixel's
+neighbours in every sequence are its row or column neighbours."""
+
+ROUTING = """### Prompt routing
+How many pixels each prompt received in this layer (left), and the share per prompt for every layer
+(right). Perplexity $e^{H}$ is the effective number of prompts in use: $T$ for an even split, 1 when all
+pixels take one prompt."""
+
+PROMPTS = """### The prompt pool
+Prompts are low-rank: $P = M N$ with $M\\in\\mathbb{R}^{T\\times r}$ (`embeddingB`) and
+$N\\in\\mathbb{R}^{r\\times d}$ (`embeddingA`). Left: the $T$ prompts projected to 2-D (marker size = pixels
+routed there); right: cosine similarity between prompts."""
+
+ASE = """### Attentive state-space equation (ASE)
+MambaIRv2 adds the pixel's prompt to the output matrix of the state-space model:
+$h_i = \\bar A h_{i-1} + \\bar B x_i$, $\\; y_i = (C_i + P_i)\\, h_i + D x_i$.
+$C$ acts like a query; the prompt lets a pixel query what its semantic group has put in the state.
+Maps: cosine of prompt and $C$, and $\\lVert P\\rVert / \\lVert C\\rVert$ (where the prompt dominates). In
+the official code the prompt is added in raster order while the sequence is sorted (Settings:
+*prompt order*)."""
+
+ATTENTION = """### Implicit attention of the scan
+A selective scan is linear in its input, so output $i$ is a weighted sum of earlier inputs
+$y_i = \\sum_{j\\le i} \\alpha_{ij} x_j$ with
+$\\alpha_{ij} = C_i \\big(\\prod_{k=j+1}^{i} \\bar A_k\\big) \\bar B_j$ (Ali et al., 2024).
+The maps show $|\\alpha|$ of the query pixel (cross) over the image, averaged over channels: MambaIRv2
+reaches same-label pixels anywhere that were sorted before it; MambaIR only what its raster scans visited."""
+
+
+def fill(text: str, **values: object) -> str:
+    """Replace ``{name}`` placeholders (str.format would trip over LaTeX braces)."""
+    for k, v in values.items():
+        text = text.replace("{" + k + "}", str(v))
+    return text
