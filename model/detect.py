@@ -27,6 +27,9 @@ from model.config import Config, MambaIRConfig, MambaIRv2Config, MambaIRv2LightC
 
 Shape = tuple[int, ...]
 NUM_FEAT = 64  # official reconstruction width (pixelshuffle and nearest+conv)
+# Persistent buffers that follow from the config alone: a state_dict may lack them, the loader
+# then takes them from the freshly built network.
+DERIVED_BUFFERS = ("relative_position_index_SA",)
 
 
 class CheckpointError(ValueError):
@@ -183,6 +186,23 @@ def detect_arch(state_dict: Mapping[str, Any]) -> str:
         f"probably another network of the SwinIR family; keys look like {sample}")
 
 
+def _window_size(shapes: Mapping[str, Shape], arch: str) -> int:
+    """w from the buffer 'relative_position_index_SA' (w², w²), else from a bias table ((2w-1)², h)."""
+    if "relative_position_index_SA" in shapes:
+        rpi = shapes["relative_position_index_SA"]
+        w = _isqrt_exact(rpi[0]) if len(rpi) == 2 and rpi[0] == rpi[1] else None
+        if w is None:
+            raise CheckpointError(f"{arch}: 'relative_position_index_SA' has shape {list(rpi)}, expected "
+                                  "(w*w, w*w) for a window size w")
+        return w
+    table = _get(shapes, "layers.0.residual_group.layers.0.win_mhsa.relative_position_bias_table", arch, 2)
+    side = _isqrt_exact(table[0])
+    if side is None or side % 2 == 0:
+        raise CheckpointError(f"{arch}: 'relative_position_bias_table' has {table[0]} rows, expected "
+                              "(2w-1)^2 for a window size w")
+    return (side + 1) // 2
+
+
 def _detect_v2(shapes: Mapping[str, Shape], arch: str) -> Config:
     e_first = _get(shapes, "conv_first.weight", arch, 4)
     embed_dim, in_chans = e_first[0], e_first[1]
@@ -191,11 +211,7 @@ def _detect_v2(shapes: Mapping[str, Shape], arch: str) -> Config:
     num_heads = tuple(
         _get(shapes, f"layers.{i}.residual_group.layers.0.win_mhsa.relative_position_bias_table", arch, 2)[1]
         for i in range(len(depths)))
-    rpi = _get(shapes, "relative_position_index_SA", arch, 2)
-    window_size = _isqrt_exact(rpi[0])
-    if window_size is None or rpi[0] != rpi[1]:
-        raise CheckpointError(f"{arch}: 'relative_position_index_SA' has shape {list(rpi)}, expected "
-                              "(w*w, w*w) for a window size w")
+    window_size = _window_size(shapes, arch)
     inner_rank, d_state = _get(shapes, blk0 + "embeddingA.weight", arch, 2)
     num_tokens = _get(shapes, blk0 + "assm.embeddingB.weight", arch, 2)[0]
     hidden = _get(shapes, blk0 + "assm.in_proj.0.weight", arch, 4)[0]
@@ -412,7 +428,8 @@ def check_shapes(cfg: Config, state_dict: Mapping[str, Any]) -> None:
     """Raise CheckpointError listing missing/unexpected key groups and wrong shapes for ``cfg``."""
     shapes = state_dict_shapes(state_dict)
     expected = expected_shapes(cfg)
-    missing = [k for k in expected if k not in shapes]
+    # Buffers computed from the config may be absent (forks that made them non-persistent).
+    missing = [k for k in expected if k not in shapes and k not in DERIVED_BUFFERS]
     unexpected = [k for k in shapes if k not in expected]
     wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
     if not (missing or unexpected or wrong):

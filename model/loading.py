@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from model.config import Config
-from model.detect import CheckpointError, detect_config, key_group
+from model.detect import DERIVED_BUFFERS, CheckpointError, detect_config, key_group
 
 # Wrappers unwrapped in this order: BasicSR saves {'params': ...} (sometimes also 'params_ema');
 # the official test options load 'params', so it wins over 'params_ema' when both are present.
@@ -25,8 +25,11 @@ WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 
 
-def _read_file(path: Path) -> Any:
-    """The object stored in a .pth/.pt (weights-only unpickling) or .safetensors file."""
+def _read_file(path: Path, mmap: bool = False) -> Any:
+    """The object stored in a .pth/.pt (weights-only unpickling) or .safetensors file.
+
+    ``mmap`` maps zip-format .pth files instead of reading them (cheap when only shapes are needed).
+    """
     if not path.exists():
         raise CheckpointError(f"checkpoint file not found: {str(path)!r}")
     if path.is_dir():
@@ -45,7 +48,7 @@ def _read_file(path: Path) -> Any:
             f"{path.name!r} is not a PyTorch or safetensors checkpoint (it starts with {head[:8]!r}); "
             "expected a .pth/.pt saved by torch.save or a .safetensors file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and head.startswith(b"PK"))
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, even KeyError
         raise CheckpointError(_explain_torch_load(path, err)) from err
 
@@ -171,6 +174,8 @@ def load_checkpoint(source: str | os.PathLike | Mapping[str, Any], *, device: st
     sd = read_state_dict(source)
     cfg = detect_config(sd)
     net = build(cfg)
+    own = net.state_dict()
+    sd = {**{k: own[k] for k in DERIVED_BUFFERS if k in own and k not in sd}, **sd}
     _strict_load(net, sd)
     set_options(net, routing=routing)
     return net.to(device).eval()
@@ -189,7 +194,7 @@ def describe_config(cfg: Config) -> str:
 def inspect_checkpoint(path: str | os.PathLike) -> tuple[Config | None, str]:
     """(config, one-line description) of a checkpoint file, or (None, why it cannot be used); never raises."""
     try:
-        cfg = detect_config(read_state_dict(Path(path)))
+        cfg = detect_config(_clean(_unwrap(_read_file(Path(path), mmap=True))))
     except CheckpointError as err:
         return None, str(err)
     except Exception as err:  # a listing must not crash on one odd file

@@ -160,3 +160,9 @@ def test_key_group() -> None:
 def test_config_classes_cover_all_archs() -> None:
     archs = {type(detect_config(shapes_of(n))) for n in SKELETONS}
     assert archs == {MambaIRv2Config, MambaIRv2LightConfig, MambaIRConfig}
+
+
+@pytest.mark.parametrize("name", ["mambairv2_lightSR_x2", "mambairv2_SRSmall_x4"])
+def test_window_size_from_bias_table_without_index_buffer(name: str) -> None:
+    sd = {k: v for k, v in shapes_of(name).items() if k != "relative_position_index_SA"}
+    assert detect_config(sd) == PRESETS[name]

@@ -229,3 +229,9 @@ def test_strict_load_mismatch_is_listed(sd: dict[str, torch.Tensor]) -> None:
     msg = str(info.value)
     assert "missing" in msg and "norm1" in msg and "unexpected" in msg and "extra" in msg
     assert "conv_first.bias" in msg and "[5]" in msg
+
+
+def test_missing_position_index_buffer_is_rebuilt(sd: dict[str, torch.Tensor]) -> None:
+    # The buffer follows from window_size; some forks do not save it.
+    net = load_checkpoint({k: v for k, v in sd.items() if k != "relative_position_index_SA"})
+    assert _same(net.state_dict(), sd)
