@@ -11,6 +11,11 @@ Importing the package defines classes only; nothing is built or loaded at import
 from __future__ import annotations
 
 from model.archs import build, set_options
+
+# ``capture`` is bound after its submodule is imported, so the package attribute ``model.capture``
+# is the function the API promises (note: ``import model.capture as m`` therefore gives the function;
+# use ``from model.capture import ...`` for the module's other names).
+from model.capture import capture
 from model.config import (
     CONFIG_CLASSES,
     PRESETS,
@@ -23,13 +28,6 @@ from model.config import (
 from model.detect import CheckpointError, detect_arch, detect_config, expected_shapes
 from model.loading import describe_config, inspect_checkpoint, load_checkpoint, read_state_dict
 from model.scan import last_backend, set_backend
-
-# ``capture`` is bound here, after its submodule is imported, so that the package attribute
-# ``model.capture`` is the function the API promises (not the submodule).
-try:  # model.capture is being written concurrently; drop this guard once it has landed
-    from model.capture import capture
-except ImportError:  # pragma: no cover - only while developing
-    pass
 
 __all__ = [
     "CONFIG_CLASSES", "PRESETS", "CheckpointError", "Config", "MambaIRConfig", "MambaIRv2Config",
