@@ -16,7 +16,8 @@ from .palette import label_hex
 from .sgn import Record, as_numpy, label_counts
 
 
-def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, str]:
+def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0, tsne_iter: int = 500
+                    ) -> tuple[np.ndarray, str]:
     """(T, 2) 2-D coordinates of the (T, N) prompt pool, and a short note on the projection."""
     pool = np.asarray(pool, dtype=np.float64)
     T, N = pool.shape
@@ -33,20 +34,21 @@ def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0) -> tup
         if T < 3:
             raise ValueError("t-SNE needs at least 3 prompts")
         perplexity = float(min(30.0, max(1.0, (T - 1) / 3.0)))  # must be < T
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(pool)
+        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                  max_iter=max(250, int(tsne_iter))).fit_transform(pool)
         return xy, f"t-SNE, perplexity {perplexity:.1f}, random_state {seed}"
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
 def prompt_projection(record: Record, method: str = "pca", image_hw: tuple[int, int] | None = None,
-                      batch: int = 0, seed: int = 0) -> go.Figure:
+                      batch: int = 0, seed: int = 0, tsne_iter: int = 500) -> go.Figure:
     """2-D map of the T prompts (PCA, or t-SNE with a fixed seed), marker size = pixels routed to each:
     prompts close together add similar queries to C, and unused prompts (hollow) show pool capacity
-    the image did not need."""
+    the image did not need. ``tsne_iter`` (>= 250) trades t-SNE quality for time."""
     pool = as_numpy(record["prompt_pool"]).astype(np.float64)  # (T, N)
     T = pool.shape[0]
     counts = label_counts(record, image_hw, batch)
-    xy, note = project_prompts(pool, method, seed)
+    xy, note = project_prompts(pool, method, seed, tsne_iter)
     share = counts / max(int(counts.sum()), 1)
     size = 6 + 34 * np.sqrt(share / max(share.max(), 1e-12))  # area ~ share
     hexes = label_hex(T)
