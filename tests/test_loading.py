@@ -90,6 +90,13 @@ def test_wrappers(wrap: str, sd: dict[str, torch.Tensor], tmp_path: Path) -> Non
     assert _same(load_checkpoint(path).state_dict(), sd)
 
 
+def test_legacy_torch_format_and_str_path(sd: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    path = tmp_path / "old.pth"
+    torch.save({"params": sd}, path, _use_new_zipfile_serialization=False)
+    assert _same(read_state_dict(str(path)), sd)
+    assert inspect_checkpoint(str(path))[0] == load_checkpoint(str(path)).config
+
+
 def test_params_preferred_over_params_ema(sd: dict[str, torch.Tensor]) -> None:
     ema = {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()}
     assert _same(read_state_dict({"params_ema": ema, "params": sd}), sd)
