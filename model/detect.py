@@ -65,9 +65,12 @@ def _sample_keys(shapes: Mapping[str, Shape], n: int = 6) -> str:
 def _get(shapes: Mapping[str, Shape], key: str, arch: str, ndim: int | None = None) -> Shape:
     """Shape of ``key``; a CheckpointError that names the arch and the key when it is absent."""
     if key not in shapes:
+        group = key_group(key)
+        whole = ("; the whole key group " + repr(group) + " is missing"
+                 if not any(key_group(k) == group for k in shapes) else "")
         raise CheckpointError(
-            f"recognised a {arch} state_dict, but it has no {key!r}; the checkpoint is incomplete or "
-            f"from a modified network (keys look like {_sample_keys(shapes)})")
+            f"recognised a {arch} state_dict, but it has no {key!r}{whole}; the checkpoint is incomplete "
+            f"or from a modified network (keys look like {_sample_keys(shapes)})")
     shape = shapes[key]
     if ndim is not None and len(shape) != ndim:
         raise CheckpointError(f"{arch}: {key!r} has shape {list(shape)}, expected a {ndim}-d tensor")

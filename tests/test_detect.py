@@ -94,6 +94,14 @@ def test_whole_group_removed_is_named(group: str) -> None:
     assert group in msg
 
 
+def test_missing_group_needed_for_detection_is_named() -> None:
+    sd = {k: v for k, v in shapes_of("mambairv2_lightSR_x2").items() if "embeddingB" not in k}
+    with pytest.raises(CheckpointError) as info:
+        detect_config(sd)
+    group = "'layers.*.residual_group.layers.*.assm.embeddingB'"
+    assert f"the whole key group {group} is missing" in str(info.value)
+
+
 def test_missing_group_listed_as_pattern() -> None:
     sd = {k: v for k, v in shapes_of("mambairv2_lightSR_x2").items() if ".assm.CPE." not in k}
     with pytest.raises(CheckpointError) as info:
