@@ -1,7 +1,18 @@
-"""The Gradio app: ``build_demo()`` returns the Blocks; ``python app.py`` launches it."""
+"""The Gradio app: ``build_demo()`` returns the Blocks; ``python app.py`` launches it.
+
+Gradio is imported on the first ``build_demo()`` call, so that ``app.io`` stays light.
+"""
 
 from __future__ import annotations
 
-from .layout import build_demo
+from typing import Any
+
+
+def build_demo() -> Any:
+    """Build the explorer's ``gr.Blocks`` (no model is loaded until a request needs it)."""
+    from .layout import build_demo as _build
+
+    return _build()
+
 
 __all__ = ["build_demo"]

@@ -1,0 +1,141 @@
+"""The app driven through gradio_client: restore, internals, LAM and a corrupt upload.
+
+The demo runs with tiny random models (MAMBAIR_APP_DEMO=tiny) so that each call takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def tiny_demo_env():
+    """Tiny random models for the whole module, and a fresh model cache before and after."""
+    from app import cache
+
+    old = os.environ.get("MAMBAIR_APP_DEMO")
+    os.environ["MAMBAIR_APP_DEMO"] = "tiny"
+    cache.clear()
+    yield
+    cache.clear()
+    if old is None:
+        os.environ.pop("MAMBAIR_APP_DEMO", None)
+    else:
+        os.environ["MAMBAIR_APP_DEMO"] = old
+
+
+@pytest.fixture(scope="module")
+def client(tiny_demo_env):
+    """A launched demo on a free port and a gradio_client.Client connected to it."""
+    from app import build_demo
+
+    demo = build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
+                            quiet=True)
+    yield gradio_client.Client(url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Small RGB photo-like PNGs (16x20 and 32x40), and a corrupt PNG."""
+    d = tmp_path_factory.mktemp("app_api")
+    yy, xx = np.mgrid[0:32, 0:40]
+    rgb = np.stack([xx * 6, yy * 7, (xx + yy) * 3], axis=-1).astype(np.uint8)  # smooth gradients
+    rgb[8:20, 10:24] = 230  # and an edge
+    Image.fromarray(rgb).save(d / "gt.png")
+    Image.fromarray(rgb[::2, ::2]).save(d / "small.png")
+    bad = d / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 16)
+    return {"good": str(d / "small.png"), "gt": str(d / "gt.png"), "bad": str(bad)}
+
+
+def _png(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"  # lossless output, not the default webp
+        return np.asarray(im.convert("RGB"))
+
+
+def test_named_endpoints(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/restore", "/internals", "/lam"} <= names
+
+
+def test_restore_defaults_to_sr_x2_and_returns_both_models(client, images):
+    v2, v1, slider, details, scores, *_ = client.predict(
+        gradio_client.handle_file(images["good"]), api_name="/restore")
+    a, b = _png(v2), _png(v1)
+    assert a.shape == b.shape == (32, 40, 3)  # 2x the 16x20 input
+    before, after = (_png(p) for p in slider)
+    assert before.shape == (32, 40, 3)
+    np.testing.assert_array_equal(after, a)
+    assert "MambaIRv2" in details and "MambaIR" in details and "random weights" in details
+    assert scores == ""
+
+
+def test_restore_ground_truth_mode_scores_three_outputs(client, images):
+    out = client.predict(gradio_client.handle_file(images["gt"]), task="SR x2",
+                         mode="Treat as ground truth: degrade, restore, score", api_name="/restore")
+    v2, scores = out[0], out[4]
+    assert _png(v2).shape == (32, 40, 3)  # degraded to 16x20, restored to the original size
+    rows = [r for r in scores.splitlines() if r.startswith("| ") and "PSNR" not in r]
+    assert [r.split("|")[1].strip() for r in rows] == ["MambaIRv2", "MambaIR", "bicubic"]
+    psnr_bicubic = float(rows[2].split("|")[2])
+    assert 15.0 < psnr_bicubic < 60.0
+
+
+def test_internals_returns_every_picture(client, images):
+    out = client.predict(gradio_client.handle_file(images["good"]), layer="1.0", api_name="/internals")
+    summary, overlay, label_fig, ribbon = out[:4]
+    assert "layer 1.0" in summary
+    assert _png(overlay).shape == (16, 20, 3)
+    assert _png(ribbon).shape[1] >= 20
+    plots = out[4:]
+    assert len(plots) == 9 and all(p is not None for p in plots)
+
+
+def test_lam_gives_two_maps_and_diffusion_index(client, images):
+    v2, v1, info = client.predict(gradio_client.handle_file(images["good"]), x=12, y=10, method="Saliency",
+                                  api_name="/lam")
+    assert _png(v2).ndim == 3 and _png(v1).ndim == 3
+    assert "DI" in info and "x 4–19, y 2–17" in info
+    v2, v1, info = client.predict(gradio_client.handle_file(images["good"]), steps=1, method="LAM",
+                                  api_name="/lam")
+    assert "| MambaIRv2 | lam |" in info and "| MambaIR | lam |" in info
+
+
+def test_corrupt_upload_is_an_app_error(client, images):
+    with pytest.raises(gradio_client.exceptions.AppError, match="corrupt"):
+        client.predict(gradio_client.handle_file(images["bad"]), api_name="/restore")
+
+
+def test_unknown_task_is_an_app_error(client, images):
+    with pytest.raises(gradio_client.exceptions.AppError, match="unknown task|not in the list|choices"):
+        client.predict(gradio_client.handle_file(images["good"]), task="SR x9", api_name="/restore")
+
+
+def test_lam_window_and_box_helpers():
+    from app.handlers import draw_box, lam_window
+
+    assert lam_window(0, 0, (40, 40)) == (0, 0)
+    assert lam_window(39, 39, (40, 40)) == (24, 24)
+    assert lam_window(20, 10, (40, 40)) == (12, 2)
+    img = np.zeros((40, 40, 3), dtype=np.uint8)
+    boxed = draw_box(img, 12, 2, 16)
+    assert boxed[2, 12:28].tolist() == [[255, 40, 40]] * 16  # top edge drawn
+    assert boxed[10, 20].tolist() == [0, 0, 0]  # inside untouched
+    assert img.max() == 0  # input not modified
