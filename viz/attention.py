@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import plotly.colors as pc
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
@@ -199,3 +200,34 @@ def attention_figure(attn: np.ndarray, image: Any | None = None, pixel: int | tu
     fig.update_layout(title=head,
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
+
+
+def _lut(colorscale: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table sampled from a named plotly colourscale."""
+    cols = pc.sample_colorscale(colorscale, list(np.linspace(0.0, 1.0, 256)), colortype="tuple")
+    return (np.asarray(cols, dtype=np.float64) * (255.0 if max(max(c) for c in cols) <= 1.0 else 1.0)
+            + 0.5).astype(np.uint8)
+
+
+def attention_image(attn: np.ndarray, image: Any | None = None, pixel: tuple[int, int] | None = None,
+                    alpha: float = 0.6, zoom: int = 4, gamma: float = 0.5) -> np.ndarray:
+    """uint8 picture of an implicit-attention map (Inferno colours, gamma-compressed so weak long-range
+    weights stay visible) blended over the image, the query pixel boxed in cyan: the same content as
+    ``attention_figure`` as a plain image for galleries and PNG export."""
+    attn = np.abs(np.asarray(attn, dtype=np.float64))
+    rest = attn.copy()
+    if pixel is not None:
+        rest[int(pixel[0]), int(pixel[1])] = 0.0  # scale without the query's own skip term
+    top = rest.max() if rest.max() > 0 else (attn.max() or 1.0)
+    level = np.clip(attn / top, 0.0, 1.0) ** gamma
+    heat = _lut("Inferno")[(level * 255 + 0.5).astype(np.int64)]  # (H, W) -> (H, W, 3)
+    if image is not None:
+        img = as_rgb_uint8(image)[: attn.shape[0], : attn.shape[1]].astype(np.float64)
+        heat = np.clip((1 - alpha) * img + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+    out = np.repeat(np.repeat(heat, zoom, axis=0), zoom, axis=1)
+    if pixel is not None:
+        r, c = int(pixel[0]) * zoom, int(pixel[1]) * zoom
+        z = max(zoom, 1)
+        out[r:r + z, c:c + z][[0, -1], :] = (0, 255, 255)  # top and bottom edge of the query cell
+        out[r:r + z, c:c + z][:, [0, -1]] = (0, 255, 255)  # left and right edge
+    return out
