@@ -1,0 +1,70 @@
+"""Our networks against the official code's outputs and input gradients (tests/data/*.io.pt).
+
+Every registered scan backend is tried (one whose dependency does not load is skipped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import model.scan as scan
+from model.archs import build
+from model.config import config_from_dict
+
+DATA = Path(__file__).parent / "data"
+CASES = ["v2light_x2", "mambair_light_x2"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is ~10x faster than threads fighting over a busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def backend(request):
+    """Force one scan backend for the test, restoring the previous choice afterwards."""
+    name = request.param
+    if scan._load(name) is None:
+        pytest.skip(f"scan backend {name!r} does not load here")
+    previous = scan._forced
+    scan.set_backend(name)
+    yield name
+    scan.set_backend(previous)
+
+
+def _load_case(case: str):
+    io = torch.load(DATA / f"{case}.io.pt", weights_only=True)
+    ckpt = torch.load(DATA / f"{case}.pth", weights_only=True)
+    net = build(config_from_dict({"arch": io["arch"], **io["config"]}))
+    net.load_state_dict(ckpt["params"], strict=True)
+    return net, io
+
+
+@pytest.mark.parametrize("backend", scan.available_backends(), indirect=True)
+@pytest.mark.parametrize("case", CASES)
+def test_official_vectors(case: str, backend: str) -> None:
+    net, io = _load_case(case)
+    assert type(net).__name__ == io["arch"]
+    x = io["input"].clone().requires_grad_(True)
+    y = net(x)
+    assert scan.last_backend() == backend
+    assert y.shape == io["output"].shape
+    err = (y.detach() - io["output"]).abs().max().item()
+    assert err <= 1e-4, f"max abs output error {err:.3g}"
+    (y * io["grad_weight"]).sum().backward()
+    g_ref = io["input_grad"]
+    rel = ((x.grad - g_ref).norm() / g_ref.norm()).item()
+    assert rel <= 1e-3, f"input-gradient relative error {rel:.3g}"
+
+
+def test_mean_is_not_in_state_dict() -> None:
+    net, _ = _load_case("v2light_x2")
+    assert not any("mean" in k for k in net.state_dict())
+    assert "relative_position_index_SA" in net.state_dict()
