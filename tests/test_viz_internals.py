@@ -7,6 +7,8 @@ pictures work on the real thing. Letters: L tokens, T prompts, N d_state.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -299,3 +301,26 @@ def test_scan_orders_of_real_mambair_capture(real) -> None:
     fig = scan_orders_figure(r, image_hw=real["image"].shape[:2])
     z = np.asarray([t for t in fig.data if t.type == "heatmap"][0].z)
     assert z.shape == (12, 14) and z[0, 0] == 0
+
+
+def test_render_all_writes_every_picture(tmp_path) -> None:
+    pytest.importorskip("model.capture", reason="model.capture not on main yet")
+    from PIL import Image
+
+    from viz import render_all
+
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 14, 3), dtype=np.uint8)).save(src)
+    out = tmp_path / "out"
+    assert render_all.main(["--out", str(out), "--image", str(src), "--size", "14", "--pixel", "5,6"]) == 0
+    meta = json.loads((out / "index.json").read_text())
+    assert meta["image_hw"] == [14, 10] and meta["query_pixel"] == [5, 6]
+    assert [r["arch"] for r in meta["runs"]] == ["MambaIRv2Light", "MambaIR"]
+    assert all(r["random_weights"] for r in meta["runs"])
+    names = [f["file"] for f in meta["files"]]
+    assert all((out / f["file"]).is_file() and f["about"] for f in meta["files"])
+    for part in ("labels", "overlay", "label_figure", "ribbon", "sequence_distance", "routing", "usage",
+                 "prompts_pca", "prompts_tsne", "prompt_similarity", "ase", "attention", "scan_orders"):
+        assert any(f"_{part}." in n for n in names), part
+    ribbon = np.asarray(Image.open(out / next(n for n in names if n.endswith("_ribbon.png"))))
+    assert ribbon.dtype == np.uint8 and ribbon.shape[1] == 10 * 4

@@ -197,7 +197,7 @@ def attention_figure(attn: np.ndarray, image: Any | None = None, pixel: int | tu
     image_axes(fig, 1, cols)
     where = f" of pixel {rc}" if rc is not None else ""
     head = (title or "Implicit attention") + f"{where}: {nz} other pixels with non-zero weight"
-    fig.update_layout(title=head,
+    fig.update_layout(title=head, legend=dict(orientation="h", x=1, xanchor="right", y=-0.02, yanchor="top"),
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
