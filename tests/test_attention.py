@@ -245,6 +245,17 @@ def test_real_capture_v2_light_matches_jacobian() -> None:
     diff = (r["scan"]["C"][0, 0].T - r["C"][0])[inv]  # (L, N) added prompt seen from raster pixels
     np.testing.assert_allclose(diff.numpy(), added_prompt_raster(r), rtol=1e-4, atol=1e-5)
     assert c_raster(r).shape == (hp * wp, r["C"].shape[-1])
+    # in aligned order the prompt travels with its pixel: still what the scan added
+    from model.archs import set_options
+
+    set_options(net, prompt_order="aligned")
+    with torch.no_grad(), capture(net) as rec2:
+        net(x)
+    r2 = rec2.assm[-1]
+    assert r2["prompt_order"] == "aligned"
+    diff2 = (r2["scan"]["C"][0, 0].T - r2["C"][0])[r2["inv_perm"][0]]
+    np.testing.assert_allclose(diff2.numpy(), added_prompt_raster(r2), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(added_prompt_raster(r2), r2["prompt"][0].numpy(), atol=0)
 
 
 def test_real_capture_mambair_matches_jacobian() -> None:
