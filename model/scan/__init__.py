@@ -3,15 +3,25 @@
 ``selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 delta_softplus=False)`` has mamba-ssm's signature (see ``ref.py`` for the
 shapes). The backend comes from ``set_backend(name)`` if called, else from the
-environment variable ``MAMBAIR_SCAN`` (``auto`` by default; ``ref`` forces the
-plain PyTorch reference). ``last_backend()`` reports which one ran, for the UI.
+environment variable ``MAMBAIR_SCAN`` (``auto`` by default). ``last_backend()``
+reports which one ran, ``backend_report(device_type)`` says it in words.
+
+Backends:
+  ref        the plain PyTorch reference (Python loop over the sequence), any device;
+  numba      compiled CPU scan with its own backward (``cpu.py``), CPU only;
+  torch      odd-even parallel scan in torch ops (``gpu.py``), any device;
+  mamba_ssm  mamba-ssm's fused CUDA kernel, CUDA only, if it imports.
+``auto`` tries numba then ref on CPU, mamba_ssm then torch on CUDA, torch then
+ref elsewhere. A forced backend that cannot run on the tensors' device, or whose
+dependency fails to import, falls back to ``auto`` with one logged warning.
+Importing this package is cheap: numba and mamba_ssm are imported on first use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -21,15 +31,63 @@ log = logging.getLogger(__name__)
 
 ScanFn = Callable[..., Tensor]
 
-# name -> loader returning the scan function, or raising ImportError when the
-# optional dependency is missing. Faster backends register here.
-_LOADERS: dict[str, Callable[[], ScanFn]] = {"ref": lambda: selective_scan_ref}
-# Order in which ``auto`` tries backends, per device type.
-_AUTO_ORDER: dict[str, tuple[str, ...]] = {"cpu": ("ref",), "cuda": ("ref",)}
+
+def _load_numba() -> ScanFn:
+    from .cpu import selective_scan_numba  # imports numba (about half a second)
+
+    return selective_scan_numba
+
+
+def _load_torch() -> ScanFn:
+    from .gpu import selective_scan_torch
+
+    return selective_scan_torch
+
+
+def _load_mamba_ssm() -> ScanFn:
+    from .gpu import load_mamba_ssm
+
+    return load_mamba_ssm()
+
+
+# name -> loader returning the scan function, or raising (any exception) when the
+# optional dependency is missing or broken.
+_LOADERS: dict[str, Callable[[], ScanFn]] = {
+    "ref": lambda: selective_scan_ref,
+    "numba": _load_numba,
+    "torch": _load_torch,
+    "mamba_ssm": _load_mamba_ssm,
+}
+# name -> device types it can run on (None: any device).
+_DEVICES: dict[str, frozenset[str] | None] = {
+    "ref": None, "numba": frozenset({"cpu"}), "torch": None, "mamba_ssm": frozenset({"cuda"}),
+}
+# Order in which ``auto`` tries backends, per device type ("*": any other device).
+_AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("numba", "ref"), "cuda": ("mamba_ssm", "torch"), "*": ("torch", "ref"),
+}
+_DESCRIPTIONS: dict[str, str] = {
+    "ref": "Python-loop reference",
+    "numba": "compiled",
+    "torch": "parallel scan in PyTorch",
+    "mamba_ssm": "fused CUDA kernel",
+}
 
 _forced: str | None = None
 _cache: dict[str, ScanFn | None] = {}
+_errors: dict[str, str] = {}
+_warned_device: set[tuple[str, str]] = set()
 _last: str | None = None
+
+
+def register_backend(name: str, loader: Callable[[], ScanFn], devices: set[str] | None = None,
+                     description: str = "") -> None:
+    """Add (or replace) a backend: ``loader()`` returns the scan function or raises if unavailable."""
+    _LOADERS[name] = loader
+    _DEVICES[name] = frozenset(devices) if devices is not None else None
+    _DESCRIPTIONS[name] = description or name
+    _cache.pop(name, None)
+    _errors.pop(name, None)
 
 
 def available_backends() -> list[str]:
@@ -38,7 +96,7 @@ def available_backends() -> list[str]:
 
 
 def set_backend(name: str | None) -> None:
-    """Force a backend by name (``None`` goes back to ``MAMBAIR_SCAN``/auto)."""
+    """Force a backend by name (``None`` or ``"auto"`` goes back to ``MAMBAIR_SCAN``/auto)."""
     global _forced
     if name is not None and name != "auto" and name not in _LOADERS:
         raise ValueError(f"unknown scan backend {name!r}; choose from auto, {', '.join(_LOADERS)}")
@@ -61,19 +119,35 @@ def _load(name: str) -> ScanFn | None:
         try:
             _cache[name] = _LOADERS[name]()
         except Exception as exc:  # optional dependency missing or broken: warn once
-            log.warning("scan backend %r unavailable (%s); falling back", name, exc)
+            log.warning("scan backend %r unavailable (%s: %s); falling back", name, type(exc).__name__, exc)
             _cache[name] = None
+            _errors[name] = f"{type(exc).__name__}: {exc}"
     return _cache[name]
+
+
+def _runs_on(name: str, device_type: str) -> bool:
+    devices = _DEVICES.get(name)
+    return devices is None or device_type in devices
 
 
 def resolve_backend(device_type: str = "cpu") -> tuple[str, ScanFn]:
     """The backend that would run for tensors on ``device_type``, and its function."""
     name = requested_backend()
-    candidates = _AUTO_ORDER.get(device_type, ("ref",)) if name == "auto" else (name, "ref")
+    auto = _AUTO_ORDER.get(device_type, _AUTO_ORDER["*"])
+    if name == "auto":
+        candidates = auto
+    elif not _runs_on(name, device_type):
+        if (name, device_type) not in _warned_device:
+            _warned_device.add((name, device_type))
+            log.warning("scan backend %r cannot run on %s tensors; falling back", name, device_type)
+        candidates = auto
+    else:
+        candidates = (name, *auto)
     for cand in candidates:
-        fn = _load(cand)
-        if fn is not None:
-            return cand, fn
+        if _runs_on(cand, device_type):
+            fn = _load(cand)
+            if fn is not None:
+                return cand, fn
     return "ref", selective_scan_ref
 
 
@@ -92,5 +166,18 @@ def last_backend() -> str | None:
     return _last
 
 
+def backend_report(device_type: str = "cpu") -> str:
+    """One line for the UI, e.g. ``"numba (CPU, compiled)"``; notes a fallback and why."""
+    name, _ = resolve_backend(device_type)
+    line = f"{name} ({device_type.upper()}, {_DESCRIPTIONS.get(name, name)})"
+    wanted = requested_backend()
+    preferred = _AUTO_ORDER.get(device_type, _AUTO_ORDER["*"])[0] if wanted == "auto" else wanted
+    if preferred != name:
+        why = _errors.get(preferred) or f"cannot run on {device_type.upper()}"
+        line += f"; {preferred} {'requested' if wanted != 'auto' else 'preferred'} but {why}"
+    return line
+
+
 __all__ = ["selective_scan", "selective_scan_ref", "set_backend", "requested_backend",
-           "resolve_backend", "last_backend", "available_backends"]
+           "resolve_backend", "last_backend", "available_backends", "backend_report",
+           "register_backend"]

@@ -1,0 +1,261 @@
+"""Scan backends against the reference (forward and gradients), and the dispatcher.
+
+Dimension letters as in model/scan/ref.py: b batch, d channels, l length, n state, g groups.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import pytest
+import torch
+
+import model.scan as scan
+from model.scan.gpu import selective_scan_torch
+from model.scan.ref import selective_scan_ref
+
+# (b, d, n, l, g, use_D, use_z, use_bias, softplus); g = 0 means ungrouped B/C (b, n, l).
+GRID = [
+    (1, 1, 1, 1, 0, False, False, False, False),
+    (1, 3, 4, 17, 0, True, False, True, True),
+    (2, 6, 16, 33, 1, True, True, True, True),
+    (2, 8, 5, 300, 4, True, False, True, True),   # MambaIR-like: 4 groups
+    (1, 12, 8, 257, 1, False, True, False, True),  # MambaIRv2-like: one group
+    (2, 12, 3, 64, 4, False, False, False, False),
+    (1, 4, 16, 2, 4, True, True, True, False),
+    (2, 5, 2, 300, 0, True, True, False, True),
+]
+
+
+def make_inputs(b, d, n, l, g, use_D, use_z, use_bias, softplus=True, dtype=torch.float32, seed=0):
+    """Random scan arguments at the scales the models produce (A < 0, moderate dt > 0)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale + shift).to(dtype)
+
+    u = r(b, d, l)
+    if softplus:  # raw dt, made positive by softplus(delta + bias)
+        delta = r(b, d, l, scale=0.5, shift=-1.0)
+    else:  # dt used as given: keep it (and the bias) positive
+        delta = torch.rand(b, d, l, generator=gen, dtype=torch.float64).mul(0.5).add(0.01).to(dtype)
+    A = -torch.rand(d, n, generator=gen, dtype=torch.float64).mul(2).add(0.05).to(dtype)
+    bc_shape = (b, g, n, l) if g else (b, n, l)
+    B = r(*bc_shape, scale=0.5)
+    C = r(*bc_shape, scale=0.5)
+    D = r(d) if use_D else None
+    z = r(b, d, l) if use_z else None
+    bias = None
+    if use_bias:
+        if softplus:
+            bias = r(d, scale=0.3)
+        else:
+            bias = torch.rand(d, generator=gen, dtype=torch.float64).mul(0.1).to(dtype)
+    return [u, delta, A, B, C, D, z, bias]
+
+
+def rel_err(g: torch.Tensor, g_ref: torch.Tensor) -> float:
+    """||g - g_ref|| / ||g_ref|| (absolute when the reference gradient is zero)."""
+    num = (g.double() - g_ref.double()).norm().item()
+    den = g_ref.double().norm().item()
+    return num / den if den > 0 else num
+
+
+def check_against_ref(fn, case, dtype=torch.float32):
+    b, d, n, l, g, use_D, use_z, use_bias, softplus = case
+    args = make_inputs(b, d, n, l, g, use_D, use_z, use_bias, softplus, dtype=dtype)
+    leaves = [a.clone().requires_grad_() if a is not None else None for a in args]
+    leaves_ref = [a.clone().requires_grad_() if a is not None else None for a in args]
+    y = fn(*leaves, delta_softplus=softplus)
+    y_ref = selective_scan_ref(*leaves_ref, delta_softplus=softplus)
+    assert y.dtype == dtype and y.shape == (b, d, l)
+    assert (y.float() - y_ref.float()).abs().max().item() <= 1e-5
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    present = [i for i, a in enumerate(leaves) if a is not None]
+    grads = torch.autograd.grad(y, [leaves[i] for i in present], gy, materialize_grads=True)
+    grads_ref = torch.autograd.grad(y_ref, [leaves_ref[i] for i in present], gy, materialize_grads=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    for i, gr, gr_ref in zip(present, grads, grads_ref, strict=True):
+        assert gr.shape == args[i].shape and gr.dtype == dtype
+        assert rel_err(gr, gr_ref) <= 1e-4, (names[i], rel_err(gr, gr_ref))
+
+
+@pytest.mark.parametrize("case", GRID)
+def test_numba_matches_reference(case):
+    from model.scan.cpu import selective_scan_numba
+
+    check_against_ref(selective_scan_numba, case)
+
+
+@pytest.mark.parametrize("case", GRID)
+def test_torch_scan_matches_reference(case):
+    check_against_ref(selective_scan_torch, case)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_float64_inputs_return_float64(backend):
+    fn = scan._LOADERS[backend]()
+    check_against_ref(fn, (2, 8, 6, 40, 4, True, True, True, True), dtype=torch.float64)
+
+
+def test_numba_gradient_is_not_trivially_zero():
+    """Guards the gradient test: the compared gradients carry signal for every input."""
+    from model.scan.cpu import selective_scan_numba
+
+    args = [a.requires_grad_() for a in make_inputs(1, 4, 3, 20, 1, True, False, True)
+            if a is not None]
+    u, delta, A, B, C, D, bias = args
+    y = selective_scan_numba(u, delta, A, B, C, D, None, bias, True)
+    for gr in torch.autograd.grad(y.square().sum(), args):
+        assert gr.abs().max() > 0
+
+
+# --- dispatcher ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_dispatch(monkeypatch):
+    """Isolate the dispatcher's module state for one test."""
+    monkeypatch.setattr(scan, "_forced", None)
+    monkeypatch.setattr(scan, "_cache", {})
+    monkeypatch.setattr(scan, "_errors", {})
+    monkeypatch.setattr(scan, "_warned_device", set())
+    monkeypatch.setattr(scan, "_LOADERS", dict(scan._LOADERS))
+    monkeypatch.setattr(scan, "_DEVICES", dict(scan._DEVICES))
+    monkeypatch.setattr(scan, "_DESCRIPTIONS", dict(scan._DESCRIPTIONS))
+    monkeypatch.delenv("MAMBAIR_SCAN", raising=False)
+    return scan
+
+
+def small_call():
+    args = make_inputs(1, 4, 3, 10, 1, True, False, True)
+    return scan.selective_scan(*args, delta_softplus=True), selective_scan_ref(*args, delta_softplus=True)
+
+
+def test_auto_uses_numba_on_cpu(fresh_dispatch):
+    y, y_ref = small_call()
+    assert scan.last_backend() == "numba"
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    assert scan.backend_report("cpu") == "numba (CPU, compiled)"
+
+
+@pytest.mark.parametrize("name", ["ref", "torch", "numba"])
+def test_env_var_selects_backend(fresh_dispatch, monkeypatch, name):
+    monkeypatch.setenv("MAMBAIR_SCAN", name)
+    y, y_ref = small_call()
+    assert scan.last_backend() == name
+    assert torch.allclose(y, y_ref, atol=1e-5)
+
+
+def test_set_backend_overrides_env_and_auto_resets(fresh_dispatch, monkeypatch):
+    monkeypatch.setenv("MAMBAIR_SCAN", "torch")
+    scan.set_backend("ref")
+    small_call()
+    assert scan.last_backend() == "ref"
+    scan.set_backend("auto")
+    small_call()
+    assert scan.last_backend() == "torch"
+    scan.set_backend(None)
+    monkeypatch.delenv("MAMBAIR_SCAN")
+    small_call()
+    assert scan.last_backend() == "numba"
+
+
+def test_unknown_names(fresh_dispatch, monkeypatch, caplog):
+    with pytest.raises(ValueError, match="unknown scan backend"):
+        scan.set_backend("cuda_magic")
+    monkeypatch.setenv("MAMBAIR_SCAN", "cuda_magic")
+    with caplog.at_level(logging.WARNING, logger="model.scan"):
+        small_call()
+    assert scan.last_backend() == "numba"
+    assert "not a known backend" in caplog.text
+
+
+def test_missing_dependency_falls_back_with_one_warning(fresh_dispatch, caplog):
+    calls = []
+
+    def broken_loader():
+        calls.append(1)
+        raise ImportError("No module named 'fancy_scan'")
+
+    scan.register_backend("fancy", broken_loader, devices={"cpu"}, description="fancy")
+    scan.set_backend("fancy")
+    with caplog.at_level(logging.WARNING, logger="model.scan"):
+        for _ in range(3):
+            y, y_ref = small_call()
+    assert scan.last_backend() == "numba"
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    assert len(calls) == 1
+    warnings = [r for r in caplog.records if "fancy" in r.getMessage()]
+    assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
+    assert "fancy requested but ImportError" in scan.backend_report("cpu")
+
+
+def test_auto_falls_back_to_ref_when_numba_breaks(fresh_dispatch, caplog):
+    def no_numba():
+        raise ImportError("No module named 'numba'")
+
+    scan.register_backend("numba", no_numba, devices={"cpu"}, description="compiled")
+    small_call()
+    assert scan.last_backend() == "ref"
+    assert scan.backend_report("cpu").startswith("ref (CPU, Python-loop reference); numba preferred but")
+
+
+def test_device_restricted_backend_falls_back_on_cpu(fresh_dispatch, caplog):
+    scan.set_backend("mamba_ssm")
+    with caplog.at_level(logging.WARNING, logger="model.scan"):
+        small_call()
+        small_call()
+    assert scan.last_backend() == "numba"
+    assert sum("cannot run on cpu" in r.getMessage() for r in caplog.records) == 1
+    assert "mamba_ssm requested but cannot run on CPU" in scan.backend_report("cpu")
+
+
+def test_cuda_resolution_without_gpu(fresh_dispatch):
+    """Which backend CUDA tensors would get; needs no GPU (resolution only)."""
+    name, _ = scan.resolve_backend("cuda")
+    expected = "mamba_ssm" if scan._load("mamba_ssm") is not None else "torch"
+    assert name == expected
+    scan.set_backend("numba")
+    assert scan.resolve_backend("cuda")[0] == expected  # numba is CPU-only
+
+
+def test_import_is_lazy():
+    """Importing model.scan must not import numba (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, model.scan; print('numba' in sys.modules, 'mamba_ssm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.split() == ["False", "False"]
+
+
+# --- GPU ------------------------------------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def to_cuda_fn(fn):
+    def wrapped(*args, **kw):
+        return fn(*[a.cuda() if a is not None else None for a in args], **kw).cpu()
+    return wrapped
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("case", GRID[1:5])
+def test_torch_scan_on_cuda(case):
+    check_against_ref(to_cuda_fn(selective_scan_torch), case)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.skipif(importlib.util.find_spec("mamba_ssm") is None, reason="mamba_ssm not installed")
+@pytest.mark.parametrize("case", GRID[1:5])
+def test_mamba_ssm_on_cuda(case):
+    from model.scan.gpu import load_mamba_ssm
+
+    check_against_ref(to_cuda_fn(load_mamba_ssm()), case)
