@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["cubic", "resize_matrix", "imresize", "bicubic_downscale", "bicubic_upscale",
+__all__ = ["cubic", "resize_taps", "resize_matrix", "imresize", "bicubic_downscale", "bicubic_upscale",
            "add_gaussian_noise", "jpeg_compress", "to_uint8", "modcrop"]
 
 
@@ -37,8 +37,9 @@ def cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
-def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = True) -> np.ndarray:
-    """Dense (out_len, in_len) float64 matrix M so that ``M @ signal`` is MATLAB's 1-D bicubic resize."""
+def resize_taps(in_len: int, out_len: int, scale: float, antialiasing: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's 1-D bicubic resize as taps: 0-based source indices (h, P) int64 and weights (h, P)."""
     widen = scale < 1 and antialiasing
     kernel_width = 4.0 / scale if widen else 4.0
     x = np.arange(1, out_len + 1, dtype=np.float64)  # 1-based output coordinates (MATLAB)
@@ -53,15 +54,38 @@ def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = 
     period = 2 * in_len
     m = np.mod(idx.astype(np.int64) - 1, period)  # 0-based position in [1..n, n..1]
     src = np.where(m < in_len, m, period - 1 - m)  # (h, P) 0-based input index
+    return src, w
+
+
+def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = True) -> np.ndarray:
+    """Dense (out_len, in_len) float64 matrix M so that ``M @ signal`` is MATLAB's 1-D bicubic resize."""
+    src, w = resize_taps(in_len, out_len, scale, antialiasing)
     mat = np.zeros((out_len, in_len), dtype=np.float64)
-    rows = np.repeat(np.arange(out_len), taps)
-    np.add.at(mat, (rows, src.ravel()), w.ravel())
+    rows = np.repeat(np.arange(out_len), src.shape[1])
+    np.add.at(mat, (rows, src.ravel()), w.ravel())  # mirrored taps may hit one pixel twice: add
     return mat
 
 
 def _out_size(n: int, scale: float) -> int:
     # MATLAB: ceil(in * scale); round first so that 0.25 * 128 does not become 33 via 32.0000001.
     return int(math.ceil(round(n * scale, 9)))
+
+
+def _resize_axis(x, axis: int, scale: float, antialiasing: bool):
+    """Resize numpy array or tensor ``x`` (float64) along ``axis``: a weighted sum of P shifted gathers."""
+    n = x.shape[axis]
+    src, w = resize_taps(n, _out_size(n, scale), scale, antialiasing)
+    shape = [1] * x.ndim
+    shape[axis] = src.shape[0]  # weights broadcast along every other axis
+    out = None
+    for p in range(src.shape[1]):  # P is small (<= 4 / scale + 2), each gather is one output-sized array
+        if isinstance(x, torch.Tensor):
+            idx = torch.from_numpy(src[:, p]).to(x.device)
+            term = x.index_select(axis, idx) * torch.from_numpy(w[:, p]).to(x.device).reshape(shape)
+        else:
+            term = np.take(x, src[:, p], axis=axis) * w[:, p].reshape(shape)
+        out = term if out is None else out + term
+    return out
 
 
 def imresize(img: np.ndarray | torch.Tensor, scale: float, antialiasing: bool = True
@@ -73,23 +97,14 @@ def imresize(img: np.ndarray | torch.Tensor, scale: float, antialiasing: bool = 
     if scale == 1:
         return img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
     if isinstance(img, torch.Tensor):
-        H, W = img.shape[-2:]
-        mh = torch.from_numpy(resize_matrix(H, _out_size(H, scale), scale, antialiasing))
-        mw = torch.from_numpy(resize_matrix(W, _out_size(W, scale), scale, antialiasing))
         dt = img.dtype if img.is_floating_point() else torch.float32
         x = img.to(torch.float64)
-        out = torch.einsum("hH,...HW,wW->...hw", mh.to(x.device), x, mw.to(x.device))  # (..., h, w)
+        out = _resize_axis(_resize_axis(x, x.ndim - 2, scale, antialiasing), x.ndim - 1, scale, antialiasing)
         return out.to(dt)
     a = np.asarray(img)
     dt = a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32
-    H, W = a.shape[:2]
-    mh = resize_matrix(H, _out_size(H, scale), scale, antialiasing)
-    mw = resize_matrix(W, _out_size(W, scale), scale, antialiasing)
     x = a.astype(np.float64)
-    if x.ndim == 2:
-        out = mh @ x @ mw.T  # (h, H) (H, W) (W, w) -> (h, w)
-    else:
-        out = np.einsum("hH,HWc,wW->hwc", mh, x, mw)  # (h, w, C)
+    out = _resize_axis(_resize_axis(x, 0, scale, antialiasing), 1, scale, antialiasing)  # rows, then cols
     return out.astype(dt)
 
 
