@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import types
 from typing import Any
 
 import gradio as gr
@@ -11,27 +12,25 @@ import gradio as gr
 from . import cache, handlers, texts
 from .io import MAX_SIDE
 
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 HEAVY = "model"          # concurrency_id shared by every event that runs a network
 HEAVY_LIMIT = 1          # one network job at a time: the CPU has few cores
 QUEUE_SIZE = 16
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-class InputImage(gr.Image):
-    """``gr.Image`` that hands the raw uploaded file to the handler.
+def raw_file_preprocess(component: gr.Image, payload: Any) -> Any:
+    """Preprocess of the input image: the uploaded file's path, untouched.
 
-    The stock component opens every upload with PIL during preprocessing, so a corrupt file fails
-    there with a generic error; here ``app.io.load_image`` reads it and explains what is wrong.
+    The stock ``gr.Image`` opens every upload with PIL while preprocessing, so a corrupt file fails
+    there with a generic error; instead ``app.io.load_image`` reads the file and says what is wrong.
+    Data URLs go through the stock path. (Bound on the instance: a ``gr.Image`` subclass would make
+    Gradio write a .pyi stub next to this file.)
     """
-
-    is_template = True  # rendered by the front end's ordinary Image component
-
-    def preprocess(self, payload: Any) -> Any:
-        """The uploaded file's path, untouched (data URLs go through the stock path)."""
-        if payload is not None and getattr(payload, "path", None) and not str(payload.url or "").startswith(
-                "data:"):
-            return str(payload.path)
-        return super().preprocess(payload)
+    if payload is not None and getattr(payload, "path", None) and not str(payload.url or "").startswith(
+            "data:"):
+        return str(payload.path)
+    return gr.Image.preprocess(component, payload)
 
 
 def example_files() -> list[str]:
@@ -77,8 +76,9 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Restore", id="restore"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    inp = InputImage(label="Input image", type="filepath", image_mode=None,
-                                     sources=["upload", "clipboard"], elem_id="input-image", height=320)
+                    inp = gr.Image(label="Input image", type="filepath", image_mode=None,
+                                   sources=["upload", "clipboard"], elem_id="input-image", height=320)
+                    inp.preprocess = types.MethodType(raw_file_preprocess, inp)
                     examples = example_files()
                     if examples:
                         gr.Examples(examples=examples, inputs=inp, label="Examples", cache_examples=False)
@@ -92,17 +92,20 @@ def build_demo() -> gr.Blocks:
                                             format="png", elem_id="slider", max_height=480)
             with gr.Row():
                 out_v2 = gr.Image(label="MambaIRv2 (click to place the LAM window)", format="png",
-                                  interactive=False, elem_id="out-v2", buttons=["download", "fullscreen"])
+                                  interactive=False, elem_id="out-v2", height=360,
+                                  buttons=["download", "fullscreen"])
                 out_v1 = gr.Image(label="MambaIR (click to place the LAM window)", format="png",
-                                  interactive=False, elem_id="out-v1", buttons=["download", "fullscreen"])
+                                  interactive=False, elem_id="out-v1", height=360,
+                                  buttons=["download", "fullscreen"])
             details = gr.Markdown(elem_id="details")
             scores = gr.Markdown(elem_id="scores")
 
             with gr.Accordion("LAM: which input pixels made this output window?", open=True):
-                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT))
+                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT), latex_delimiters=LATEX)
                 with gr.Row():
                     lam_method = gr.Radio(handlers.LAM_METHODS, value="LAM", label="Method")
-                    lam_steps = gr.Slider(1, 100, value=16, step=1, label="Steps (LAM_Demo uses 50)")
+                    lam_steps = gr.Slider(1, 100, value=16, step=1, label="Steps (LAM_Demo uses 50)",
+                                          elem_id="lam-steps")
                     lam_x = gr.Number(value=-1, precision=0, label="x (output pixel, -1 = centre)",
                                       elem_id="lam-x")
                     lam_y = gr.Number(value=-1, precision=0, label="y (output pixel, -1 = centre)",
@@ -123,27 +126,27 @@ def build_demo() -> gr.Blocks:
                 q_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)")
                 int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
             int_summary = gr.Markdown()
-            gr.Markdown(texts.SGN)
+            gr.Markdown(texts.SGN, latex_delimiters=LATEX)
             with gr.Row():
                 sgn_overlay = gr.Image(label="labels over the input", format="png", interactive=False)
                 sgn_fig = gr.Plot(label="label map")
-            gr.Markdown(texts.SEQUENCE)
+            gr.Markdown(texts.SEQUENCE, latex_delimiters=LATEX)
             with gr.Row():
                 seq_ribbon = gr.Image(label="MambaIRv2: pixels in scan order", format="png",
                                       interactive=False)
                 seq_fig = gr.Plot(label="MambaIRv2: where each sequence entry comes from")
             scan_fig = gr.Plot(label="MambaIR: the four raster scans")
-            gr.Markdown(texts.ROUTING)
+            gr.Markdown(texts.ROUTING, latex_delimiters=LATEX)
             with gr.Row():
                 hist_fig = gr.Plot(label="pixels per prompt")
                 usage_fig = gr.Plot(label="prompt usage per layer")
-            gr.Markdown(texts.PROMPTS)
+            gr.Markdown(texts.PROMPTS, latex_delimiters=LATEX)
             with gr.Row():
                 proj_fig = gr.Plot(label="prompt projection")
                 sim_fig = gr.Plot(label="prompt similarity")
-            gr.Markdown(texts.ASE)
+            gr.Markdown(texts.ASE, latex_delimiters=LATEX)
             ase_fig = gr.Plot(label="ASE")
-            gr.Markdown(texts.ATTENTION)
+            gr.Markdown(texts.ATTENTION, latex_delimiters=LATEX)
             with gr.Row():
                 attn_v2 = gr.Plot(label="MambaIRv2 implicit attention")
                 attn_v1 = gr.Plot(label="MambaIR implicit attention")

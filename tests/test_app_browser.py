@@ -1,0 +1,133 @@
+"""The app in a real browser (Debian's chromium driven by Playwright): upload, restore, click, LAM.
+
+Skipped when Playwright or /usr/bin/chromium is missing. Screenshots go to tests/screenshots/
+(git-ignored). Tiny random models (MAMBAIR_APP_DEMO=tiny) keep it to seconds of model time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).parent / "screenshots"
+TIMEOUT_MS = 180_000  # model calls on a busy 2-core CPU
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The demo with tiny random models, launched on a free port."""
+    from app import build_demo, cache
+
+    old = os.environ.get("MAMBAIR_APP_DEMO")
+    os.environ["MAMBAIR_APP_DEMO"] = "tiny"
+    cache.clear()
+    demo = build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+                            quiet=True)
+    yield url
+    demo.close()
+    cache.clear()
+    if old is None:
+        os.environ.pop("MAMBAIR_APP_DEMO", None)
+    else:
+        os.environ["MAMBAIR_APP_DEMO"] = old
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    """A chromium page on the app."""
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_url)
+        yield pg
+        browser.close()
+
+
+def _photo(path: Path) -> str:
+    yy, xx = np.mgrid[0:24, 0:32]
+    rgb = np.stack([xx * 8, yy * 10, 255 - (xx + yy) * 4], axis=-1).astype(np.uint8)
+    rgb[6:16, 8:20] = (240, 200, 40)
+    Image.fromarray(rgb).save(path)
+    return str(path)
+
+
+def _output_img(page, elem_id: str):
+    return page.locator(f"#{elem_id} img").first
+
+
+def test_upload_restore_click_lam(page, tmp_path):
+    SHOTS.mkdir(exist_ok=True)
+    page.wait_for_selector("#restore-btn")
+    page.locator("#input-image input[type=file]").set_input_files(_photo(tmp_path / "photo.png"))
+    page.wait_for_selector("#input-image img")
+    page.click("#restore-btn")
+    for elem in ("out-v2", "out-v1"):
+        _output_img(page, elem).wait_for(state="visible")
+    page.wait_for_selector("#details table")
+    assert "random weights" in page.inner_text("#details")
+    page.screenshot(path=str(SHOTS / "restore.png"), full_page=True)
+
+    # Fewer LAM steps, then click on the MambaIRv2 output: the box is drawn and LAM runs for both.
+    steps = page.locator("#lam-steps input[type=number]")
+    steps.fill("2")
+    steps.press("Enter")
+    img = _output_img(page, "out-v2")
+    src_before = img.get_attribute("src")
+    box = img.bounding_box()
+    img.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+    page.wait_for_function(
+        "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
+        arg=["#out-v2 img", src_before])
+    for elem in ("lam-v2", "lam-v1"):
+        _output_img(page, elem).wait_for(state="visible")
+    page.wait_for_selector("#lam-info table")
+    info = page.inner_text("#lam-info")
+    assert "MambaIRv2" in info and "MambaIR" in info and "DI" in info
+    x = int(float(page.locator("#lam-x input").input_value()))
+    y = int(float(page.locator("#lam-y input").input_value()))
+    assert 0 < x < 64 and 0 < y < 48  # the click landed inside the 64x48 output
+    page.screenshot(path=str(SHOTS / "lam.png"), full_page=True)
+    for name in ("restore.png", "lam.png"):
+        assert (SHOTS / name).stat().st_size > 10_000
+
+
+def test_corrupt_upload_shows_an_error(page, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 16)
+    page.locator("#input-image input[type=file]").set_input_files(str(bad))
+    page.click("#restore-btn")
+    toast = page.get_by_text("corrupt or truncated")
+    toast.first.wait_for(state="visible")
+    page.screenshot(path=str(SHOTS / "error.png"))
+
+
+def copy_screenshots_to_docs() -> None:
+    """Copy the screenshots of the last run to docs/screenshots/ (for the README)."""
+    dest = Path(__file__).parent.parent / "docs" / "screenshots"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("restore.png", "lam.png"):
+        if (SHOTS / name).exists():
+            shutil.copy(SHOTS / name, dest / name)
