@@ -11,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from .palette import label_hex
 from .sgn import Record, as_numpy, label_counts
@@ -34,8 +35,11 @@ def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0, tsne_i
         if T < 3:
             raise ValueError("t-SNE needs at least 3 prompts")
         perplexity = float(min(30.0, max(1.0, (T - 1) / 3.0)))  # must be < T
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                  max_iter=max(250, int(tsne_iter))).fit_transform(pool)
+        # One OpenMP thread: with torch loaded, sklearn's threaded Barnes-Hut step contends with
+        # torch's OpenMP pool and runs ~20x slower (measured on 2 cores); T <= 256 points need no threads.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                      max_iter=max(250, int(tsne_iter))).fit_transform(pool)
         return xy, f"t-SNE, perplexity {perplexity:.1f}, random_state {seed}"
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
