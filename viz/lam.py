@@ -1,0 +1,549 @@
+"""Local attribution maps (LAM, Gu & Dong, CVPR 2021) with the diffusion index, plus IG and saliency.
+
+LAM attributes one window of a super-resolved output to the pixels of the LR
+input. The algorithm here is the one of LAM_Demo (X-Lowlevel-Vision/LAM_Demo,
+``SaliencyModel``), re-implemented without cv2:
+
+* objective ``attr_grad``: gradient magnitude of the output,
+  sqrt((o[y,x]-o[y+1,x])^2 + (o[y,x]-o[y,x+1])^2) on the (Ho-1, Wo-1) grid,
+  summed over channels and the window ``[h:h+window, w:w+window]`` (rows,
+  then columns; a window reaching the last row/column is cut there, as there);
+* path ``GaussianBlurPath``: ``steps + 1`` isotropic Gaussian kernels of size
+  ``kernel_size`` with sigma going linearly from ``sigma`` to 0 (plus 1e-5);
+  step i is the input blurred with kernel i+1 (reflect-101 borders, as
+  cv2.filter2D), its path derivative is the input blurred with
+  (kernel[i+1] - kernel[i]) * steps;
+* attribution = mean over steps of d(objective)/d(step image) * derivative
+  (NaN gradients set to 0); map = |sum over channels| / max;
+  DI = (1 - Gini(map)) * 100, Gini as in LAM_Demo.
+
+Extra methods, same objective and result type: a linear path from the blurred
+image (``path="linear"``, the integrated-gradients variant, also what
+``LAM_Demo.GaussianLinearPath`` does), captum's IntegratedGradients and
+captum's Saliency.
+
+Letters: S path steps, B a batch of path steps, C image channels, (H, W) the
+LR input, (Ho, Wo) the model output, K the blur kernel size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor, nn
+
+ProgressFn = Callable[[int, int], None]
+
+# LAM_Demo adds this to sigma so that sigma = 0 gives a (numerically) one-hot kernel.
+SIGMA_EPS = 1e-5
+LINEAR_METHODS = ("lam", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
+                  "gausslegendre")
+# LR pixels (B * H * W) per forward when batch_size is not given: batching pays for the
+# per-call overhead of small inputs; large inputs gain nothing and only cost memory.
+AUTO_BATCH_PIXELS = 16384
+
+
+@dataclass
+class LAMResult:
+    """An attribution of one output window to the LR input, with what its figure needs."""
+
+    attribution: np.ndarray  # (C, H, W) float32, signed
+    abs_norm: np.ndarray  # (H, W) float32 in [0, 1]: |sum over channels| / max
+    diffusion_index: float  # (1 - Gini(abs_norm)) * 100
+    gini: float
+    method: str  # "lam", "lam-linear", "ig" or "saliency"
+    h: int  # window top row in the output
+    w: int  # window left column in the output
+    window: int
+    steps: int
+    lr: np.ndarray  # (C, H, W) float32 input in [0, 1]
+    sr: np.ndarray  # (C, Ho, Wo) float32 model output for the input (not clipped)
+    objective: float  # attr_grad of the output for the input
+    seconds: float = 0.0
+    batch_size: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- blur
+
+
+def gaussian_kernel_1d(size: int, sigma: float) -> np.ndarray:
+    """cv2.getGaussianKernel(size, sigma) for sigma > 0: exp(-x^2 / 2 sigma^2), x centred, sum 1."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel size must be odd and positive, got {size}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """LAM_Demo's isotropic_gaussian_kernel: (size, size) Gaussian of sigma + 1e-5, sum 1."""
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    # A normalised 2-D isotropic Gaussian is the outer product of normalised 1-D ones.
+    g = gaussian_kernel_1d(size, sigma + SIGMA_EPS)
+    return np.outer(g, g)  # (K, K)
+
+
+def filter_reflect101(image: np.ndarray | Tensor, kernels: np.ndarray) -> np.ndarray:
+    """Correlate a (C, H, W) image with each of (S, K, K) kernels, reflect-101 borders -> (S, C, H, W).
+
+    Same semantics as cv2.filter2D(image, -1, kernel) (BORDER_REFLECT_101) and
+    scipy.ndimage.correlate(mode="mirror"); computed in float64.
+    """
+    img = torch.as_tensor(np.asarray(image, dtype=np.float64))
+    kern = torch.as_tensor(np.asarray(kernels, dtype=np.float64))
+    if kern.ndim == 2:
+        kern = kern[None]
+    s, k, _ = kern.shape
+    c, hh, ww = img.shape
+    p = k // 2
+    # numpy's "reflect" is reflect-101 (edge pixel not repeated) and allows pads >= size.
+    padded = np.pad(img.numpy(), ((0, 0), (p, p), (p, p)), mode="reflect")  # (C, H+K-1, W+K-1)
+    x = torch.from_numpy(padded)[:, None]  # (C, 1, H+K-1, W+K-1): channels as batch
+    out = F.conv2d(x, kern[:, None])  # (C, S, H, W); conv2d is a correlation, like cv2
+    return out.permute(1, 0, 2, 3).numpy()  # (S, C, H, W)
+
+
+def blur(image: np.ndarray | Tensor, sigma: float, kernel_size: int = 9) -> np.ndarray:
+    """The (C, H, W) image blurred with LAM's Gaussian kernel, reflect-101 borders (float32)."""
+    return filter_reflect101(image, gaussian_kernel(kernel_size, sigma))[0].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- paths
+# A path is (points (S, C, H, W), weights (S, C, H, W)) with
+# attribution = sum_i grad(objective)(points[i]) * weights[i].
+
+
+def blur_path(image: np.ndarray, sigma: float, steps: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """LAM_Demo's GaussianBlurPath: blurred images and derivative / steps (so the sum is the mean)."""
+    sigmas = np.linspace(sigma, 0.0, steps + 1)
+    kernels = np.stack([gaussian_kernel(kernel_size, s) for s in sigmas])  # (S+1, K, K)
+    points = filter_reflect101(image, kernels[1:])  # (S, C, H, W)
+    # Derivative of the path w.r.t. alpha in [0, 1] (alpha step 1/steps), by finite differences.
+    derivs = filter_reflect101(image, (kernels[1:] - kernels[:-1]) * steps)  # (S, C, H, W)
+    # LAM_Demo holds both in float32 before multiplying by the gradient.
+    return points.astype(np.float32), derivs.astype(np.float32) / np.float32(steps)
+
+
+def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(alphas, weights) on [0, 1] for a linear path; ``lam`` = LAM_Demo (linspace, equal weights)."""
+    n = steps
+    if method == "lam":
+        return np.linspace(0.0, 1.0, n), np.full(n, 1.0 / n)
+    if method == "gausslegendre":
+        x, wts = np.polynomial.legendre.leggauss(n)
+        return (x + 1.0) / 2.0, wts / 2.0
+    if method not in LINEAR_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(LINEAR_METHODS)}")
+    if n < 2:
+        raise ValueError(f"{method} needs at least 2 steps, got {n}")
+    if method == "riemann_trapezoid":
+        # A true trapezoid rule (weights sum to 1). captum's riemann_trapezoid uses 1/n instead of
+        # 1/(n-1), i.e. its attributions are ours times (n-1)/n.
+        wts = np.full(n, 1.0 / (n - 1))
+        wts[[0, -1]] /= 2
+        return np.linspace(0.0, 1.0, n), wts
+    wts = np.full(n, 1.0 / n)
+    if method == "riemann_left":
+        return np.linspace(0.0, 1.0 - 1.0 / n, n), wts
+    if method == "riemann_right":
+        return np.linspace(1.0 / n, 1.0, n), wts
+    return np.linspace(0.5 / n, 1.0 - 0.5 / n, n), wts  # riemann_middle
+
+
+def linear_path(image: np.ndarray, baseline: np.ndarray, steps: int,
+                method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Straight line from ``baseline`` to ``image`` (integrated gradients), with quadrature weights."""
+    alphas, wts = quadrature(method, steps)
+    img = image.astype(np.float32)
+    base = baseline.astype(np.float32)
+    diff = img - base  # (C, H, W)
+    a = alphas.astype(np.float32)[:, None, None, None]  # (S, 1, 1, 1)
+    points = base[None] + a * diff[None]  # (S, C, H, W)
+    weights = wts.astype(np.float32)[:, None, None, None] * diff[None]  # (S, C, H, W)
+    return points, weights
+
+
+# ----------------------------------------------------------------------------- objective & scores
+
+
+def attr_grad(out: Tensor, h: int, w: int, window: int) -> Tensor:
+    """LAM_Demo's attr_grad per image: (B, C, Ho, Wo) -> (B,) window sum of the gradient magnitude."""
+    dy = (out[:, :, :-1, :] - out[:, :, 1:, :]) ** 2  # (B, C, Ho-1, Wo)
+    dx = (out[:, :, :, :-1] - out[:, :, :, 1:]) ** 2  # (B, C, Ho, Wo-1)
+    mag = torch.sqrt(dy[:, :, :, :-1] + dx[:, :, :-1, :])  # (B, C, Ho-1, Wo-1)
+    return mag[:, :, h : h + window, w : w + window].sum(dim=(1, 2, 3))  # (B,)
+
+
+def grad_abs_norm(attribution: np.ndarray) -> np.ndarray:
+    """LAM_Demo's grad_abs_norm: |sum over channels| / its max, (C, H, W) -> (H, W)."""
+    a = np.abs(np.asarray(attribution).sum(axis=0))
+    top = a.max()
+    return (a / top if top > 0 else a).astype(np.float32)
+
+
+def gini(values: np.ndarray) -> float:
+    """LAM_Demo's Gini coefficient: shift to >= 0, add 1e-7, sort, sum((2i - n - 1) x_i) / (n sum x)."""
+    x = np.asarray(values, dtype=np.float64).flatten()
+    if x.min() < 0:
+        x = x - x.min()
+    x = np.sort(x + 1e-7)
+    n = x.size
+    i = np.arange(1, n + 1)
+    return float(np.sum((2 * i - n - 1) * x) / (n * np.sum(x)))
+
+
+def diffusion_index(abs_norm: np.ndarray) -> float:
+    """DI = (1 - Gini) * 100: high when the attribution is spread over many pixels."""
+    return (1.0 - gini(abs_norm)) * 100.0
+
+
+# ----------------------------------------------------------------------------- running the model
+
+
+def _check_window(h: int, w: int, window: int, out_hw: tuple[int, int]) -> None:
+    ho, wo = out_hw
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if h < 0 or w < 0 or h + window > ho or w + window > wo:
+        raise ValueError(
+            f"window [{h}:{h + window}, {w}:{w + window}] (rows, cols) is outside the "
+            f"{ho}x{wo} output; need 0 <= h <= {ho - window} and 0 <= w <= {wo - window}")
+
+
+def _known_scale(model: nn.Module) -> int | None:
+    """The model's upscale factor if it says (config or attribute), else None."""
+    cfg = getattr(model, "config", None)
+    scale = getattr(cfg, "upscale", None) or getattr(model, "upscale", None)
+    return int(scale) if isinstance(scale, (int, np.integer)) else None
+
+
+def _prepare(model: nn.Module, lr: Tensor | np.ndarray, h: int, w: int, window: int) -> Tensor:
+    """Validate inputs; return the (1, C, H, W) float32 input on the model's device."""
+    x = torch.as_tensor(lr, dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"lr must be (1, C, H, W) or (C, H, W), got {tuple(x.shape)}")
+    scale = _known_scale(model)
+    if scale is not None:  # fail before any forward pass when we can
+        _check_window(h, w, window, (x.shape[2] * scale, x.shape[3] * scale))
+    param = next(model.parameters(), None)
+    return x.to(param.device) if param is not None else x
+
+
+def _auto_batch(batch_size: int | None, steps: int, hw: int) -> int:
+    if batch_size is None:
+        batch_size = max(1, AUTO_BATCH_PIXELS // max(hw, 1))
+    return int(max(1, min(batch_size, steps)))
+
+
+def path_attribution(model: nn.Module, points: np.ndarray, weights: np.ndarray, *, h: int, w: int,
+                     window: int, batch_size: int, progress: ProgressFn | None = None) -> np.ndarray:
+    """sum_i grad(attr_grad)(points[i]) * weights[i], running ``batch_size`` points per forward."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    total = points.shape[0]
+    acc = torch.zeros(points.shape[1:], dtype=torch.float64)  # (C, H, W)
+    done = 0
+    for start in range(0, total, batch_size):
+        x = torch.from_numpy(points[start : start + batch_size]).to(device).requires_grad_(True)  # (B,C,H,W)
+        with torch.enable_grad():
+            out = model(x)  # (B, C, Ho, Wo)
+            if start == 0:
+                _check_window(h, w, window, tuple(out.shape[-2:]))
+            # Images of a batch are independent, so the gradient of the sum is each one's own.
+            (grad,) = torch.autograd.grad(attr_grad(out, h, w, window).sum(), x)
+        grad = torch.nan_to_num(grad.detach().cpu(), nan=0.0)  # LAM_Demo zeroes NaN gradients
+        wgt = torch.from_numpy(weights[start : start + batch_size])  # (B, C, H, W)
+        acc += (grad * wgt).double().sum(dim=0)
+        for _ in range(x.shape[0]):
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return acc.float().numpy()
+
+
+def _output(model: nn.Module, x: Tensor) -> tuple[np.ndarray, Tensor]:
+    with torch.no_grad():
+        out = model(x)  # (1, C, Ho, Wo)
+    return out[0].float().cpu().numpy(), out
+
+
+def _result(model: nn.Module, x: Tensor, attribution: np.ndarray, method: str, h: int, w: int,
+            window: int, steps: int, t0: float, batch_size: int, **extra) -> LAMResult:
+    sr, out = _output(model, x)
+    _check_window(h, w, window, tuple(out.shape[-2:]))
+    norm = grad_abs_norm(attribution)
+    g = gini(norm)
+    return LAMResult(attribution=attribution.astype(np.float32), abs_norm=norm,
+                     diffusion_index=(1.0 - g) * 100.0, gini=g, method=method, h=h, w=w,
+                     window=window, steps=steps, lr=x[0].float().cpu().numpy(), sr=sr,
+                     objective=float(attr_grad(out.float(), h, w, window)[0]),
+                     seconds=time.perf_counter() - t0, batch_size=batch_size, extra=dict(extra))
+
+
+def local_attribution_map(model: nn.Module, lr: Tensor | np.ndarray, *, h: int, w: int, window: int = 16,
+                          sigma: float = 1.2, steps: int = 50, kernel_size: int = 9, path: str = "blur",
+                          method: str = "lam", batch_size: int | None = None,
+                          progress: ProgressFn | None = None) -> LAMResult:
+    """LAM of the output window at (row h, col w) of size ``window`` for the (1, C, H, W) input in [0, 1].
+
+    ``path="blur"`` is LAM_Demo's progressive-blur path (``method`` must be ``lam``);
+    ``path="linear"`` goes straight from the blurred image (sigma, kernel_size) to
+    the input with quadrature ``method`` (``lam`` = LAM_Demo's GaussianLinearPath,
+    or captum's names). ``batch_size`` path images per forward (default: about
+    16k LR pixels per batch). ``progress(done, total)`` is called once per step.
+    """
+    t0 = time.perf_counter()
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    x = _prepare(model, lr, h, w, window)
+    image = x[0].detach().cpu().numpy()  # (C, H, W)
+    if path == "blur":
+        if method != "lam":
+            raise ValueError("the blur path has only LAM_Demo's scheme: use method='lam'")
+        points, weights = blur_path(image, sigma, steps, kernel_size)
+        name = "lam"
+    elif path == "linear":
+        points, weights = linear_path(image, blur(image, sigma, kernel_size), steps, method)
+        name = "lam-linear"
+    else:
+        raise ValueError(f"unknown path {path!r}; choose 'blur' or 'linear'")
+    bs = _auto_batch(batch_size, steps, image.shape[1] * image.shape[2])
+    attribution = path_attribution(model, points, weights, h=h, w=w, window=window, batch_size=bs,
+                                   progress=progress)
+    return _result(model, x, attribution, name, h, w, window, steps, t0, bs, path=path, sigma=sigma,
+                   kernel_size=kernel_size, quadrature=method)
+
+
+class _Objective(nn.Module):
+    """model followed by attr_grad: (B, C, H, W) -> (B,), the forward function captum needs."""
+
+    def __init__(self, model: nn.Module, h: int, w: int, window: int, progress: ProgressFn | None = None,
+                 total: int = 0) -> None:
+        super().__init__()
+        self.model, self.h, self.w, self.window = model, h, w, window
+        self.progress, self.total, self.done = progress, total, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)  # (B, C, Ho, Wo)
+        _check_window(self.h, self.w, self.window, tuple(out.shape[-2:]))
+        if self.progress is not None:
+            for _ in range(x.shape[0]):
+                self.done = min(self.done + 1, self.total)
+                self.progress(self.done, self.total)
+        return attr_grad(out, self.h, self.w, self.window)
+
+
+def integrated_gradients(model: nn.Module, lr: Tensor | np.ndarray, *, h: int, w: int, window: int = 16,
+                         steps: int = 50, baseline: str | np.ndarray | Tensor = "blur", sigma: float = 1.2,
+                         kernel_size: int = 9, method: str = "gausslegendre", batch_size: int | None = None,
+                         progress: ProgressFn | None = None) -> LAMResult:
+    """captum IntegratedGradients of the LAM objective from a ``blur`` (LAM kernel) or ``black`` baseline."""
+    from captum.attr import IntegratedGradients
+
+    t0 = time.perf_counter()
+    x = _prepare(model, lr, h, w, window)
+    if isinstance(baseline, str):
+        if baseline == "blur":
+            base = torch.from_numpy(blur(x[0].detach().cpu().numpy(), sigma, kernel_size))[None]
+        elif baseline == "black":
+            base = torch.zeros_like(x)
+        else:
+            raise ValueError(f"unknown baseline {baseline!r}; choose 'blur', 'black' or pass an image")
+    else:
+        base = torch.as_tensor(baseline, dtype=torch.float32).reshape(x.shape)
+    bs = _auto_batch(batch_size, steps, x.shape[2] * x.shape[3])
+    objective = _Objective(model, h, w, window, progress, steps)
+    with torch.enable_grad():
+        attr = IntegratedGradients(objective).attribute(x, baselines=base.to(x.device), n_steps=steps,
+                                                        method=method, internal_batch_size=bs)
+    attribution = torch.nan_to_num(attr.detach()[0].float().cpu(), nan=0.0).numpy()
+    return _result(model, x, attribution, "ig", h, w, window, steps, t0, bs, baseline=baseline
+                   if isinstance(baseline, str) else "image", quadrature=method)
+
+
+def saliency(model: nn.Module, lr: Tensor | np.ndarray, *, h: int, w: int, window: int = 16,
+             progress: ProgressFn | None = None) -> LAMResult:
+    """captum Saliency (plain signed gradient) of the LAM objective at the input."""
+    from captum.attr import Saliency
+
+    t0 = time.perf_counter()
+    x = _prepare(model, lr, h, w, window)
+    objective = _Objective(model, h, w, window, progress, 1)
+    with torch.enable_grad():
+        attr = Saliency(objective).attribute(x.clone().requires_grad_(True), abs=False)
+    attribution = torch.nan_to_num(attr.detach()[0].float().cpu(), nan=0.0).numpy()
+    return _result(model, x, attribution, "saliency", h, w, window, 1, t0, 1)
+
+
+# ----------------------------------------------------------------------------- figures
+
+# matplotlib's "seismic" anchors (dark blue, blue, white, red, dark red), 256-entry table.
+_SEISMIC = np.array([(0.0, 0.0, 0.3), (0.0, 0.0, 1.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.0), (0.5, 0.0, 0.0)])
+_SEISMIC_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, 5), _SEISMIC[:, c])
+                         for c in range(3)], axis=1)  # (256, 3)
+
+
+def seismic(values: np.ndarray) -> np.ndarray:
+    """matplotlib's 'seismic' colormap of values in [0, 1] -> uint8 (..., 3)."""
+    idx = np.clip((np.asarray(values, dtype=np.float64) * 256).astype(np.int64), 0, 255)
+    return (255 * _SEISMIC_LUT[idx]).astype(np.uint8)
+
+
+def kde_map(abs_norm: np.ndarray) -> np.ndarray:
+    """LAM_Demo's KDE of the map: scipy gaussian_kde over pixel positions weighted by the map, / max.
+
+    Evaluated on the pixel grid as one FFT convolution of the weights with the
+    KDE's Gaussian (same numbers as gaussian_kde, without its O(pixels^2) cost).
+    """
+    from scipy.signal import fftconvolve
+
+    m = np.asarray(abs_norm, dtype=np.float64)
+    hh, ww = m.shape
+    wts = m.flatten()
+    if wts.sum() <= 0:
+        return np.zeros_like(m, dtype=np.float32)
+    wts = wts / wts.sum()
+    ys, xs = np.mgrid[0:hh, 0:ww]
+    pts = np.vstack([xs.ravel(), ys.ravel()]).astype(np.float64)  # (2, HW) as (x, y), like LAM_Demo
+    neff = 1.0 / np.sum(wts**2)
+    factor = neff ** (-1.0 / 6.0)  # Scott's rule, d = 2
+    cov = np.atleast_2d(np.cov(pts, rowvar=True, bias=False, aweights=wts)) * factor**2  # (2, 2)
+    if not np.all(np.isfinite(cov)) or np.linalg.det(cov) <= 1e-12:
+        return (m / m.max()).astype(np.float32)  # all mass on one row/column: no 2-D density
+    inv = np.linalg.inv(cov)
+    dy, dx = np.mgrid[-(hh - 1) : hh, -(ww - 1) : ww]  # (2H-1, 2W-1) offsets
+    q = inv[0, 0] * dx**2 + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy**2
+    kern = np.exp(-0.5 * q)  # (2H-1, 2W-1), centred
+    dens = fftconvolve(m / m.sum(), kern, mode="same")  # (H, W)
+    dens = np.clip(dens, 0, None)
+    return (dens / dens.max()).astype(np.float32)
+
+
+def _to_hwc_uint8(image: np.ndarray | Tensor) -> np.ndarray:
+    a = np.asarray(image.detach().cpu() if isinstance(image, Tensor) else image)
+    if a.ndim == 4:
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return a
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # old Pillow without scalable default font
+        return ImageFont.load_default()
+
+
+def lam_panels(result: LAMResult, lr_image: np.ndarray | Tensor | None = None,
+               sr_image: np.ndarray | Tensor | None = None, box: tuple[int, int, int] | None = None,
+               alpha: float = 0.5) -> dict[str, np.ndarray]:
+    """LAM_Demo's four pictures at output size, uint8 (Ho, Wo, 3): box on the output, map, blends."""
+    lr = _to_hwc_uint8(result.lr if lr_image is None else lr_image)
+    sr = _to_hwc_uint8(result.sr if sr_image is None else sr_image)
+    h, w, win = (result.h, result.w, result.window) if box is None else box
+    size = (sr.shape[1], sr.shape[0])  # PIL (width, height)
+    boxed = Image.fromarray(sr)
+    ImageDraw.Draw(boxed).rectangle((w, h, w + win - 1, h + win - 1), outline=(255, 0, 0),
+                                    width=max(1, sr.shape[0] // 128))
+    # As LAM_Demo: map * 0.5 + 0.5 on 'seismic' (white -> dark red), nearest zoom; KDE bicubic zoom.
+    plain = np.asarray(Image.fromarray(seismic(result.abs_norm * 0.5 + 0.5)).resize(size, Image.NEAREST))
+    kde_rgb = seismic(kde_map(result.abs_norm) * 0.5 + 0.5)
+    kde = np.asarray(Image.fromarray(kde_rgb).resize(size, Image.BICUBIC))
+    up = np.asarray(Image.fromarray(lr).resize(size, Image.BICUBIC)).astype(np.float64)
+
+    def mix(a: np.ndarray) -> np.ndarray:
+        return (a.astype(np.float64) * (1 - alpha) + up * alpha).astype(np.uint8)
+
+    return {"output": np.asarray(boxed), "attribution": plain, "blend": mix(plain), "kde": mix(kde)}
+
+
+def lam_figure(result: LAMResult, lr_image: np.ndarray | Tensor | None = None,
+               sr_image: np.ndarray | Tensor | None = None, box: tuple[int, int, int] | None = None,
+               title: str | None = None, min_panel: int = 192) -> np.ndarray:
+    """One row: output with the window box | attribution | blend with input | KDE blend; DI in the title."""
+    panels = lam_panels(result, lr_image, sr_image, box)
+    tiles = list(panels.values())
+    ph, pw = tiles[0].shape[:2]
+    zoom = max(1, int(np.ceil(min_panel / max(min(ph, pw), 1))))
+    tiles = [np.asarray(Image.fromarray(t).resize((pw * zoom, ph * zoom), Image.NEAREST)) for t in tiles]
+    gap, head = 4, 28
+    width = len(tiles) * pw * zoom + (len(tiles) - 1) * gap
+    canvas = Image.new("RGB", (width, head + ph * zoom), (255, 255, 255))
+    for i, t in enumerate(tiles):
+        canvas.paste(Image.fromarray(t), (i * (pw * zoom + gap), head))
+    if title is None:
+        title = f"{result.method.upper()}  DI {result.diffusion_index:.2f}"
+    title = f"{title}   window ({result.h}, {result.w}) size {result.window}, {result.steps} steps"
+    ImageDraw.Draw(canvas).text((4, 4), title, fill=(0, 0, 0), font=_font(16))
+    return np.asarray(canvas)
+
+
+def lam_side_by_side(results: dict[str, LAMResult], **kwargs) -> np.ndarray:
+    """Stack one ``lam_figure`` row per model (e.g. MambaIRv2 vs MambaIR), titled with name and DI."""
+    if not results:
+        raise ValueError("no results to show")
+    rows = [lam_figure(r, title=f"{name}  DI {r.diffusion_index:.2f}", **kwargs)
+            for name, r in results.items()]
+    width = max(r.shape[1] for r in rows)
+    canvas = Image.new("RGB", (width, sum(r.shape[0] for r in rows)), (255, 255, 255))
+    top = 0
+    for r in rows:
+        canvas.paste(Image.fromarray(r), (0, top))
+        top += r.shape[0]
+    return np.asarray(canvas)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def _bench(presets: list[str], size: int, steps: int, batch_size: int | None) -> None:
+    from model import PRESETS, build
+    from model.scan import last_backend
+
+    torch.manual_seed(0)
+    lr = torch.rand(1, 3, size, size)
+    for name in presets:
+        net = build(PRESETS[name])
+        scale = _known_scale(net) or 1
+        ho = size * scale
+        h = w = ho // 2 - 8
+        res = local_attribution_map(net, lr, h=h, w=w, window=16, steps=steps, batch_size=batch_size)
+        print(f"{name}: LAM {steps} steps on {size}x{size} x{scale}: {res.seconds:.1f} s "
+              f"(batch_size {res.batch_size}, scan {last_backend()}, torch threads "
+              f"{torch.get_num_threads()}), DI {res.diffusion_index:.2f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m viz.lam --bench``: time LAM on random-weight light SR x4 models."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", action="store_true", help="time LAM (default when nothing else is asked)")
+    ap.add_argument("--presets", nargs="+", default=["mambairv2_lightSR_x4", "MambaIR_lightSR_x4"])
+    ap.add_argument("--size", type=int, default=64, help="LR side in pixels")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=None)
+    args = ap.parse_args(argv)
+    _bench(args.presets, args.size, args.steps, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
