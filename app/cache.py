@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,15 +70,27 @@ def _family_of(arch: str) -> str | None:
     return None
 
 
-def _kind_of(task: str) -> str | None:
-    t = str(task).lower()
-    if t in ("sr", "lightsr", "classicsr", "realsr") or "sr" in t or "super" in t:
-        return "sr"
-    if "dn" in t or "denois" in t or "noise" in t:
-        return "dn"
-    if "jpeg" in t or "car" in t:
-        return "car"
-    return None
+_KINDS = {"sr": "sr", "denoise": "dn", "dn": "dn", "jpeg": "car", "car": "car"}
+_DEFAULT_LEVEL = {"dn": 25, "car": 40}
+
+
+def _level_of(entry: Any, kind: str) -> tuple[int, bool]:
+    """Noise sigma / JPEG quality of a checkpoint, and whether it was known.
+
+    The tensors cannot tell (the official σ15/25/50 and q10/30/40 models share one shape), so it
+    comes from the manifest (``level``) or else the file name (``..._25.pth``, ``level25``, ``q30``).
+    """
+    if kind == "sr":
+        return 0, True
+    for key in ("level", "sigma", "quality"):
+        if _get(entry, key):
+            return int(_get(entry, key)), True
+    name = os.path.basename(str(_get(entry, "file", "") or ""))
+    pattern = r"q(\d{1,3})" if kind == "car" else r"(?:level|sigma|_)(\d{1,3})(?=\D*$)"
+    m = re.search(pattern, name, flags=re.IGNORECASE)
+    if m:
+        return int(m.group(1)), True
+    return _DEFAULT_LEVEL[kind], False
 
 
 def _get(entry: Any, name: str, default: Any = None) -> Any:
@@ -86,43 +99,55 @@ def _get(entry: Any, name: str, default: Any = None) -> Any:
     return getattr(entry, name, default)
 
 
+_skipped: list[dict[str, str]] = []
+
+
+def skipped_files() -> list[dict[str, str]]:
+    """Files in weights/ the app could not use, with the reason (from ``scan_weights``)."""
+    tasks()
+    return list(_skipped)
+
+
 def _specs_from_weights() -> list[ModelSpec]:
     """ModelSpecs for the checkpoints in weights/ (empty when the module or files are missing)."""
     try:
+        from model.config import config_from_dict
         from model.weights import scan_weights
     except ImportError as exc:
         log.info("model.weights not available (%s); using demo models", exc)
         return []
     try:
-        result = scan_weights()
+        entries, skipped = scan_weights(weights_dir())
     except Exception as exc:  # a broken manifest must not stop the app from starting
         log.warning("scanning weights/ failed: %s", exc)
         return []
-    entries = _get(result, "entries", result)
-    if isinstance(result, tuple):
-        entries = result[0]
+    _skipped[:] = list(skipped)
     specs = []
-    for e in entries or []:
+    for e in entries:
         family = _family_of(_get(e, "arch", ""))
-        kind = _kind_of(_get(e, "task", ""))
+        kind = _KINDS.get(str(_get(e, "task", "")).lower())
         if family is None or kind is None:
+            why = f"task {_get(e, 'task')!r} / arch {_get(e, 'arch')!r} not handled by the app"
+            _skipped.append({"file": str(_get(e, "file", "?")), "reason": why})
             continue
         scale = int(_get(e, "scale", 1) or 1)
-        level = int(_get(e, "level", 0) or _get(e, "sigma", 0) or _get(e, "quality", 0) or 0)
-        metrics = _get(e, "metrics", {}) or {}
-        path = _get(e, "path", None) or _get(e, "file", None)
-        if path and not os.path.isabs(str(path)):
-            path = os.path.join(weights_dir(), str(path))
+        level, known = _level_of(e, kind)
+        try:
+            cfg = config_from_dict(e["config"]) if _get(e, "config") else None
+        except (KeyError, TypeError, ValueError):
+            cfg = None
+        label = task_label(kind, scale, level) + ("" if known else " (level assumed)")
         specs.append(ModelSpec(
-            family=family, task=task_label(kind, scale, level), kind=kind, scale=scale, level=level,
-            source=str(_get(e, "source", "official")), path=str(path),
-            metrics=tuple(sorted((str(k), v) for k, v in dict(metrics).items()))))
+            family=family, task=label, kind=kind, scale=scale, level=level,
+            source=str(_get(e, "source", "user file")), path=str(_get(e, "path")), config=cfg,
+            metrics=tuple(sorted((str(k), str(v)) for k, v in dict(_get(e, "metrics", {}) or {}).items()))))
     return specs
 
 
 def weights_dir() -> str:
-    """The weights/ folder next to app/."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+    """The weights folder: ``MAMBAIR_WEIGHTS_DIR`` if set, else weights/ next to app/."""
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+    return os.environ.get("MAMBAIR_WEIGHTS_DIR") or default
 
 
 def _tiny_configs() -> list[tuple[str, str, int, Any]]:

@@ -160,6 +160,14 @@ def to_image(y: torch.Tensor) -> np.ndarray:
     return out
 
 
+def _progress_fn(progress: Any, desc: str) -> Any:
+    """Adapter from a (done, total) callback to ``gr.Progress``."""
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress((int(done), int(total)), desc=desc)
+    return report
+
+
 def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
                 progress: Any = None) -> np.ndarray:
     """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels."""
@@ -170,7 +178,8 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
         if tile and max(h, w) > int(tile):
             from model.tiling import tiled_forward
 
-            y = tiled_forward(net, x, tile=int(tile), overlap=max(8, int(tile) // 16), progress=progress)
+            y = tiled_forward(net, x, tile=int(tile), overlap=max(8, int(tile) // 16),
+                              progress=_progress_fn(progress, "tiles"))
         else:
             y = net(x)
     return to_image(y)
@@ -219,6 +228,24 @@ def _trained_for(spec: cache.ModelSpec) -> str:
     if spec.kind == "dn":
         return f"Gaussian noise σ={spec.level}"
     return f"grayscale JPEG at quality {spec.level}"
+
+
+def weights_table() -> str:
+    """Markdown: every model the app offers per task (source, file, metrics) and unusable files."""
+    rows = ["| task | model | weights | trained for | metrics |", "|---|---|---|---|---|"]
+    for task, fams in cache.tasks().items():
+        for fam in cache.FAMILIES:
+            sp = fams.get(fam)
+            if sp is None:
+                rows.append(f"| {task} | {fam} | none | – | – |")
+                continue
+            metrics = "; ".join(f"{k}: {v}" for k, v in sp.metrics) or "–"
+            rows.append(f"| {task} | {fam} | {_provenance(sp)} | {_trained_for(sp)} | {metrics} |")
+    text = f"Weights folder: `{cache.weights_dir()}`\n\n" + "\n".join(rows)
+    skipped = cache.skipped_files()
+    if skipped:
+        text += "\n\n**Files not used:**\n\n" + "\n".join(f"- `{s['file']}`: {s['reason']}" for s in skipped)
+    return text
 
 
 # ---------------------------------------------------------------------------
@@ -310,13 +337,6 @@ def _lam_crop(lr: np.ndarray, scale: int, x0: int, y0: int,
     r0 = int(min(max(0, cy - context // 2), max(0, H - context)))
     c0 = int(min(max(0, cx - context // 2), max(0, W - context)))
     return lr[r0:r0 + context, c0:c0 + context], r0, c0
-
-
-def _progress_fn(progress: Any, desc: str):
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            progress((int(done), int(total)), desc=desc)
-    return report
 
 
 @gpu

@@ -164,6 +164,9 @@ def build_demo() -> gr.Blocks:
                              label="Tile size (LR pixels)",
                              info="Inputs larger than this are restored in overlapping tiles.")
 
+        with gr.Tab("Weights", id="weights"):
+            gr.Markdown(handlers.weights_table(), elem_id="weights-table")
+
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
 

@@ -139,3 +139,49 @@ def test_lam_window_and_box_helpers():
     assert boxed[2, 12:28].tolist() == [[255, 40, 40]] * 16  # top edge drawn
     assert boxed[10, 20].tolist() == [0, 0, 0]  # inside untouched
     assert img.max() == 0  # input not modified
+
+
+def test_weights_folder_is_scanned_and_unusable_files_listed(tmp_path, monkeypatch):
+    """Checkpoints in the weights folder replace the demo models; junk files are listed with a reason."""
+    import shutil
+
+    from app import cache, handlers
+
+    data = os.path.join(os.path.dirname(__file__), "data")
+    shutil.copy(os.path.join(data, "v2light_x2.pth"), tmp_path / "v2light_x2.pth")
+    shutil.copy(os.path.join(data, "mambair_light_x2.pth"), tmp_path / "mambair_light_x2.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("MAMBAIR_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.delenv("MAMBAIR_APP_DEMO", raising=False)
+    cache.clear()
+    try:
+        tasks = cache.tasks()
+        assert list(tasks) == ["SR x2"]
+        assert {f: s.config.arch for f, s in tasks["SR x2"].items()} == {
+            "MambaIRv2": "MambaIRv2Light", "MambaIR": "MambaIR"}
+        assert all(not s.is_random for s in tasks["SR x2"].values())
+        assert [s["file"] for s in cache.skipped_files()] == ["junk.pth"]
+        assert handlers.layer_choices("SR x2") == ["0.0", "0.1", "1.0", "1.1"]
+        table = handlers.weights_table()
+        assert "v2light_x2.pth" in table and "junk.pth" in table
+    finally:
+        cache.clear()
+
+
+def test_noise_level_and_quality_come_from_manifest_or_file_name():
+    from app.cache import _level_of
+
+    assert _level_of({"file": "mambairv2_ColorDN_50.pth"}, "dn") == (50, True)
+    assert _level_of({"file": "ColorDN_MambaIR_level25.pth"}, "dn") == (25, True)
+    assert _level_of({"file": "mambairv2_jpeg_q30.pth"}, "car") == (30, True)
+    assert _level_of({"file": "x.pth", "level": 15}, "dn") == (15, True)
+    assert _level_of({"file": "mystery.pth"}, "dn") == (25, False)
+
+
+def test_large_input_is_tiled(client, tmp_path):
+    yy, xx = np.mgrid[0:72, 0:80]
+    rgb = np.stack([xx * 3, yy * 3, (xx + yy) * 2], axis=-1).astype(np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(rgb).save(path)
+    v2, v1, *_ = client.predict(gradio_client.handle_file(str(path)), tile=64, api_name="/restore")
+    assert _png(v2).shape == _png(v1).shape == (144, 160, 3)
