@@ -65,7 +65,7 @@ def routing_histogram(record: Record, image_hw: tuple[int, int] | None = None, b
     hexes = np.array(label_hex(T), dtype=object)
     total = max(int(counts.sum()), 1)
     fig = go.Figure(go.Bar(
-        x=np.arange(T), y=counts[order], marker_color=hexes[order], customdata=order,
+        x=[f"#{k}" for k in order], y=counts[order], marker_color=hexes[order], customdata=order,
         hovertext=[f"{100.0 * c / total:.1f}%" for c in counts[order]],
         hovertemplate="prompt %{customdata}: %{y} px (%{hovertext})<extra></extra>",
     ))
@@ -73,7 +73,7 @@ def routing_histogram(record: Record, image_hw: tuple[int, int] | None = None, b
         title=(f"Routing, layer {_layer_name(record)}: entropy {st['entropy_nats']:.2f} nats, "
                f"perplexity {st['perplexity']:.1f} of {T}, unused {100 * st['unused_share']:.0f}%, "
                f"largest {100 * st['largest_share']:.1f}%"),
-        xaxis_title="prompts, sorted by pixel count (hover for the prompt index)",
+        xaxis=dict(type="category", title="prompt index, sorted by pixel count"),
         yaxis_title="pixels", bargap=0.1, margin=dict(l=10, r=10, t=60, b=10),
     )
     if "mean_confidence" in st:
