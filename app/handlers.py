@@ -487,7 +487,9 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
         notes.append(f"MambaIRv2 layer {r['stage']}.{r['block']}: {st['used']} of {st['num_prompts']} "
                      f"prompts used, perplexity {st['perplexity']:.1f}, "
                      f"mean router confidence {st.get('mean_confidence', float('nan')):.2f}.")
-        out += [sgn.label_overlay(lr_u8, r, image_hw=hw),
+        zoom = max(1, 256 // max(hw))  # small crops are shown enlarged (nearest neighbour)
+        big = np.repeat(np.repeat(lr_u8, zoom, axis=0), zoom, axis=1)  # (H, W, 3) -> (zH, zW, 3)
+        out += [sgn.label_overlay(big, r, image_hw=hw),
                 sgn.label_map_figure(r, image=lr_u8, image_hw=hw),
                 sequence.sequence_ribbon(r, lr_u8, zoom=max(1, 256 // max(hw[1], 1))),
                 sequence.sequence_distance_figure(r, image_hw=hw)]

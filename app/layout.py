@@ -125,7 +125,7 @@ def build_demo() -> gr.Blocks:
                 q_row = gr.Number(value=-1, precision=0, label="query row (-1 = centre)")
                 q_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)")
                 int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
-            int_summary = gr.Markdown()
+            int_summary = gr.Markdown(elem_id="internals-summary")
             gr.Markdown(texts.SGN, latex_delimiters=LATEX)
             with gr.Row():
                 sgn_overlay = gr.Image(label="labels over the input", format="png", interactive=False)

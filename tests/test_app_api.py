@@ -102,7 +102,7 @@ def test_internals_returns_every_picture(client, images):
     out = client.predict(gradio_client.handle_file(images["good"]), layer="1.0", api_name="/internals")
     summary, overlay, label_fig, ribbon = out[:4]
     assert "layer 1.0" in summary
-    assert _png(overlay).shape == (16, 20, 3)
+    assert _png(overlay).shape == (16 * 12, 20 * 12, 3)  # enlarged to about 256 pixels
     assert _png(ribbon).shape[1] >= 20
     plots = out[4:]
     assert len(plots) == 9 and all(p is not None for p in plots)

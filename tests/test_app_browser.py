@@ -114,6 +114,16 @@ def test_upload_restore_click_lam(page, tmp_path):
         assert (SHOTS / name).stat().st_size > 10_000
 
 
+def test_internals_tab_draws_the_pictures(page):
+    """After the upload of the first test: the Internals tab draws plots and the two images."""
+    page.get_by_role("tab", name="Internals").click()
+    page.click("#internals-btn")
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 9")
+    assert "query pixel" in page.inner_text("#internals-summary")
+    page.screenshot(path=str(SHOTS / "internals.png"), full_page=True)
+    page.get_by_role("tab", name="Restore").click()
+
+
 def test_corrupt_upload_shows_an_error(page, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 16)
@@ -128,6 +138,6 @@ def copy_screenshots_to_docs() -> None:
     """Copy the screenshots of the last run to docs/screenshots/ (for the README)."""
     dest = Path(__file__).parent.parent / "docs" / "screenshots"
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("restore.png", "lam.png"):
+    for name in ("restore.png", "lam.png", "internals.png"):
         if (SHOTS / name).exists():
             shutil.copy(SHOTS / name, dest / name)
