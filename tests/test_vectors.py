@@ -47,8 +47,10 @@ def _load_case(case: str):
     return net, io
 
 
-@pytest.mark.parametrize("backend", scan.available_backends(), indirect=True)
+# Backend is the outer loop so the Python-loop reference runs before compiled backends start
+# their worker threads (which otherwise compete with it for the 2 cores).
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("backend", scan.available_backends(), indirect=True)
 def test_official_vectors(case: str, backend: str) -> None:
     net, io = _load_case(case)
     assert type(net).__name__ == io["arch"]
@@ -68,3 +70,17 @@ def test_mean_is_not_in_state_dict() -> None:
     net, _ = _load_case("v2light_x2")
     assert not any("mean" in k for k in net.state_dict())
     assert "relative_position_index_SA" in net.state_dict()
+
+
+def test_flip_pad_matches_official_and_handles_tiny_images() -> None:
+    from model.archs.common import flip_pad
+
+    x = torch.rand(1, 3, 11, 13)
+    # The official one-step padding (append the flipped image, crop) for 11x13 -> 16x16.
+    ref = torch.cat([x, torch.flip(x, [2])], 2)[:, :, :16, :]
+    ref = torch.cat([ref, torch.flip(ref, [3])], 3)[:, :, :, :16]
+    assert torch.equal(flip_pad(x, 8), ref)
+    tiny = torch.rand(1, 3, 3, 2)  # smaller than half a window: padding repeats the mirror
+    padded = flip_pad(tiny, 8)
+    assert padded.shape == (1, 3, 8, 8)
+    assert torch.equal(padded[:, :, :3, :2], tiny) and torch.equal(padded[:, :, 3:6, :2], tiny.flip(2))

@@ -62,9 +62,13 @@ def flip_pad(x: Tensor, multiple: int) -> Tensor:
     hp = -(-h // multiple) * multiple
     wp = -(-w // multiple) * multiple
     # Official padding: append the flipped image, then crop (so the padding repeats the edge row).
-    x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, :hp, :]
-    x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, :wp]
-    return x
+    # The official code does this once; repeating it only matters for images smaller than half a
+    # window, where the official code fails.
+    while x.shape[2] < hp:
+        x = torch.cat([x, torch.flip(x, [2])], 2)
+    while x.shape[3] < wp:
+        x = torch.cat([x, torch.flip(x, [3])], 3)
+    return x[:, :, :hp, :wp]
 
 
 def drop_path(x: Tensor, p: float, training: bool) -> Tensor:

@@ -27,7 +27,6 @@ from .common import (
     PatchEmbed,
     PatchUnEmbed,
     Reconstruction,
-    UpsampleOneStep,  # noqa: F401  (re-exported for convenience)
     WindowAttention,
     conv_after_body,
     detach_cpu,
@@ -68,7 +67,13 @@ def route_policy(logp: Tensor, routing: str = "argmax", generator: torch.Generat
     ``generator`` (the global RNG when None), the same draws as the official call.
     """
     if routing == "gumbel":
-        gumbels = -torch.empty_like(logp).exponential_(generator=generator).log()  # (b, l, t)
+        if generator is not None and generator.device != logp.device:
+            # e.g. a CPU generator for a GPU model: draw where the generator lives.
+            e = torch.empty(logp.shape, dtype=logp.dtype, device=generator.device)
+            e = e.exponential_(generator=generator).to(logp.device)
+        else:
+            e = torch.empty_like(logp).exponential_(generator=generator)
+        gumbels = -e.log()  # (b, l, t) standard Gumbel noise, as F.gumbel_softmax draws it
         y_soft = (logp + gumbels).softmax(dim=-1)
     elif routing == "argmax":
         y_soft = logp.softmax(dim=-1)
