@@ -113,8 +113,9 @@ def build_demo() -> gr.Blocks:
                     lam_btn = gr.Button("Run LAM", elem_id="lam-btn")
                 with gr.Row():
                     lam_v2 = gr.Image(label="MambaIRv2 LAM", format="png", interactive=False,
-                                      elem_id="lam-v2")
-                    lam_v1 = gr.Image(label="MambaIR LAM", format="png", interactive=False, elem_id="lam-v1")
+                                      show_label=False, elem_id="lam-v2")
+                    lam_v1 = gr.Image(label="MambaIR LAM", format="png", interactive=False, show_label=False,
+                                      elem_id="lam-v1")
                 lam_info = gr.Markdown(elem_id="lam-info")
 
         with gr.Tab("Internals", id="internals"):
