@@ -88,6 +88,7 @@ class DropPath(nn.Module):
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Drop whole samples' residual branch with probability p (training only)."""
         return drop_path(x, self.p, self.training)
 
 
@@ -122,6 +123,7 @@ def shifted_window_mask(h: int, w: int, s: int, device: torch.device | None = No
     shift = s // 2
 
     def region(size: int) -> Tensor:
+        """Region id 0/1/2 of each row (or column) after the cyclic shift."""
         # Three bands after the cyclic shift: [0, size-s), [size-s, size-shift), [size-shift, size).
         idx = torch.arange(size, device=device)
         return (idx >= size - s).long() + (idx >= size - shift).long()  # (size,)
@@ -178,6 +180,7 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(embed_dim) if norm else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """(b, c, h, w) -> (b, l, c), normalised when ``norm`` is set."""
         x = x.flatten(2).transpose(1, 2)  # (b, h*w, c)
         return self.norm(x) if self.norm is not None else x
 
@@ -190,6 +193,7 @@ class PatchUnEmbed(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, c) -> (b, c, h, w) for ``x_size`` = (h, w)."""
         return x.transpose(1, 2).reshape(x.shape[0], self.embed_dim, x_size[0], x_size[1])  # (b, c, h, w)
 
 
@@ -270,6 +274,7 @@ class Reconstruction(nn.Module):
         raise NotImplementedError
 
     def _body_and_head(self, x: Tensor) -> Tensor:
+        """Deep features (b, c, h, w) -> (b, c, h, w); implemented by each network."""
         """Mean-shifted input (b, C, h, w) -> output before the mean is added back."""
         up = self.upsampler
         x_first = self.conv_first(x)

@@ -55,6 +55,7 @@ class ChannelAttention(nn.Module):
             nn.Conv2d(m, num_feat, 1, padding=0), nn.Sigmoid())
 
     def forward(self, x: Tensor) -> Tensor:
+        """(b, c, h, w) scaled per channel."""
         return x * self.attention(x)
 
 
@@ -78,6 +79,7 @@ class CAB(nn.Module):
                 ChannelAttention(num_feat, squeeze_factor))
 
     def forward(self, x: Tensor) -> Tensor:
+        """(b, c, h, w) -> (b, c, h, w)."""
         return self.cab(x)
 
 
@@ -157,6 +159,7 @@ class VSSBlock(nn.Module):
         self.skip_scale2 = nn.Parameter(torch.ones(hidden_dim))
 
     def forward(self, inp: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, c) -> (b, l, c) for ``x_size`` = (h, w)."""
         b, l, c = inp.shape
         inp = inp.reshape(b, x_size[0], x_size[1], c)  # (b, h, w, c)
         x = inp * self.skip_scale + self.drop_path(self.self_attention(self.ln_1(inp)))
@@ -175,6 +178,7 @@ class BasicLayer(nn.Module):
             VSSBlock(dim, drop_path[i], d_state, mlp_ratio, is_light_sr) for i in range(depth)])
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, c) -> (b, l, c) through every VSSBlock."""
         for blk in self.blocks:
             x = blk(x, x_size)
         return x
@@ -192,6 +196,7 @@ class ResidualGroup(nn.Module):
         self.patch_unembed = PatchUnEmbed(dim)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, c) -> (b, l, c)."""
         y = self.residual_group(x, x_size)
         return self.patch_embed(self.conv(self.patch_unembed(y, x_size))) + x
 

@@ -98,6 +98,7 @@ class DWConv(nn.Module):
             nn.Conv2d(hidden, hidden, kernel_size, 1, (kernel_size - 1) // 2, groups=hidden), nn.GELU())
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, hid) -> (b, l, hid) through the depth-wise conv on the h x w grid."""
         b = x.shape[0]
         x = x.transpose(1, 2).reshape(b, self.hidden, x_size[0], x_size[1])  # (b, hid, h, w)
         return self.depthwise_conv(x).flatten(2).transpose(1, 2)  # (b, l, hid)
@@ -114,6 +115,7 @@ class ConvFFN(nn.Module):
         self.fc2 = nn.Linear(hidden_features, in_features)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, c) -> (b, l, c)."""
         x = self.act(self.fc1(x))
         return self.fc2(x + self.dwconv(x, x_size))
 
@@ -127,6 +129,7 @@ class Gate(nn.Module):
         self.conv = nn.Conv2d(dim, dim, 5, 1, 2, groups=dim)
 
     def forward(self, x: Tensor, h: int, w: int) -> Tensor:
+        """(b, l, hid) -> (b, l, hid/2): x1 * conv(norm(x2))."""
         x1, x2 = x.chunk(2, dim=-1)  # (b, l, hid/2) each
         b, _, half = x2.shape
         x2 = self.norm(x2).transpose(1, 2).reshape(b, half, h, w)  # (b, hid/2, h, w)
@@ -145,6 +148,7 @@ class GatedMLP(nn.Module):
         self.fc2 = nn.Linear(hidden_features // 2, in_features)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
+        """(b, l, c) -> (b, l, c)."""
         return self.fc2(self.sg(self.act(self.fc1(x)), x_size[0], x_size[1]))
 
 
@@ -280,6 +284,7 @@ class AttentiveLayer(nn.Module):
         self.embeddingA.weight.data.uniform_(-1 / inner_rank, 1 / inner_rank)
 
     def forward(self, x: Tensor, x_size: tuple[int, int], params: dict[str, Tensor]) -> Tensor:
+        """(b, l, c) -> (b, l, c); ``params`` holds the shift mask and the bias index."""
         h, w = x_size
         b, l, c = x.shape
         s = self.window_size
@@ -320,6 +325,7 @@ class BasicBlock(nn.Module):
             for i in range(depth)])
 
     def forward(self, x: Tensor, x_size: tuple[int, int], params: dict[str, Tensor]) -> Tensor:
+        """(b, l, c) -> (b, l, c) through every AttentiveLayer."""
         for layer in self.layers:
             x = layer(x, x_size, params)
         return x
@@ -339,6 +345,7 @@ class ASSB(nn.Module):
         self.conv = conv_after_body(dim, resi_connection)
 
     def forward(self, x: Tensor, x_size: tuple[int, int], params: dict[str, Tensor]) -> Tensor:
+        """(b, l, c) -> (b, l, c)."""
         y = self.residual_group(x, x_size, params)
         return self.patch_embed(self.conv(self.patch_unembed(y, x_size))) + x
 
