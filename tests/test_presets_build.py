@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.archs import build
-from model.config import PRESETS
+from model.config import PRESETS, MambaIRConfig, MambaIRv2Config, MambaIRv2LightConfig
 
 SKELETONS = json.loads((Path(__file__).parent / "data" / "official_skeletons.json").read_text())
 
@@ -30,3 +30,32 @@ def test_preset_matches_official_skeleton(name: str) -> None:
     wrong = {k: (shapes[k], s) for k, s in skeleton["keys"].items() if shapes[k] != s}
     assert wrong == {}
     assert sum(p.numel() for p in net.parameters()) == skeleton["params"]
+
+
+TINY_V2 = dict(img_size=8, embed_dim=12, d_state=4, depths=(2,), num_heads=(2,), window_size=4,
+               inner_rank=4, num_tokens=5, mlp_ratio=1.0)
+TINY_V1 = dict(img_size=8, embed_dim=30, d_state=4, depths=(1,), mlp_ratio=1.2)
+
+
+@pytest.mark.parametrize("cfg", [
+    MambaIRv2Config(upscale=3, upsampler="pixelshuffle", **TINY_V2),
+    MambaIRv2Config(upscale=4, upsampler="nearest+conv", **TINY_V2),
+    MambaIRv2Config(upscale=1, in_chans=1, upsampler="", **TINY_V2),
+    MambaIRv2LightConfig(upscale=2, **TINY_V2),
+    MambaIRConfig(upscale=4, upsampler="nearest+conv", **TINY_V1),
+    MambaIRConfig(upscale=2, upsampler="pixelshuffle", resi_connection="3conv", **TINY_V1),
+    MambaIRConfig(upscale=1, in_chans=1, upsampler="", **TINY_V1),
+], ids=lambda c: f"{c.arch}-{c.upsampler or 'restore'}-x{c.upscale}")
+def test_every_upsampler_runs(cfg) -> None:
+    torch.manual_seed(0)
+    net = build(cfg)
+    x = torch.rand(1, cfg.in_chans, 6, 7)  # not a multiple of the window: v2 pads, then crops
+    with torch.no_grad():
+        y = net(x)
+        assert y.shape == (1, cfg.in_chans, 6 * cfg.upscale, 7 * cfg.upscale)
+        assert torch.isfinite(y).all()
+        if cfg.upsampler == "":
+            # Restoration predicts a residual: zeroing conv_last gives back the input exactly.
+            net.conv_last.weight.zero_()
+            net.conv_last.bias.zero_()
+            assert torch.allclose(net(x), x, atol=1e-6)
