@@ -1,0 +1,168 @@
+"""PSNR/SSIM of a checkpoint on a prepared photo folder, next to the classical baseline.
+
+    python -m model.evaluate weights/mambairv2_lightSR_x4.pth --data data/photos --split test \\
+        [--scale 4] [--update-manifest] [--json out.json]
+
+SR (BasicSR conventions): HR mod-cropped to the scale, LR = MATLAB bicubic rounded to uint8,
+output clamped and rounded to uint8, PSNR/SSIM on Y (BT.601) with crop_border = scale; the
+baseline is MATLAB bicubic upscaling. Denoising (``--sigma``, default 15): Gaussian noise with
+a fixed seed per image, metrics on RGB, crop 0, baseline = the noisy input. JPEG (``--quality``,
+default 10): grayscale (full-range luma) JPEG, metrics on the gray image, baseline = the JPEG.
+Inputs larger than ``--tile`` px go through ``model.tiling.tiled_forward`` when available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .degrade import add_gaussian_noise, bicubic_downscale, bicubic_upscale, jpeg_compress, modcrop, to_uint8
+from .metrics import psnr, ssim
+
+__all__ = ["evaluate", "degrade_for", "run_net", "main"]
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # full-range luma, as a grayscale image file
+
+
+def degrade_for(hr: np.ndarray, task: str, scale: int, sigma: float, quality: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ground truth, network input, baseline output) float arrays for one image and task."""
+    if task == "sr":
+        gt = modcrop(hr, scale)
+        lr = to_uint8(bicubic_downscale(gt, scale)).astype(np.float32) / 255.0
+        return gt, lr, bicubic_upscale(lr, scale)
+    if task == "denoise":
+        noisy = add_gaussian_noise(hr, sigma, seed=seed)
+        return hr, noisy, np.clip(noisy, 0, 1)
+    gray = (hr @ _LUMA)[..., None]  # (H, W, 3) @ (3,) -> (H, W) -> (H, W, 1)
+    gray = to_uint8(gray).astype(np.float32) / 255.0
+    jpg = jpeg_compress(gray, quality)
+    return gray, jpg, jpg
+
+
+def run_net(net: nn.Module, img: np.ndarray, tile: int = 256, device: str | torch.device = "cpu"
+            ) -> np.ndarray:
+    """Network output (H', W', C) float in [0, 1] for a float image (H, W, C); tiled when large."""
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()  # (1, C, H, W)
+    with torch.no_grad():
+        if max(img.shape[:2]) > tile:
+            try:
+                from model.tiling import tiled_forward
+            except ImportError:  # tiling not available: run the whole image
+                tiled_forward = None
+            y = (tiled_forward(net, x, tile=tile, overlap=16) if tiled_forward is not None
+                 else net(x.to(device)).cpu())
+        else:
+            y = net(x.to(device)).cpu()
+    return y[0].clamp(0, 1).permute(1, 2, 0).numpy()  # (1, C, H', W') -> (H', W', C)
+
+
+def evaluate(ckpt: str | os.PathLike, data: str | os.PathLike = "data/photos", split: str = "test", *,
+             scale: int | None = None, sigma: float = 15.0, quality: int = 10, tile: int = 256,
+             device: str = "cpu", limit: int | None = None, verbose: bool = True) -> dict[str, Any]:
+    """Per-image and mean metrics of the checkpoint and of the baseline on the split."""
+    from model import load_checkpoint
+    from model.weights import task_of
+
+    from .data import list_images, load_image
+
+    net = load_checkpoint(ckpt, device=device)
+    cfg = net.config
+    task = task_of(cfg)
+    if scale is not None and task == "sr" and scale != cfg.upscale:
+        raise ValueError(f"{Path(ckpt).name} is a x{cfg.upscale} model, not x{scale}")
+    s = int(cfg.upscale)
+    y_only, crop = (True, s) if task == "sr" else (False, 0)
+    rows = []
+    for path in list_images(data, split)[:limit]:
+        seed = zlib.crc32(path.name.encode())  # a fixed noise per image, whatever the order
+        gt, inp, base = degrade_for(load_image(path), task, s, sigma, quality, seed)
+        if cfg.in_chans == 1 and inp.shape[2] != 1:
+            raise ValueError("a one-channel model needs the jpeg task")
+        out = run_net(net, inp, tile, device)
+        g8, o8, b8 = to_uint8(gt), to_uint8(out), to_uint8(base)
+        row = {"file": path.name, "size": [int(gt.shape[1]), int(gt.shape[0])],
+               "psnr": psnr(o8, g8, crop, y_only), "ssim": ssim(o8, g8, crop, y_only),
+               "baseline_psnr": psnr(b8, g8, crop, y_only), "baseline_ssim": ssim(b8, g8, crop, y_only)}
+        rows.append(row)
+        if verbose:
+            print(f"{row['file']:<24} {row['psnr']:7.2f} dB {row['ssim']:.4f}   "
+                  f"baseline {row['baseline_psnr']:7.2f} dB {row['baseline_ssim']:.4f}")
+    if not rows:
+        raise ValueError(f"no images in the {split!r} split of {data}")
+    keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    setting = {"sr": f"x{s}, Y channel, crop {crop}, MATLAB bicubic LR",
+               "denoise": f"sigma {sigma:g}, RGB", "jpeg": f"quality {quality}, gray"}[task]
+    baseline = {"sr": "bicubic", "denoise": "noisy input", "jpeg": "JPEG input"}[task]
+    result = {"checkpoint": str(ckpt), "arch": cfg.arch, "task": task, "scale": s, "data": str(data),
+              "split": split, "n_images": len(rows), "setting": setting, "baseline": baseline,
+              "date": datetime.date.today().isoformat(), **mean, "per_image": rows}
+    if verbose:
+        print(f"{'mean':<24} {mean['psnr']:7.2f} dB {mean['ssim']:.4f}   "
+              f"{baseline} {mean['baseline_psnr']:7.2f} dB {mean['baseline_ssim']:.4f}   ({setting})")
+    return result
+
+
+def manifest_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The summary stored in a manifest entry under ``metrics[<data name>-<split>]``."""
+    keys = ("n_images", "setting", "baseline", "psnr", "ssim", "baseline_psnr", "baseline_ssim", "date")
+    return {k: (round(result[k], 4) if isinstance(result[k], float) else result[k]) for k in keys}
+
+
+def update_manifest(ckpt: str | os.PathLike, result: dict[str, Any], manifest: str | os.PathLike,
+                    source: str = "trained here") -> dict[str, Any]:
+    """Write the metrics (and training facts found beside the checkpoint) into the manifest entry."""
+    from model.weights import load_manifest, manifest_entry, sha256_file, upsert_manifest
+
+    ckpt = Path(ckpt)
+    digest = sha256_file(ckpt)
+    old = next((e for e in load_manifest(manifest) if e.get("sha256") == digest or e["file"] == ckpt.name),
+               None)
+    info = ckpt.parent / "train_info.json"
+    training = json.loads(info.read_text()) if info.exists() else None
+    entry = manifest_entry(ckpt, source=old["source"] if old else source, training=training)
+    name = f"{Path(result['data']).name}-{result['split']}"
+    entry["metrics"] = {name: manifest_metrics(result)}
+    upsert_manifest(entry, manifest)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    ap = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--data", default="data/photos")
+    ap.add_argument("--split", default="test", choices=("test", "train", "all"))
+    ap.add_argument("--scale", type=int, default=None, help="check that the model has this scale")
+    ap.add_argument("--sigma", type=float, default=15.0, help="noise level for denoising models")
+    ap.add_argument("--quality", type=int, default=10, help="JPEG quality for JPEG models")
+    ap.add_argument("--tile", type=int, default=256, help="inputs larger than this run tiled")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ap.add_argument("--json", default=None, help="also write the full result here")
+    ap.add_argument("--update-manifest", action="store_true", help="store the means in the manifest")
+    ap.add_argument("--manifest", default="weights/manifest.json")
+    ap.add_argument("--source", default="trained here", choices=("trained here", "official", "user file"),
+                    help="source for a new manifest entry")
+    a = ap.parse_args(argv)
+    result = evaluate(a.checkpoint, a.data, a.split, scale=a.scale, sigma=a.sigma, quality=a.quality,
+                      tile=a.tile, device=a.device, limit=a.limit)
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2))
+    if a.update_manifest:
+        update_manifest(a.checkpoint, result, a.manifest, a.source)
+        print(f"updated {a.manifest}")
+
+
+if __name__ == "__main__":
+    main()
