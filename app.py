@@ -3,9 +3,11 @@
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override the address (Gradio reads them itself).
 """
 
-from app import build_demo
-
-demo = build_demo()
+import os
 
 if __name__ == "__main__":
-    demo.launch()
+    # Offline by default: no usage analytics calls from a machine without network.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from app import build_demo
+
+    build_demo().launch(max_file_size="50mb")  # larger uploads are refused before decoding

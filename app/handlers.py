@@ -44,12 +44,6 @@ def _user_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc), title="Cannot use this image")
 
 
-def default_task() -> str:
-    """The first task in the list (SR x2 in the demo set)."""
-    names = cache.task_names()
-    return names[0] if names else ""
-
-
 def _specs(task: str | None) -> dict[str, cache.ModelSpec]:
     tasks = cache.tasks()
     if not task:
