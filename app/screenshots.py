@@ -72,6 +72,17 @@ def take(out: Path, photo: Path, task: str | None, lam_steps: int, timeout_s: fl
     return saved
 
 
+def shrink(path: Path, width: int = 1000) -> None:
+    """Resize a screenshot to ``width`` pixels (README size) and re-save it as an optimised PNG."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+        im.save(path, optimize=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     for path in take(args.out, args.photo, args.task, args.lam_steps, args.timeout):
-        print(path)
+        shrink(path)
+        print(path, f"{path.stat().st_size / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":
