@@ -255,7 +255,7 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     prep = prepare(image, task, mode)
     specs = _specs(task)
     outs: dict[str, np.ndarray | None] = {}
-    rows = ["| model | time (s) | parameters | device | scan backend | weights | trained for |",
+    rows = ["| model | time (s) | params | device | scan | weights | trained for |",
             "|---|---|---|---|---|---|---|"]
     for i, fam in enumerate(cache.FAMILIES):
         spec = specs.get(fam)
