@@ -198,9 +198,16 @@ def val_crops(pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, size: int,
 @torch.no_grad()
 def validate(net: nn.Module, crops: list[tuple[np.ndarray, np.ndarray]], scale: int,
              device: torch.device) -> dict[str, float]:
-    """Mean PSNR-Y (crop = scale, output rounded to uint8) of the network and of bicubic."""
-    was_training = net.training
+    """Mean PSNR-Y (crop = scale, output rounded to uint8) of the network and of bicubic.
+
+    MambaIRv2 routes by argmax here, as the app does, whatever the training routing.
+    """
+    from model.archs import get_options, set_options
+
+    was_training, routing = net.training, get_options(net).get("routing")
     net.eval()
+    if routing is not None:
+        set_options(net, routing="argmax")
     ours, bic = [], []
     for hr, lr in crops:
         x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device)  # (1, C, h, w)
@@ -208,6 +215,8 @@ def validate(net: nn.Module, crops: list[tuple[np.ndarray, np.ndarray]], scale: 
         ours.append(psnr(to_uint8(sr), to_uint8(hr), scale, True))
         bic.append(psnr(to_uint8(bicubic_upscale(lr, scale)), to_uint8(hr), scale, True))
     net.train(was_training)
+    if routing is not None:
+        set_options(net, routing=routing)
     return {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic))}
 
 
