@@ -59,7 +59,8 @@ def run_net(net: nn.Module, img: np.ndarray, tile: int = 256, device: str | torc
                 from model.tiling import tiled_forward
             except ImportError:  # tiling not available: run the whole image
                 tiled_forward = None
-            y = (tiled_forward(net, x, tile=tile, overlap=16) if tiled_forward is not None
+            overlap = min(16, tile // 4)  # the tiler needs overlap < tile
+            y = (tiled_forward(net, x, tile=tile, overlap=overlap) if tiled_forward is not None
                  else net(x.to(device)).cpu())
         else:
             y = net(x.to(device)).cpu()
