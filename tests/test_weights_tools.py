@@ -299,3 +299,32 @@ def test_evaluate_tiled_and_restoration_tasks(tmp_path):
         assert res["task"] == task
         assert res["psnr"] == pytest.approx(res["baseline_psnr"], abs=1e-9)
         assert res["psnr"] < 40  # the degradation is really there
+
+
+# ----------------------------------------------------------------------------- photo set
+
+
+def test_prepare_photo_set(tmp_path):
+    from model.data import Source, list_images, load_image, load_split, prepare
+
+    wall = tmp_path / "wall" / "contents" / "images"
+    wall.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (800, 1200, 3), dtype=np.uint8)).save(wall / "1200x800.jpg")
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(wall / "90x60.jpg")
+    sources = [Source("chelsea", "skimage", "chelsea", "Stefan van der Walt", "CC0"),
+               Source("fakewall", "some-package", str(wall), "nobody", "CC0")]
+    split = prepare(tmp_path / "out", sources)
+    assert split["test"] == ["chelsea.png"]  # chelsea is a held-out photo by name
+    assert split["train"] == [f"fakewall_{r}{c}.png" for r in (0, 1) for c in (0, 1)]
+    assert split["files"]["fakewall_00.png"]["from"].endswith("1200x800.jpg")  # the largest file
+    for path in list_images(tmp_path / "out", "all"):
+        img = load_image(path)
+        assert max(img.shape[:2]) <= 512 and img.dtype == np.float32 and img.shape[2] == 3
+    # 1200x800 shrunk to 1024 long side (1024x683) and cut 2x2.
+    sizes = [tuple(split["files"][f]["size"]) for f in split["train"]]
+    assert sum(w for w, _ in sizes[:2]) == 1024 and sum(h for _, h in sizes[::2]) == 683
+    assert load_split(tmp_path / "out") == json.loads((tmp_path / "out" / "split.json").read_text())
+    assert "chelsea.png" in (tmp_path / "out" / "SOURCES.md").read_text()
+    with pytest.raises(FileNotFoundError, match="model.data prepare"):
+        load_split(tmp_path / "empty")
