@@ -267,6 +267,9 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
 
     from .data import list_images
 
+    if config is None and preset not in PRESETS:
+        sr = sorted(k for k, v in PRESETS.items() if v.upscale > 1)
+        raise ValueError(f"unknown preset {preset!r}; SR presets: {', '.join(sr)}")
     cfg = config if config is not None else PRESETS[preset]
     if cfg.upscale < 2:
         raise ValueError(f"{preset}: this script trains SR presets (upscale >= 2)")
