@@ -104,7 +104,8 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT), latex_delimiters=LATEX)
                 with gr.Row():
                     lam_method = gr.Radio(handlers.LAM_METHODS, value="LAM", label="Method")
-                    lam_steps = gr.Slider(1, 100, value=16, step=1, label="Steps (LAM_Demo uses 50)",
+                    lam_steps = gr.Slider(1, 100, value=handlers.LAM_DEFAULT_STEPS, step=1,
+                                          label="Steps (LAM_Demo: 50; each is a forward + backward pass)",
                                           elem_id="lam-steps")
                     lam_x = gr.Number(value=-1, precision=0, label="x (output pixel, -1 = centre)",
                                       elem_id="lam-x")

@@ -20,8 +20,8 @@ $\\mathrm{LAM} = \\int_0^1 \\nabla_x D(F(\\gamma(\\alpha)))\\,\\gamma'(\\alpha)\
 $\\gamma$ the progressive-blur path. Red = strong attribution. The diffusion index
 $\\mathrm{DI} = (1 - \\mathrm{Gini}) \\times 100$ is higher when the model uses more input pixels — the paper
 uses it to show that MambaIRv2's attentive scan sees further than MambaIR's. Runs on a
-{context}×{context}-pixel crop of the input around the window (the paper's 256×256 output at ×4);
-fewer steps are faster and noisier."""
+{context}×{context}-pixel crop of the input around the window (the paper uses 64×64, i.e. a 256×256
+output at ×4; smaller here to keep CPU runs to about a minute); fewer steps are faster and noisier."""
 
 INTERNALS_HELP = """Both networks are run once on the centre of the current input (at most {size}×{size}
 pixels) while every scan layer is recorded. Pick a layer (stage.block) of MambaIRv2; MambaIR pictures use the
