@@ -456,16 +456,17 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 def lam_panels(result: LAMResult, lr_image: np.ndarray | Tensor | None = None,
                sr_image: np.ndarray | Tensor | None = None, box: tuple[int, int, int] | None = None,
-               alpha: float = 0.5) -> dict[str, np.ndarray]:
-    """LAM_Demo's four pictures at output size, uint8 (Ho, Wo, 3): box on the output, map, blends."""
+               alpha: float = 0.5, zoom: int = 1) -> dict[str, np.ndarray]:
+    """LAM_Demo's four pictures, uint8 (Ho*zoom, Wo*zoom, 3): output with the box, map, two blends.
+
+    ``box`` is (h, w, window) in output pixels (default: the result's window).
+    """
     lr = _to_hwc_uint8(result.lr if lr_image is None else lr_image)
     sr = _to_hwc_uint8(result.sr if sr_image is None else sr_image)
     h, w, win = (result.h, result.w, result.window) if box is None else box
     size = (sr.shape[1], sr.shape[0])  # PIL (width, height)
-    boxed = Image.fromarray(sr)
-    ImageDraw.Draw(boxed).rectangle((w, h, w + win - 1, h + win - 1), outline=(255, 0, 0),
-                                    width=max(1, sr.shape[0] // 128))
-    # As LAM_Demo: map * 0.5 + 0.5 on 'seismic' (white -> dark red), nearest zoom; KDE bicubic zoom.
+    # As LAM_Demo: map * 0.5 + 0.5 on 'seismic' (white -> dark red), nearest zoom; KDE bicubic zoom;
+    # blends with the input upscaled (bicubic) to the output size, half and half.
     plain = np.asarray(Image.fromarray(seismic(result.abs_norm * 0.5 + 0.5)).resize(size, Image.NEAREST))
     kde_rgb = seismic(kde_map(result.abs_norm) * 0.5 + 0.5)
     kde = np.asarray(Image.fromarray(kde_rgb).resize(size, Image.BICUBIC))
@@ -474,23 +475,32 @@ def lam_panels(result: LAMResult, lr_image: np.ndarray | Tensor | None = None,
     def mix(a: np.ndarray) -> np.ndarray:
         return (a.astype(np.float64) * (1 - alpha) + up * alpha).astype(np.uint8)
 
-    return {"output": np.asarray(boxed), "attribution": plain, "blend": mix(plain), "kde": mix(kde)}
+    panels = {"output": sr, "attribution": plain, "blend": mix(plain), "kde": mix(kde)}
+    if zoom > 1:  # nearest, so that pixels stay visible on small crops
+        big = (size[0] * zoom, size[1] * zoom)
+        panels = {k: np.asarray(Image.fromarray(v).resize(big, Image.NEAREST)) for k, v in panels.items()}
+    boxed = Image.fromarray(panels["output"])
+    # The box is drawn after zooming so that its line stays thin; it covers output pixels
+    # [h, h + window) x [w, w + window).
+    ImageDraw.Draw(boxed).rectangle((w * zoom, h * zoom, (w + win) * zoom - 1, (h + win) * zoom - 1),
+                                    outline=(255, 0, 0), width=max(2, sr.shape[0] * zoom // 128))
+    panels["output"] = np.asarray(boxed)
+    return panels
 
 
 def lam_figure(result: LAMResult, lr_image: np.ndarray | Tensor | None = None,
                sr_image: np.ndarray | Tensor | None = None, box: tuple[int, int, int] | None = None,
                title: str | None = None, min_panel: int = 192) -> np.ndarray:
     """One row: output with the window box | attribution | blend with input | KDE blend; DI in the title."""
-    panels = lam_panels(result, lr_image, sr_image, box)
-    tiles = list(panels.values())
+    ho, wo = result.sr.shape[-2:] if sr_image is None else _to_hwc_uint8(sr_image).shape[:2]
+    zoom = max(1, int(np.ceil(min_panel / max(min(ho, wo), 1))))
+    tiles = list(lam_panels(result, lr_image, sr_image, box, zoom=zoom).values())
     ph, pw = tiles[0].shape[:2]
-    zoom = max(1, int(np.ceil(min_panel / max(min(ph, pw), 1))))
-    tiles = [np.asarray(Image.fromarray(t).resize((pw * zoom, ph * zoom), Image.NEAREST)) for t in tiles]
     gap, head = 4, 28
-    width = len(tiles) * pw * zoom + (len(tiles) - 1) * gap
-    canvas = Image.new("RGB", (width, head + ph * zoom), (255, 255, 255))
+    width = len(tiles) * pw + (len(tiles) - 1) * gap
+    canvas = Image.new("RGB", (width, head + ph), (255, 255, 255))
     for i, t in enumerate(tiles):
-        canvas.paste(Image.fromarray(t), (i * (pw * zoom + gap), head))
+        canvas.paste(Image.fromarray(t), (i * (pw + gap), head))
     if title is None:
         title = f"{result.method.upper()}  DI {result.diffusion_index:.2f}"
     title = f"{title}   window ({result.h}, {result.w}) size {result.window}, {result.steps} steps"
