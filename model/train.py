@@ -1,7 +1,7 @@
 """Train an SR preset on a prepared photo folder with the BasicSR recipe, resumably.
 
     python -m model.train --preset mambairv2_lightSR_x4 --data data/photos --steps 2000 \\
-        --batch 16 --patch 48 --out runs/v2light_x4 [--device cuda] [--init nearest] [--resume]
+        --batch 16 --patch 48 --out runs/v2light_x4 [--device cuda] [--init nearest] [--warmup 50] [--resume]
 
 Recipe (BasicSR / the official option files): L1 loss; Adam lr 2e-4, betas (0.9, 0.99);
 random LR patches of ``--patch`` px with the aligned HR patch (``patch * scale`` px); random
@@ -223,14 +223,19 @@ def validate(net: nn.Module, crops: list[tuple[np.ndarray, np.ndarray]], scale: 
 # ----------------------------------------------------------------------------- schedule
 
 
-def lr_factor(step: int, total: int, schedule: str) -> float:
-    """Learning-rate multiplier at ``step`` (0-based) of ``total``: none, cosine, or multistep."""
+def lr_factor(step: int, total: int, schedule: str, warmup: int = 0) -> float:
+    """Learning-rate multiplier at ``step`` (0-based) of ``total``: none, cosine, or multistep.
+
+    ``warmup`` > 0 ramps the rate linearly over the first ``warmup`` steps (BasicSR's warmup_iter):
+    with ``--init nearest`` it softens the first updates, which wake up the zeroed body conv.
+    """
+    ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     if schedule == "none":
-        return 1.0
+        return ramp
     if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        return ramp * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
     if schedule == "multistep":  # the official light-SR milestones, as fractions of the run
-        return 0.5 ** sum(step >= int(f * total) for f in (0.5, 0.8, 0.9, 0.95))
+        return ramp * 0.5 ** sum(step >= int(f * total) for f in (0.5, 0.8, 0.9, 0.95))
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
@@ -256,7 +261,7 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
           patch: int = 48, lr: float = 2e-4, schedule: str = "none", device: str = "cpu",
           init: str = "default", routing: str = "gumbel", resume: bool = False, seed: int = 0,
           save_every: int = 100, val_every: int = 100, val_size: int = 64, log_every: int = 10,
-          config: Any = None, progress: bool = True) -> dict[str, Any]:
+          warmup: int = 0, config: Any = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) and return the training facts (also in ``out/train_info.json``).
 
     ``config`` overrides the preset's config (used by tests for tiny networks).
@@ -278,8 +283,8 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     args = {"preset": preset, "data": str(data), "steps": steps, "batch": batch, "patch": patch, "lr": lr,
-            "schedule": schedule, "device": device, "init": init, "routing": routing, "seed": seed,
-            "config": cfg.to_dict()}
+            "schedule": schedule, "warmup": warmup, "device": device, "init": init, "routing": routing,
+            "seed": seed, "config": cfg.to_dict()}
 
     torch.manual_seed(seed)
     net = build(cfg)
@@ -326,7 +331,7 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
     t_run, losses = time.perf_counter(), []
     while step < steps:
         for g in opt.param_groups:
-            g["lr"] = lr * lr_factor(step, steps, schedule)
+            g["lr"] = lr * lr_factor(step, steps, schedule, warmup)
         x, y = sampler.batch(batch)
         t0 = time.perf_counter()
         loss = F.l1_loss(net(x.to(dev)), y.to(dev))
@@ -377,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--patch", type=int, default=48, help="LR patch side in pixels")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--schedule", choices=("none", "cosine", "multistep"), default="none")
+    ap.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
     ap.add_argument("--out", required=True, help="run folder (state.pt, model.pth, log.jsonl)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--init", choices=("default", "nearest"), default="default")
@@ -394,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(a.threads)
     train(a.preset, a.data, a.steps, a.out, batch=a.batch, patch=a.patch, lr=a.lr, schedule=a.schedule,
           device=a.device, init=a.init, routing=a.routing, resume=a.resume, seed=a.seed,
-          save_every=a.save_every, val_every=a.val_every, val_size=a.val_size, log_every=a.log_every)
+          save_every=a.save_every, val_every=a.val_every, val_size=a.val_size, log_every=a.log_every,
+          warmup=a.warmup)
 
 
 if __name__ == "__main__":

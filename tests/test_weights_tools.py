@@ -210,6 +210,8 @@ def test_lr_schedule():
     assert lr_factor(0, 100, "cosine") == 1.0 and lr_factor(50, 100, "cosine") == pytest.approx(0.5)
     assert [lr_factor(s, 100, "multistep") for s in (0, 49, 50, 80, 90, 95)] == \
         [1.0, 1.0, 0.5, 0.25, 0.125, 0.0625]
+    assert [lr_factor(s, 100, "none", warmup=4) for s in (0, 1, 3, 50)] == [0.25, 0.5, 1.0, 1.0]
+    assert lr_factor(1, 100, "multistep", warmup=4) == 0.5
 
 
 def test_patch_sampler_aligned_and_augmented():
