@@ -166,6 +166,17 @@ def build_demo() -> gr.Blocks:
                              label="Tile size (LR pixels)",
                              info="Inputs larger than this are restored in overlapping tiles.")
 
+            gr.Markdown("### How much do these settings change MambaIRv2's output?\n"
+                        "Runs MambaIRv2 on the current input (Restore tab) several times.")
+            with gr.Row():
+                effect = gr.Radio(handlers.EFFECTS, value=handlers.EFFECTS[0], label="Compare")
+                effect_runs = gr.Slider(2, 8, value=3, step=1, label="Gumbel runs")
+                effect_btn = gr.Button("Compare", elem_id="effect-btn")
+            with gr.Row():
+                effect_img = gr.Image(label="difference / spread", format="png", interactive=False,
+                                      elem_id="effect-img")
+                effect_info = gr.Markdown(elem_id="effect-info")
+
         with gr.Tab("Weights", id="weights"):
             gr.Markdown(handlers.weights_table(), elem_id="weights-table")
 
@@ -179,6 +190,8 @@ def build_demo() -> gr.Blocks:
                       outputs=[int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig,
                                usage_fig, proj_fig, sim_fig, ase_fig, attn_v2, attn_v1],
                       api_name="internals", **heavy)
+        effect_btn.click(handlers.settings_effect, inputs=[inp, task, mode, effect, effect_runs, tile],
+                         outputs=[effect_img, effect_info], api_name="settings_effect", **heavy)
         lam_inputs = [inp, task, mode, lam_x, lam_y, lam_method, lam_steps, *settings]
         lam_outputs = [lam_v2, lam_v1, lam_info]
         lam_btn.click(handlers.lam, inputs=lam_inputs, outputs=lam_outputs, api_name="lam", **heavy)
