@@ -173,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if a.local:
                 manifest = Path(a.manifest) if a.manifest else Path(a.dest) / "manifest.json"
-                path = Path(a.local)
-                register(path, preset, None, manifest)
+                path = Path(a.dest) / Path(a.local).name
+                copied = not path.exists() or not path.samefile(a.local)
+                if copied:
+                    Path(a.dest).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(a.local, path)  # the registry lists the dest folder only
+                try:
+                    register(path, preset, None, manifest)
+                except DownloadError:
+                    if copied:
+                        path.unlink(missing_ok=True)
+                    raise
             else:
                 path = download(preset, a.dest, manifest=a.manifest, force=a.force)
             print(f"{preset}: {path} verified and registered")

@@ -162,6 +162,13 @@ def test_download_without_network_says_what_to_do(tmp_path, monkeypatch, capsys)
     assert not list((tmp_path / "w").glob("*.pth"))
     assert dl.main(["mambairv2_lightSR_x4", "--dest", str(tmp_path / "w")]) == 1
     assert "could not reach" in capsys.readouterr().err
+    # The manual route: a file fetched by hand is copied in, verified and registered.
+    assert dl.main(["mambairv2_lightSR_x2", "--dest", str(tmp_path / "w"), "--local", str(V2)]) == 0
+    (entry,) = load_manifest(tmp_path / "w" / "manifest.json")
+    assert entry["file"] == V2.name and entry["source"] == "official"
+    assert (tmp_path / "w" / V2.name).exists()
+    assert dl.main(["mambairv2_lightSR_x4", "--dest", str(tmp_path / "w"), "--local", str(V1)]) == 1
+    assert not (tmp_path / "w" / V1.name).exists()  # a rejected file is not left behind
 
 
 # ----------------------------------------------------------------------------- training
