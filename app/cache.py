@@ -140,7 +140,7 @@ def _specs_from_weights() -> list[ModelSpec]:
         specs.append(ModelSpec(
             family=family, task=label, kind=kind, scale=scale, level=level,
             source=str(_get(e, "source", "user file")), path=str(_get(e, "path")), config=cfg,
-            metrics=tuple(sorted((str(k), str(v)) for k, v in dict(_get(e, "metrics", {}) or {}).items()))))
+            metrics=tuple(sorted((str(k), v) for k, v in dict(_get(e, "metrics", {}) or {}).items()))))
     return specs
 
 

@@ -227,6 +227,22 @@ def _trained_for(spec: cache.ModelSpec) -> str:
     return f"grayscale JPEG at quality {spec.level}"
 
 
+def format_metric(name: str, value: Any) -> str:
+    """One manifest evaluation as text, e.g. 'photos-test: PSNR 27.31 dB (bicubic 26.90), SSIM 0.79'."""
+    if not isinstance(value, dict):
+        return f"{name}: {value}"
+    parts = []
+    for key, unit in (("psnr", " dB"), ("ssim", "")):
+        if isinstance(value.get(key), (int, float)):
+            text = f"{key.upper()} {value[key]:.{2 if key == 'psnr' else 4}f}{unit}"
+            base = value.get(f"baseline_{key}")
+            if isinstance(base, (int, float)):
+                text += f" ({value.get('baseline', 'baseline')} {base:.{2 if key == 'psnr' else 4}f})"
+            parts.append(text)
+    extra = f", {value['n_images']} images" if value.get("n_images") else ""
+    return f"{name}: " + (", ".join(parts) if parts else str(value)) + extra
+
+
 def weights_table() -> str:
     """Markdown: every model the app offers per task (source, file, metrics) and unusable files."""
     rows = ["| task | model | weights | trained for | metrics |", "|---|---|---|---|---|"]
@@ -236,7 +252,7 @@ def weights_table() -> str:
             if sp is None:
                 rows.append(f"| {task} | {fam} | none | – | – |")
                 continue
-            metrics = "; ".join(f"{k}: {v}" for k, v in sp.metrics) or "–"
+            metrics = "; ".join(format_metric(k, v) for k, v in sp.metrics) or "–"
             rows.append(f"| {task} | {fam} | {_provenance(sp)} | {_trained_for(sp)} | {metrics} |")
     text = f"Weights folder: `{cache.weights_dir()}`\n\n" + "\n".join(rows)
     skipped = cache.skipped_files()

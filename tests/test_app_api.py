@@ -199,3 +199,12 @@ def test_settings_effect_prompt_order_and_gumbel(client, images):
                                what="Gumbel routing: spread over seeds", runs=2, api_name="/settings_effect")
     assert _png(pic).shape == (32, 40, 3)
     assert float(re.search(r"per-pixel std ([\d.]+)", text).group(1)) > 0
+
+
+def test_manifest_metrics_are_formatted():
+    from app.handlers import format_metric
+
+    text = format_metric("photos-test", {"psnr": 27.314, "ssim": 0.79123, "baseline": "bicubic",
+                                         "baseline_psnr": 26.9, "baseline_ssim": 0.7801, "n_images": 10})
+    assert text == "photos-test: PSNR 27.31 dB (bicubic 26.90), SSIM 0.7912 (bicubic 0.7801), 10 images"
+    assert format_metric("note", "not measured") == "note: not measured"
