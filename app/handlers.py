@@ -8,6 +8,8 @@ User mistakes raise ``gr.Error`` (``AppError`` in ``gradio_client``).
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,8 @@ import torch
 
 from . import cache
 from .io import ImageError, load_image
+
+log = logging.getLogger(__name__)
 
 try:  # On Hugging Face ZeroGPU, spaces.GPU attaches a GPU for the call; elsewhere a no-op.
     import spaces
@@ -41,6 +45,26 @@ LAM_CONTEXT = 48
 LAM_DEFAULT_STEPS = 8
 INTERNALS_MAX = 96     # LR pixels per side the internals tab looks at (centre crop)
 NOISE_SEED = 0         # fixed noise so that restore, internals and LAM see the same input
+
+
+def explain_errors(fn: Any) -> Any:
+    """Turn unexpected failures of a handler into ``gr.Error`` messages (logged with the traceback).
+
+    Without this the user sees only "Error" (Gradio hides messages of other exceptions).
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except torch.OutOfMemoryError as exc:
+            raise gr.Error("out of memory: lower the tile size in Settings, or use a smaller image",
+                           title="Out of memory") from exc
+        except Exception as exc:
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(f"{type(exc).__name__}: {exc}", title="The model run failed") from exc
+    return wrapper
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -267,6 +291,7 @@ def weights_table() -> str:
 
 
 @gpu
+@explain_errors
 def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing: str = "argmax",
             seed: float = 0, prompt_order: str = "official", tile: float = DEFAULT_TILE,
             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
@@ -353,6 +378,7 @@ def _lam_crop(lr: np.ndarray, scale: int, x0: int, y0: int,
 
 
 @gpu
+@explain_errors
 def lam(image: Any, task: str | None = None, mode: str = MODE_AS_IS, x: float = -1, y: float = -1,
         method: str = "LAM", steps: float = LAM_DEFAULT_STEPS, routing: str = "argmax", seed: float = 0,
         prompt_order: str = "official",
@@ -455,6 +481,7 @@ def _pick(records: list[dict], layer: str) -> dict:
 
 
 @gpu
+@explain_errors
 def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = "0.0",
               query_row: float = -1, query_col: float = -1, routing: str = "argmax", seed: float = 0,
               prompt_order: str = "official",
@@ -546,6 +573,7 @@ def _magnitude_image(m: np.ndarray) -> np.ndarray:
 
 
 @gpu
+@explain_errors
 def settings_effect(image: Any, task: str | None = None, mode: str = MODE_AS_IS, what: str = EFFECTS[0],
                     runs: float = 3, tile: float = DEFAULT_TILE,
                     progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008

@@ -208,3 +208,18 @@ def test_manifest_metrics_are_formatted():
                                          "baseline_psnr": 26.9, "baseline_ssim": 0.7801, "n_images": 10})
     assert text == "photos-test: PSNR 27.31 dB (bicubic 26.90), SSIM 0.7912 (bicubic 0.7801), 10 images"
     assert format_metric("note", "not measured") == "note: not measured"
+
+
+def test_unexpected_failures_become_messages():
+    import gradio as gr
+
+    from app.handlers import explain_errors
+
+    @explain_errors
+    def broken(x: int) -> int:
+        """Fails like a model bug would."""
+        raise RuntimeError(f"shape mismatch {x}")
+
+    with pytest.raises(gr.Error, match="RuntimeError: shape mismatch 3"):
+        broken(3)
+    assert broken.__doc__ == "Fails like a model bug would."  # signature/doc kept for Gradio
