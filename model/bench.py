@@ -1,0 +1,258 @@
+"""Latency and memory of the networks per scan backend: ``python -m model.bench``.
+
+Prints one table: preset, input size, backend (the one that actually ran),
+median forward latency over ``--repeats`` runs after one warm-up, peak memory
+during the forward, speed-up over the reference scan measured in the same run,
+and the median forward+backward time (backward of ``output.sum()`` w.r.t. the
+input). Weights are random: latency does not depend on them.
+
+CPU threads: with OpenMP's default (active) waiting, torch's idle threads spin
+and, on a shared 2-core machine, made forwards 3-4x slower; run with
+``OMP_WAIT_POLICY=PASSIVE`` set before torch is imported (the header shows it).
+
+Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak resident
+set size (sampled every 2 ms from /proc/self/statm, else ``ru_maxrss``) minus
+the resident size before the forward -- tracemalloc does not see torch's
+allocations.
+
+    python -m model.bench                      # default CPU rows
+    python -m model.bench --quick              # fewer repeats, smaller inputs, no ref backward
+    python -m model.bench --presets MambaIR_lightSR_x4 --sizes 64 96 --backends auto ref
+    python -m model.bench --device cuda        # mamba_ssm and torch backends on the GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from model import scan
+from model.archs import build
+from model.config import PRESETS
+
+CPU_ROWS: list[tuple[str, int, tuple[str, ...]]] = [
+    ("mambairv2_lightSR_x4", 64, ("auto", "ref")),
+    ("MambaIR_lightSR_x4", 48, ("auto", "ref")),
+    ("mambairv2_lightSR_x4", 128, ("auto",)),
+]
+CUDA_ROWS: list[tuple[str, int, tuple[str, ...]]] = [
+    ("mambairv2_lightSR_x4", 128, ("mamba_ssm", "torch", "ref")),
+    ("MambaIR_lightSR_x4", 128, ("mamba_ssm", "torch")),
+    ("mambairv2_classicSR_x4", 256, ("mamba_ssm", "torch")),
+]
+
+
+@dataclass
+class Row:
+    """One measured configuration."""
+
+    preset: str
+    size: int
+    backend: str
+    forward_s: float
+    peak_mb: float
+    fwd_bwd_s: float | None
+    speedup: float | None = None
+
+
+class PeakMemory:
+    """Peak memory above the level at entry, in MiB (CUDA allocator or sampled CPU RSS)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss_bytes() -> int | None:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rss = self._rss_bytes()
+            if rss is not None:
+                self._max = max(self._max, rss)
+            time.sleep(0.002)
+
+    @staticmethod
+    def _trim() -> None:
+        """Give freed heap pages back to the OS (glibc), so the RSS before a run is a fair base."""
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._trim()
+        self._base = self._rss_bytes()
+        if self._base is None:  # no /proc: process-lifetime peak (only shows new highs)
+            self._base_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            return self
+        self._max = self._base
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        elif self._base is None:
+            self.peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+                            - self._base_maxrss) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self._max = max(self._max, self._rss_bytes() or 0)
+            self.peak_mb = (self._max - self._base) / 2**20
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def measure(preset: str, size: int, backend: str, repeats: int, device: torch.device,
+            backward: bool = True, seed: int = 0) -> Row:
+    """Median forward (and forward+backward) latency and peak forward memory of one configuration."""
+    torch.manual_seed(seed)
+    net = build(PRESETS[preset]).to(device)
+    x = torch.rand(1, PRESETS[preset].in_chans, size, size, device=device)
+    scan.set_backend(backend)
+    try:
+        with torch.no_grad():
+            net(x)  # warm-up: numba loads/compiles, CUDA initialises, allocator warms
+            ran = scan.last_backend() or "?"
+            with PeakMemory(device) as mem:
+                times = [_timed(lambda: net(x), device)]
+            times += [_timed(lambda: net(x), device) for _ in range(repeats - 1)]
+        fwd_bwd = None
+        if backward:
+            xg = x.clone().requires_grad_()
+
+            def step() -> None:
+                net(xg).sum().backward()
+
+            step()  # warm-up of the backward kernels
+            fwd_bwd = statistics.median(_timed(step, device) for _ in range(repeats))
+    finally:
+        scan.set_backend(None)
+    return Row(preset, size, ran, statistics.median(times), mem.peak_mb, fwd_bwd)
+
+
+def format_table(rows: list[Row], header: str) -> str:
+    """The table as printed: fixed-width columns, one line per row."""
+    cols = ["preset", "input", "backend", "forward s", "peak MiB", "speed-up vs ref", "fwd+bwd s",
+            "fwd+bwd/fwd"]
+    lines = []
+    for r in rows:
+        lines.append([
+            r.preset, f"{r.size}x{r.size}", r.backend, f"{r.forward_s:.3f}", f"{r.peak_mb:.0f}",
+            f"{r.speedup:.1f}x" if r.speedup is not None else "-",
+            f"{r.fwd_bwd_s:.3f}" if r.fwd_bwd_s is not None else "-",
+            f"{r.fwd_bwd_s / r.forward_s:.2f}" if r.fwd_bwd_s is not None else "-",
+        ])
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    out = [header, fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(out)
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
+    """Rows to run: the defaults for the device, or presets x sizes x backends from the flags."""
+    if args.presets or args.sizes:
+        presets = args.presets or ["mambairv2_lightSR_x4"]
+        sizes = args.sizes or [64]
+        default_backends = ("mamba_ssm", "torch") if args.device == "cuda" else ("auto", "ref")
+        backends = tuple(args.backends or default_backends)
+        return [(p, s, backends) for p in presets for s in sizes]
+    rows = CUDA_ROWS if args.device == "cuda" else CPU_ROWS
+    if args.quick:
+        rows = [(p, s // 2, b) for p, s, b in rows]
+    if args.backends:
+        rows = [(p, s, tuple(args.backends)) for p, s, _ in rows]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS),
+                    help="preset names (default rows if unset)")
+    ap.add_argument("--sizes", nargs="+", type=int, help="square input sizes in pixels")
+    ap.add_argument("--backends", nargs="+",
+                    help="scan backends per row (auto, ref, numba, torch, mamba_ssm)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--quick", action="store_true", help="2 repeats, half-size default rows")
+    ap.add_argument("--ref-backward", action="store_true",
+                    help="also time forward+backward with the ref scan (a Python loop: minutes)")
+    ap.add_argument("--threads", type=int, default=None, help="torch/numba CPU threads (default: all)")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("CUDA is not available", file=sys.stderr)
+        return 2
+    if args.threads:
+        import numba  # the numba scan's prange threads
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    repeats = 2 if args.quick else max(1, args.repeats)
+    device = torch.device(args.device)
+
+    rows: list[Row] = []
+    for preset, size, backends in plan(args):
+        ref_time = None
+        measured = []
+        for backend in backends:
+            is_ref = backend == "ref"
+            row = measure(preset, size, backend, min(repeats, 3) if is_ref else repeats, device,
+                          backward=(not is_ref) or args.ref_backward)
+            if row.backend == "ref":
+                ref_time = row.forward_s
+            measured.append(row)
+            print(f"  measured {preset} {size} {row.backend}: {row.forward_s:.3f} s",
+                  file=sys.stderr, flush=True)
+        for row in measured:
+            row.speedup = ref_time / row.forward_s if ref_time and row.backend != "ref" else None
+        rows.extend(measured)
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = (f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
+                f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    header = (f"# model.bench on {name}; torch {torch.__version__}; median of {repeats} runs "
+              f"(ref rows: <= 3) after a warm-up; scan {scan.backend_report(device.type)}")
+    print(format_table(rows, header))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
