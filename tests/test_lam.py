@@ -246,3 +246,13 @@ def test_lam_matches_lam_demo_reference_on_v2light():
     attr = ref["attribution"].numpy()
     assert np.abs(res.attribution - attr).max() <= 1e-3 * np.abs(attr).max()
     print(f"LAM 50 steps on 32x32 v2light_x2: {seconds:.1f} s, batch {res.batch_size}")
+
+
+def test_parameters_untouched():
+    # LAM needs input gradients only: parameters keep requires_grad and get no .grad.
+    net, x = tiny_sr(), lr_image()
+    net[0].weight.requires_grad_(False)
+    lam.local_attribution_map(net, x, h=0, w=0, window=8, steps=2)
+    lam.integrated_gradients(net, x, h=0, w=0, window=8, steps=2)
+    assert [p.requires_grad for p in net.parameters()] == [False, True, True, True]
+    assert all(p.grad is None for p in net.parameters())
