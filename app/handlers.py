@@ -596,7 +596,7 @@ def settings_effect(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
             p = psnr(_u8(outs[0]), _u8(outs[1]))
             text = (f"Mean absolute difference official vs aligned: {255 * diff.mean():.2f} / 255, "
                     f"max {255 * diff.max():.1f} / 255; PSNR between the two outputs {p:.2f} dB. "
-                    "White = largest change.")
+                    "Both with argmax routing; white = largest change.")
             pic = _magnitude_image(diff)
         elif what == EFFECTS[1]:
             n = max(2, int(runs))
