@@ -19,7 +19,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def take(out: Path, photo: Path, task: str | None, lam_steps: int, timeout_s: float) -> list[Path]:
+def take(out: Path, photo: Path, task: str | None, lam_steps: int, timeout_s: float,
+         click: tuple[float, float] = (0.72, 0.62)) -> list[Path]:
     """Drive the app in chromium and save the three screenshots; returns their paths."""
     from playwright.sync_api import sync_playwright
 
@@ -54,7 +55,8 @@ def take(out: Path, photo: Path, task: str | None, lam_steps: int, timeout_s: fl
             steps.press("Enter")
             img = page.locator("#out-v2 img").first
             box = img.bounding_box()
-            img.click(position={"x": box["width"] * 0.45, "y": box["height"] * 0.4})
+            # Click at a fraction of the shown image's box (default: the spoon in coffee.png, many edges).
+            img.click(position={"x": box["width"] * click[0], "y": box["height"] * click[1]})
             page.locator("#lam-v1 img").first.wait_for(state="visible")
             page.wait_for_selector("#lam-info table")
             page.locator("#lam-info").scroll_into_view_if_needed()
@@ -91,9 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task", default=None, help="task label, e.g. 'SR x2' (default: the first)")
     ap.add_argument("--lam-steps", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each step")
+    ap.add_argument("--click", type=float, nargs=2, default=(0.72, 0.62), metavar=("FX", "FY"),
+                    help="where to click on the MambaIRv2 output, as fractions of its width/height")
     args = ap.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    for path in take(args.out, args.photo, args.task, args.lam_steps, args.timeout):
+    for path in take(args.out, args.photo, args.task, args.lam_steps, args.timeout, tuple(args.click)):
         shrink(path)
         print(path, f"{path.stat().st_size / 1e6:.2f} MB")
 
