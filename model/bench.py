@@ -3,8 +3,9 @@
 Prints one table: preset, input size, backend (the one that actually ran),
 median forward latency over ``--repeats`` runs after one warm-up, peak memory
 during the forward, speed-up over the reference scan measured in the same run,
-and the median forward+backward time (backward of ``output.sum()`` w.r.t. the
-input). Weights are random: latency does not depend on them.
+and the median forward+backward time (gradient of ``output.sum()`` w.r.t. the
+input, parameters frozen, as LAM needs it). Weights are random: latency does
+not depend on them.
 
 CPU threads: with OpenMP's default (active) waiting, torch's idle threads spin
 and, on a shared 2-core machine, made forwards 3-4x slower; run with
@@ -141,7 +142,8 @@ def measure(preset: str, size: int, backend: str, repeats: int, device: torch.de
             backward: bool = True, seed: int = 0) -> Row:
     """Median forward (and forward+backward) latency and peak forward memory of one configuration."""
     torch.manual_seed(seed)
-    net = build(PRESETS[preset]).to(device)
+    # Parameters frozen: the backward is w.r.t. the input only, as LAM attribution needs it.
+    net = build(PRESETS[preset]).to(device).requires_grad_(False)
     x = torch.rand(1, PRESETS[preset].in_chans, size, size, device=device)
     scan.set_backend(backend)
     try:
@@ -156,7 +158,7 @@ def measure(preset: str, size: int, backend: str, repeats: int, device: torch.de
             xg = x.clone().requires_grad_()
 
             def step() -> None:
-                net(xg).sum().backward()
+                torch.autograd.grad(net(xg).sum(), xg)
 
             step()  # warm-up of the backward kernels
             fwd_bwd = statistics.median(_timed(step, device) for _ in range(repeats))
