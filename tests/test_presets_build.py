@@ -59,3 +59,14 @@ def test_every_upsampler_runs(cfg) -> None:
             net.conv_last.weight.zero_()
             net.conv_last.bias.zero_()
             assert torch.allclose(net(x), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("hw", [(4, 11), (3, 9), (11, 4), (8, 8)])
+def test_one_window_high_or_wide_images(hw: tuple[int, int]) -> None:
+    # A padded grid one window high made the shifted-window mask non-contiguous (a crash once).
+    torch.manual_seed(0)
+    net = build(MambaIRv2LightConfig(upscale=2, **TINY_V2))
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, *hw))
+    assert y.shape == (1, 3, 2 * hw[0], 2 * hw[1])
+    assert torch.isfinite(y).all()

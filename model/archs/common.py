@@ -129,7 +129,7 @@ def shifted_window_mask(h: int, w: int, s: int, device: torch.device | None = No
         return (idx >= size - s).long() + (idx >= size - shift).long()  # (size,)
 
     ids = (region(h)[:, None] * 3 + region(w)[None, :]).float()  # (h, w)
-    win = window_partition(ids.view(1, h, w, 1), s).view(-1, s * s)  # (nw, n)
+    win = window_partition(ids.view(1, h, w, 1), s).reshape(-1, s * s)  # (nw, n); not contiguous when h == s
     diff = win[:, None, :] - win[:, :, None]  # (nw, n, n)
     return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
 
