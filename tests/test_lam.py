@@ -256,3 +256,12 @@ def test_parameters_untouched():
     lam.integrated_gradients(net, x, h=0, w=0, window=8, steps=2)
     assert [p.requires_grad for p in net.parameters()] == [False, True, True, True]
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_nan_gradients_become_zero_like_lam_demo():
+    # A flat output makes sqrt's derivative infinite at 0, and the chain rule gives NaN.
+    net = nn.Conv2d(3, 3, 1)
+    nn.init.zeros_(net.weight)
+    nn.init.constant_(net.bias, 0.5)
+    res = lam.local_attribution_map(net, lr_image(), h=0, w=0, window=4, steps=3)
+    assert np.all(res.attribution == 0) and np.all(np.isfinite(res.abs_norm))

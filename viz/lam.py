@@ -278,7 +278,7 @@ def path_attribution(model: nn.Module, points: np.ndarray, weights: np.ndarray, 
                 _check_window(h, w, window, tuple(out.shape[-2:]))
             # Images of a batch are independent, so the gradient of the sum is each one's own.
             (grad,) = torch.autograd.grad(attr_grad(out, h, w, window).sum(), x)
-        grad = torch.nan_to_num(grad.detach().cpu(), nan=0.0)  # LAM_Demo zeroes NaN gradients
+        grad = _zero_nan(grad.detach().cpu())
         wgt = torch.from_numpy(weights[start : start + batch_size])  # (B, C, H, W)
         acc += (grad * wgt).double().sum(dim=0)
         for _ in range(x.shape[0]):
@@ -286,6 +286,11 @@ def path_attribution(model: nn.Module, points: np.ndarray, weights: np.ndarray, 
             if progress is not None:
                 progress(done, total)
     return acc.float().numpy()
+
+
+def _zero_nan(t: Tensor) -> Tensor:
+    """LAM_Demo sets NaN gradients to 0 (sqrt at a flat spot of the output); infinities stay."""
+    return torch.where(torch.isnan(t), torch.zeros_like(t), t)
 
 
 def _output(model: nn.Module, x: Tensor) -> tuple[np.ndarray, Tensor]:
@@ -383,7 +388,7 @@ def integrated_gradients(model: nn.Module, lr: Tensor | np.ndarray, *, h: int, w
     with torch.enable_grad(), input_grad_only(model):
         attr = IntegratedGradients(objective).attribute(x, baselines=base.to(x.device), n_steps=steps,
                                                         method=method, internal_batch_size=bs)
-    attribution = torch.nan_to_num(attr.detach()[0].float().cpu(), nan=0.0).numpy()
+    attribution = _zero_nan(attr.detach()[0].float().cpu()).numpy()
     return _result(model, x, attribution, "ig", h, w, window, steps, t0, bs, baseline=baseline
                    if isinstance(baseline, str) else "image", quadrature=method)
 
@@ -398,7 +403,7 @@ def saliency(model: nn.Module, lr: Tensor | np.ndarray, *, h: int, w: int, windo
     objective = _Objective(model, h, w, window, progress, 1)
     with torch.enable_grad(), input_grad_only(model):
         attr = Saliency(objective).attribute(x.clone().requires_grad_(True), abs=False)
-    attribution = torch.nan_to_num(attr.detach()[0].float().cpu(), nan=0.0).numpy()
+    attribution = _zero_nan(attr.detach()[0].float().cpu()).numpy()
     return _result(model, x, attribution, "saliency", h, w, window, 1, t0, 1)
 
 
