@@ -8,7 +8,6 @@ import os
 if __name__ == "__main__":
     # Offline by default: no usage analytics calls from a machine without network.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see app/__init__.py
     from app import build_demo
 
     build_demo().launch(max_file_size="50mb")  # larger uploads are refused before decoding

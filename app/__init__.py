@@ -10,7 +10,8 @@ from typing import Any
 
 # numba's and torch's OpenMP workers spin while idle; on a small shared CPU that slows every later
 # torch op several-fold (measured: light x4 128x128 forward 33 s -> 10 s). Must be set before torch
-# or numba load, so it is set here, on the first import of the app package.
+# or numba load, so it is set here, on the first import of the app package (app.cache imports
+# torch before model/__init__.py, which sets the same default for model users).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

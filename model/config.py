@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
 
@@ -93,7 +93,7 @@ class MambaIRConfig:
         return {"arch": self.arch, **self.kwargs()}
 
 
-Config = Union[MambaIRv2Config, MambaIRv2LightConfig, MambaIRConfig]
+Config = MambaIRv2Config | MambaIRv2LightConfig | MambaIRConfig
 CONFIG_CLASSES: dict[str, type] = {
     "MambaIRv2": MambaIRv2Config,
     "MambaIRv2Light": MambaIRv2LightConfig,

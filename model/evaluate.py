@@ -166,7 +166,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .train import passive_omp_or_reexec
 
-    passive_omp_or_reexec("model.evaluate")  # idle OpenMP threads spin otherwise (see there)
     main()

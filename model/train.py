@@ -54,8 +54,7 @@ from torch import Tensor, nn
 from .degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
 from .metrics import psnr
 
-__all__ = ["nearest_init", "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor",
-           "passive_omp_or_reexec"]
+__all__ = ["nearest_init", "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor"]
 
 
 # ----------------------------------------------------------------------------- initialisation
@@ -373,21 +372,6 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
     return info
 
 
-def passive_omp_or_reexec(module: str) -> None:
-    """Restart ``python -m module`` with OMP_WAIT_POLICY=PASSIVE unless it is set already.
-
-    Why: OpenMP worker threads (torch's and numba's) spin while idle by default; on a small, shared
-    CPU that made a training step 3-4x slower here (measured: 14-24 s vs 54-83 s per step of
-    batch 8, 32 px LR, mambairv2_lightSR_x4). The variable is only read when the OpenMP runtime
-    loads, which happens when ``model`` imports torch, so the process has to start again with it.
-    """
-    if os.environ.get("OMP_WAIT_POLICY"):
-        return
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
@@ -421,5 +405,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    passive_omp_or_reexec("model.train")
     main()

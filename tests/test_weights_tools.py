@@ -337,18 +337,3 @@ def test_prepare_photo_set(tmp_path):
     assert "chelsea.png" in (tmp_path / "out" / "SOURCES.md").read_text()
     with pytest.raises(FileNotFoundError, match="model.data prepare"):
         load_split(tmp_path / "empty")
-
-
-def test_cli_restarts_with_passive_openmp(monkeypatch):
-    import model.train as mt
-
-    calls = []
-    monkeypatch.setattr(mt.os, "execve", lambda exe, args, env: calls.append((args, env)))
-    monkeypatch.setattr(mt.sys, "argv", ["model/train.py", "--steps", "3"])
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    mt.passive_omp_or_reexec("model.train")
-    assert calls == []  # the user's own setting is respected
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    mt.passive_omp_or_reexec("model.train")
-    ((args, env),) = calls
-    assert args[1:] == ["-m", "model.train", "--steps", "3"] and env["OMP_WAIT_POLICY"] == "PASSIVE"
