@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One GPU session (about 8 minutes): CUDA checks, GPU timings, and the demo weights.
+# Usage: OUT=out/gpu bash scripts/gpu_session.sh   (data/photos from `python -m model.data prepare`)
+# Trains mambairv2_lightSR_x4 and MambaIR_lightSR_x4 side by side with the same recipe, batch,
+# patch and wall-clock budget (steps differ: the slower network does fewer).
+set -u
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+OUT=${OUT:-out/gpu}
+TRAIN_SECONDS=${TRAIN_SECONDS:-330}
+mkdir -p "$OUT" runs
+PY=${PY:-python3}
+
+echo "== device"; nvidia-smi -L; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+$PY -c "import mamba_ssm" 2>&1 | tail -1
+
+echo "== official vectors on CUDA (torch scan), and the CUDA scan tests"
+$PY - <<'PY'
+import torch
+from model import load_checkpoint
+from model.scan import last_backend
+for name in ("v2light_x2", "mambair_light_x2"):
+    io = torch.load(f"tests/data/{name}.io.pt", weights_only=True)
+    net = load_checkpoint(f"tests/data/{name}.pth", device="cuda")
+    x = io["input"].cuda().requires_grad_(True)
+    y = net(x)
+    (y * io["grad_weight"].cuda()).sum().backward()
+    err = (y.detach().cpu() - io["output"]).abs().max().item()
+    g = x.grad.cpu()
+    rel = ((g - io["input_grad"]).norm() / io["input_grad"].norm()).item()
+    print(f"{name}: backend {last_backend()}, forward max abs err {err:.2e}, input-grad rel err {rel:.2e}")
+PY
+timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_scan.py -k "cuda or gpu" 2>&1 | tail -3
+
+echo "== GPU timings"
+timeout 150 $PY -m model.bench --device cuda --presets mambairv2_classicSR_x4 mambairv2_lightSR_x4 MambaIR_lightSR_x4 \
+  --sizes 256 --backends torch --repeats 5 2>&1 | tail -12
+
+echo "== training demo weights for ${TRAIN_SECONDS}s each, concurrently"
+for p in mambairv2_lightSR_x4 MambaIR_lightSR_x4; do
+  timeout "$TRAIN_SECONDS" $PY -m model.train --preset "$p" --data data/photos --steps 100000 --batch 8 \
+    --patch 48 --out "runs/$p" --device cuda --init nearest --schedule none --save-every 50 \
+    --val-every 250 --log-every 50 > "runs/$p.txt" 2>&1 &
+done
+wait
+for p in mambairv2_lightSR_x4 MambaIR_lightSR_x4; do
+  echo "-- $p"; grep -a "val PSNR" "runs/$p.txt" | tail -4
+  # state.pt holds the weights, the step reached and the history (the run is stopped by timeout)
+  cp "runs/$p/state.pt" "$OUT/$p.state.pt"; cp "runs/$p/log.jsonl" "$OUT/$p.log.jsonl"
+done
+ls -la "$OUT"
