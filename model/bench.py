@@ -1,7 +1,8 @@
 """Latency and memory of the networks per scan backend: ``python -m model.bench``.
 
 Prints one table: preset, input size, backend (the one that actually ran),
-median forward latency over ``--repeats`` runs after one warm-up, peak memory
+median forward latency (wall clock, and process CPU time, which is steadier
+when other programs share the CPU) over ``--repeats`` runs after one warm-up, peak memory
 during the forward, speed-up over the reference scan measured in the same run,
 and the median forward+backward time (gradient of ``output.sum()`` w.r.t. the
 input, parameters frozen, as LAM needs it). Weights are random: latency does
@@ -62,9 +63,11 @@ class Row:
     size: int
     backend: str
     forward_s: float
+    forward_cpu_s: float
     peak_mb: float
     fwd_bwd_s: float | None
     speedup: float | None = None
+    speedup_cpu: float | None = None
 
 
 class PeakMemory:
@@ -128,14 +131,15 @@ class PeakMemory:
             self.peak_mb = (self._max - self._base) / 2**20
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one call (CPU time is steadier on a shared machine)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def measure(preset: str, size: int, backend: str, repeats: int, device: torch.device,
@@ -161,21 +165,23 @@ def measure(preset: str, size: int, backend: str, repeats: int, device: torch.de
                 torch.autograd.grad(net(xg).sum(), xg)
 
             step()  # warm-up of the backward kernels
-            fwd_bwd = statistics.median(_timed(step, device) for _ in range(repeats))
+            fwd_bwd = statistics.median(_timed(step, device)[0] for _ in range(repeats))
     finally:
         scan.set_backend(None)
-    return Row(preset, size, ran, statistics.median(times), mem.peak_mb, fwd_bwd)
+    return Row(preset, size, ran, statistics.median(t for t, _ in times),
+               statistics.median(c for _, c in times), mem.peak_mb, fwd_bwd)
 
 
 def format_table(rows: list[Row], header: str) -> str:
     """The table as printed: fixed-width columns, one line per row."""
-    cols = ["preset", "input", "backend", "forward s", "peak MiB", "speed-up vs ref", "fwd+bwd s",
-            "fwd+bwd/fwd"]
+    cols = ["preset", "input", "backend", "forward s", "fwd CPU s", "peak MiB", "speed-up vs ref",
+            "(CPU time)", "fwd+bwd s", "fwd+bwd/fwd"]
     lines = []
     for r in rows:
         lines.append([
-            r.preset, f"{r.size}x{r.size}", r.backend, f"{r.forward_s:.3f}", f"{r.peak_mb:.0f}",
-            f"{r.speedup:.1f}x" if r.speedup is not None else "-",
+            r.preset, f"{r.size}x{r.size}", r.backend, f"{r.forward_s:.3f}", f"{r.forward_cpu_s:.3f}",
+            f"{r.peak_mb:.0f}", f"{r.speedup:.1f}x" if r.speedup is not None else "-",
+            f"{r.speedup_cpu:.1f}x" if r.speedup_cpu is not None else "-",
             f"{r.fwd_bwd_s:.3f}" if r.fwd_bwd_s is not None else "-",
             f"{r.fwd_bwd_s / r.forward_s:.2f}" if r.fwd_bwd_s is not None else "-",
         ])
@@ -205,7 +211,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS),
+    ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS), metavar="PRESET",
                     help="preset names (default rows if unset)")
     ap.add_argument("--sizes", nargs="+", type=int, help="square input sizes in pixels")
     ap.add_argument("--backends", nargs="+",
@@ -230,19 +236,21 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     for preset, size, backends in plan(args):
-        ref_time = None
+        ref_row = None
         measured = []
         for backend in backends:
             is_ref = backend == "ref"
             row = measure(preset, size, backend, min(repeats, 3) if is_ref else repeats, device,
                           backward=(not is_ref) or args.ref_backward)
             if row.backend == "ref":
-                ref_time = row.forward_s
+                ref_row = row
             measured.append(row)
             print(f"  measured {preset} {size} {row.backend}: {row.forward_s:.3f} s",
                   file=sys.stderr, flush=True)
         for row in measured:
-            row.speedup = ref_time / row.forward_s if ref_time and row.backend != "ref" else None
+            if ref_row is not None and row.backend != "ref":
+                row.speedup = ref_row.forward_s / row.forward_s
+                row.speedup_cpu = ref_row.forward_cpu_s / max(row.forward_cpu_s, 1e-9)
         rows.extend(measured)
 
     if device.type == "cuda":
