@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .ref import scan_inputs
+
 # cache=True writes the compiled machine code next to this file (__pycache__),
 # so later processes (CI, the app) skip the few-second compile.
 _JIT = dict(parallel=True, cache=True, fastmath=False)
@@ -187,14 +189,7 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
         raise ValueError("selective_scan_numba runs on CPU tensors only")
     dtype_in = u.dtype
     b, d, l = u.shape
-    uf = u.float()
-    dt = delta.float()
-    if delta_bias is not None:
-        dt = dt + delta_bias.float()[:, None]  # (b, d, l)
-    if delta_softplus:
-        dt = F.softplus(dt)
-    Bg = B.float() if B.dim() == 4 else B.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
-    Cg = C.float() if C.dim() == 4 else C.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
+    uf, dt, Bg, Cg = scan_inputs(u, delta, B, C, delta_bias, delta_softplus)  # float32, (b, g, n, l)
     if d % Bg.shape[1] or Cg.shape[1] != Bg.shape[1]:
         raise ValueError(f"channels d={d} must split evenly into the groups of B/C {tuple(Bg.shape)}")
     Bt = Bg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n): state innermost

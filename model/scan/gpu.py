@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .ref import scan_inputs
+
 
 def _linear_recurrence(a: Tensor, x: Tensor) -> Tensor:
     """h_t = a_t h_{t-1} + x_t with h_{-1} = 0, along dim -2 of (..., l, n) tensors."""
@@ -45,14 +47,7 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     """Parallel (odd-even) selective scan in PyTorch ops, any device (mamba-ssm signature)."""
     dtype_in = u.dtype
     b, d, l = u.shape
-    uf = u.float()
-    dt = delta.float()
-    if delta_bias is not None:
-        dt = dt + delta_bias.float()[:, None]  # (b, d, l)
-    if delta_softplus:
-        dt = F.softplus(dt)
-    Bg = B.float() if B.dim() == 4 else B.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
-    Cg = C.float() if C.dim() == 4 else C.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
+    uf, dt, Bg, Cg = scan_inputs(u, delta, B, C, delta_bias, delta_softplus)  # float32, (b, g, n, l)
     g, n = Bg.shape[1], Bg.shape[2]
     k = d // g
     dt4 = dt.view(b, g, k, l, 1)  # (b, d, l) -> (b, g, k, l, 1)

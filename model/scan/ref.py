@@ -24,6 +24,20 @@ def _expand_groups(M: Tensor, d: int) -> Tensor:
     return M.repeat_interleave(d // g, dim=1)  # (b, g, n, l) -> (b, d, n, l)
 
 
+def scan_inputs(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, delta_bias: Tensor | None,
+                delta_softplus: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Prologue shared by every backend: float32 u, dt (bias, softplus), B/C as (b, g, n, l)."""
+    uf = u.float()
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]  # (b, d, l)
+    if delta_softplus:
+        dt = F.softplus(dt)
+    Bg = B.float() if B.dim() == 4 else B.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
+    Cg = C.float() if C.dim() == 4 else C.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
+    return uf, dt, Bg, Cg
+
+
 def selective_scan_ref(
     u: Tensor,
     delta: Tensor,
@@ -42,16 +56,11 @@ def selective_scan_ref(
     Computes in float32 and returns u's dtype.
     """
     dtype_in = u.dtype
-    u = u.float()
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias[..., None].float()  # (b, d, l)
-    if delta_softplus:
-        delta = F.softplus(delta)
+    u, delta, Bg, Cg = scan_inputs(u, delta, B, C, delta_bias, delta_softplus)
     b, d, l = u.shape
     A = A.float()
-    Bf = _expand_groups(B.float(), d)  # (b, d, n, l)
-    Cf = _expand_groups(C.float(), d)  # (b, d, n, l)
+    Bf = _expand_groups(Bg, d)  # (b, d, n, l)
+    Cf = _expand_groups(Cg, d)  # (b, d, n, l)
     deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))  # (b, d, l, n)
     deltaB_u = torch.einsum("bdl,bdnl,bdl->bdln", delta, Bf, u)  # (b, d, l, n)
     h = u.new_zeros((b, d, A.shape[1]))  # (b, d, n)
