@@ -6,7 +6,6 @@ The demo runs with tiny random models (MAMBAIR_APP_DEMO=tiny) so that each call 
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -15,39 +14,10 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def tiny_demo_env():
-    """Tiny random models for the whole module, and a fresh model cache before and after."""
-    from app import cache
-
-    old = os.environ.get("MAMBAIR_APP_DEMO")
-    os.environ["MAMBAIR_APP_DEMO"] = "tiny"
-    cache.clear()
-    yield
-    cache.clear()
-    if old is None:
-        os.environ.pop("MAMBAIR_APP_DEMO", None)
-    else:
-        os.environ["MAMBAIR_APP_DEMO"] = old
-
-
-@pytest.fixture(scope="module")
-def client(tiny_demo_env):
-    """A launched demo on a free port and a gradio_client.Client connected to it."""
-    from app import build_demo
-
-    demo = build_demo()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
-                            quiet=True)
-    yield gradio_client.Client(url, verbose=False)
-    demo.close()
+def client(tiny_app_url):
+    """A gradio_client.Client connected to the launched tiny demo (fixture in conftest.py)."""
+    return gradio_client.Client(tiny_app_url, verbose=False)
 
 
 @pytest.fixture(scope="module")

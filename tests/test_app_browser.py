@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -28,40 +27,14 @@ if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def app_url():
-    """The demo with tiny random models, launched on a free port."""
-    from app import build_demo, cache
-
-    old = os.environ.get("MAMBAIR_APP_DEMO")
-    os.environ["MAMBAIR_APP_DEMO"] = "tiny"
-    cache.clear()
-    demo = build_demo()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                            quiet=True)
-    yield url
-    demo.close()
-    cache.clear()
-    if old is None:
-        os.environ.pop("MAMBAIR_APP_DEMO", None)
-    else:
-        os.environ["MAMBAIR_APP_DEMO"] = old
-
-
-@pytest.fixture(scope="module")
-def page(app_url):
+def page(tiny_app_url):
     """A chromium page on the app."""
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(TIMEOUT_MS)
-        pg.goto(app_url)
+        pg.goto(tiny_app_url)
         yield pg
         browser.close()
 
