@@ -1,4 +1,4 @@
-"""Suite-wide settings; must run before torch or numba are imported."""
+"""Suite-wide settings (set before torch or numba are imported) and the shared launched-app fixture."""
 
 import os
 
