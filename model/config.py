@@ -14,8 +14,22 @@ from typing import Any, ClassVar
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
 
 
+class _ConfigMethods:
+    """What every config dataclass offers beside its fields."""
+
+    arch: ClassVar[str]
+
+    def kwargs(self) -> dict[str, Any]:
+        """Official constructor keyword arguments."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Keyword arguments plus ``arch`` (JSON-ready)."""
+        return {"arch": self.arch, **self.kwargs()}
+
+
 @dataclass(frozen=True)
-class MambaIRv2Config:
+class MambaIRv2Config(_ConfigMethods):
     """Hyper-parameters of the official ``MambaIRv2`` (ConvFFN blocks)."""
 
     arch: ClassVar[str] = "MambaIRv2"
@@ -44,14 +58,6 @@ class MambaIRv2Config:
             raise ValueError("depths and num_heads must have the same length")
         _check_common(self)
 
-    def kwargs(self) -> dict[str, Any]:
-        """Official constructor keyword arguments."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Keyword arguments plus ``arch`` (JSON-ready)."""
-        return {"arch": self.arch, **self.kwargs()}
-
 
 @dataclass(frozen=True)
 class MambaIRv2LightConfig(MambaIRv2Config):
@@ -64,7 +70,7 @@ class MambaIRv2LightConfig(MambaIRv2Config):
 
 
 @dataclass(frozen=True)
-class MambaIRConfig:
+class MambaIRConfig(_ConfigMethods):
     """Hyper-parameters of the official ``MambaIR`` (v1: SS2D four-way scan + CAB)."""
 
     arch: ClassVar[str] = "MambaIR"
@@ -83,14 +89,6 @@ class MambaIRConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         _check_common(self)
-
-    def kwargs(self) -> dict[str, Any]:
-        """Official constructor keyword arguments."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Keyword arguments plus ``arch`` (JSON-ready)."""
-        return {"arch": self.arch, **self.kwargs()}
 
 
 Config = MambaIRv2Config | MambaIRv2LightConfig | MambaIRConfig
