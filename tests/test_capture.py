@@ -23,15 +23,6 @@ V1_CFG = MambaIRConfig(upscale=2, img_size=16, embed_dim=30, d_state=4, depths=(
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is ~10x faster than threads fighting over a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True, scope="module")
 def ref_scan():
     """Run everything here on the reference scan, restoring the previous choice afterwards."""
     previous = scan._forced

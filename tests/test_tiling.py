@@ -14,15 +14,6 @@ from model.config import MambaIRConfig, MambaIRv2LightConfig
 from model.tiling import plan_tiles, tile_starts, tiled_forward
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors run faster on one thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class NearestUp(nn.Module):
     """Identity upsampler: nearest-neighbour x s (exactly tile-invariant)."""
 

@@ -18,15 +18,6 @@ DATA = Path(__file__).parent / "data"
 CASES = ["v2light_x2", "mambair_light_x2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is ~10x faster than threads fighting over a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def backend(request):
     """Force one scan backend for the test, restoring the previous choice afterwards."""

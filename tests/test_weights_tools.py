@@ -27,15 +27,6 @@ TINY = MambaIRv2LightConfig(upscale=2, embed_dim=16, d_state=4, depths=(1,), num
                             inner_rank=4, num_tokens=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machine is shared by several test runs: one thread per run is much faster than contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------- manifest and scan
 
 
