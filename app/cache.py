@@ -110,12 +110,9 @@ def skipped_files() -> list[dict[str, str]]:
 
 def _specs_from_weights() -> list[ModelSpec]:
     """ModelSpecs for the checkpoints in weights/ (empty when the module or files are missing)."""
-    try:
-        from model.config import config_from_dict
-        from model.weights import scan_weights
-    except ImportError as exc:
-        log.info("model.weights not available (%s); using demo models", exc)
-        return []
+    from model.config import config_from_dict
+    from model.weights import scan_weights
+
     try:
         entries, skipped = scan_weights(weights_dir())
     except Exception as exc:  # a broken manifest must not stop the app from starting
@@ -251,9 +248,12 @@ def get_model(spec: ModelSpec) -> nn.Module:
 
 @functools.lru_cache(maxsize=64)
 def _config_of_file(path: str) -> Any:
-    from model import detect_config, read_state_dict
+    from model import CheckpointError, inspect_checkpoint
 
-    return detect_config(read_state_dict(path))
+    cfg, reason = inspect_checkpoint(path)  # memory-maps the file instead of reading it
+    if cfg is None:
+        raise CheckpointError(reason)
+    return cfg
 
 
 def config_of(spec: ModelSpec) -> Any:
