@@ -18,6 +18,8 @@ import gradio as gr
 import numpy as np
 import torch
 
+from model.degrade import to_uint8
+
 from . import cache
 from .io import ImageError, load_image
 
@@ -215,17 +217,11 @@ def _backend() -> str:
         return "?"
 
 
-def _u8(img: np.ndarray) -> np.ndarray:
-    from model.degrade import to_uint8
-
-    return to_uint8(img)
-
-
 def _scores(pred: np.ndarray, gt: np.ndarray, kind: str, scale: int) -> tuple[float, float]:
     """PSNR/SSIM with BasicSR conventions: SR on Y with crop = scale; denoise RGB; JPEG grayscale."""
     from model.metrics import psnr, ssim
 
-    a, b = _u8(pred), _u8(gt)
+    a, b = to_uint8(pred), to_uint8(gt)
     if kind == "sr":
         kw = dict(crop_border=scale, test_y_channel=True)
     elif kind == "car":
@@ -330,9 +326,9 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
         conv = {"sr": f"Y channel, {prep.scale}-pixel border cropped",
                 "dn": "RGB, no crop", "car": "grayscale, no crop"}[prep.kind]
         scores = "\n".join(srows) + f"\n\nBasicSR conventions: {conv}."
-    before = _u8(prep.baseline)
-    v2u = _u8(v2) if v2 is not None else None
-    v1u = _u8(v1) if v1 is not None else None
+    before = to_uint8(prep.baseline)
+    v2u = to_uint8(v2) if v2 is not None else None
+    v1u = to_uint8(v1) if v1 is not None else None
     slider = (before, v2u if v2u is not None else v1u)
     state = {"task": task, "mode": mode, "v2": v2u, "v1": v1u}
     return v2u, v1u, slider, details, scores, state
@@ -499,7 +495,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     prep = prepare(image, task, mode)
     specs = _specs(task)
     lr = np.clip(_centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
-    lr_u8 = _u8(lr)
+    lr_u8 = to_uint8(lr)
     hw = lr.shape[:2]
     records: dict[str, list[dict]] = {}
     for i, fam in enumerate(cache.FAMILIES):
@@ -593,7 +589,7 @@ def settings_effect(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
                 apply_options(net, "MambaIRv2", "argmax", 0, order)
                 outs.append(run_network(net, prep.lr, int(tile), progress))
             diff = np.abs(outs[0] - outs[1]).mean(axis=2)  # (h, w, 3) -> (h, w)
-            p = psnr(_u8(outs[0]), _u8(outs[1]))
+            p = psnr(to_uint8(outs[0]), to_uint8(outs[1]))
             text = (f"Mean absolute difference official vs aligned: {255 * diff.mean():.2f} / 255, "
                     f"max {255 * diff.max():.1f} / 255; PSNR between the two outputs {p:.2f} dB. "
                     "Both with argmax routing; white = largest change.")
@@ -609,7 +605,7 @@ def settings_effect(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
                 outs.append(run_network(net, prep.lr, int(tile), progress))
             stack = np.stack(outs)  # (n, h, w, 3)
             spread = stack.std(axis=0).mean(axis=2)  # (h, w)
-            ps = [psnr(_u8(o), _u8(ref)) for o in outs]
+            ps = [psnr(to_uint8(o), to_uint8(ref)) for o in outs]
             text = (f"{n} runs with Gumbel noise (seeds 0..{n - 1}): mean per-pixel std "
                     f"{255 * spread.mean():.2f} / 255, max {255 * spread.max():.1f} / 255; PSNR of each run "
                     f"against argmax routing: {', '.join(f'{v:.2f}' for v in ps)} dB. White = most variable.")
