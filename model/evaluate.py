@@ -166,5 +166,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from .cli import run_cli
 
-    main()
+    run_cli(main)

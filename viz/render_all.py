@@ -202,4 +202,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from model.cli import run_cli
+
+    run_cli(main)
