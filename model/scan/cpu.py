@@ -2,7 +2,8 @@
 
 Same signature and maths as ``ref.selective_scan_ref`` (the spec). Dimension
 letters as in ``ref.py``: b batch, d channels, l sequence, n state, g groups of
-B/C (channel c reads group c // (d // g)); m the channels of one chunk.
+B/C (channel c reads group c // (d // g)); k blocks of 16 channels of a group,
+j the channel within a block.
 
 Split of the work:
   * torch (autograd as usual): ``delta + delta_bias``, softplus, ``+ D u``,
@@ -10,23 +11,24 @@ Split of the work:
   * numba (this file's ``_ScanCore``): the recurrence h_t = exp(dt_t A) h_{t-1}
     + dt_t B_t u_t, y_t = <C_t, h_t>, which is the b*d*l*n part.
 
-Layout: channels innermost. u, dt and y are (b, l, d) inside the kernels, so
-the innermost loop of every step runs over a chunk of up to 64 channels of one
-group, which read the same scalars B_t[s] and C_t[s]: every lane of a SIMD
-register does independent work (AVX-512: 16 channels per instruction). The
-state size (8-16 in the light models) is the middle loop; vectorising over it,
-as a (b, d, l) layout would, leaves half-empty registers and a reduction per
-step. exp(dt A) is a vectorisable polynomial (``_exp32``), not libm's expf.
+Layout: blocks of 16 channels, channels innermost. Inside the kernels u, dt, y
+and their gradients are (b, g, k, l, 16): each group's channels are cut into
+blocks of 16 (the last one padded with zeros, which the recurrence keeps at
+zero), and a block's sequence is one contiguous (l, 16) slab. The innermost
+loop of every step then runs over the 16 channels of a block, which read the
+same scalars B_t[s] and C_t[s]: one SIMD lane per channel (AVX-512: one
+instruction), no reduction, and every load is contiguous. Vectorising over the
+state instead, as a (b, d, l) layout would, leaves registers half empty (the
+light models have 8-10 states) and needs a sum across lanes each step.
+exp(dt A) is straight-line arithmetic that LLVM vectorises (``_exp32``).
 
-Parallelism: the forward over (b, g, channel chunk) with ``prange``. The
-backward recomputes the hidden states of a chunk of 16 channels into a private
-(l + 1, n, 16) buffer (nothing is kept from the forward: its memory is just its
-output), then runs the reverse recurrence. B and C gradients are shared by the
-d // g channels of a group, so the backward runs in parallel over (b, g, part)
-where each part owns a slice of the group's channels and writes its own
-partial gradient; the parts are summed afterwards. Extra backward memory:
-``parts * b * g * l * n`` floats for each of dB and dC (parts <= numba threads)
-plus ``(l + 1) * n * 16`` floats per running task.
+Parallelism: one ``prange`` task per (b, g, k) block, forward and backward.
+The backward recomputes the block's hidden states into a private (l + 1, n, 16)
+buffer (nothing is kept from the forward: its memory is just its output), then
+runs the reverse recurrence. B and C are shared by a group's blocks, so each
+block writes its own partial dB and dC, summed afterwards. Extra backward
+memory: ``b * g * k * l * n`` floats for each of dB and dC, plus
+``(l + 1) * n * 16`` floats per running task.
 """
 
 from __future__ import annotations
@@ -47,8 +49,7 @@ from .ref import scan_inputs
 # allows contraction into FMAs (one rounding instead of two: no reordering, no
 # assumptions about NaN or infinity).
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
-_LANES = 16  # float32 lanes of an AVX-512 register: chunks are padded to a multiple (no tail loops)
-_FWD_CHUNK = 128  # most channels per forward task: B_t, C_t loads amortised over 8 vectors
+_LANES = 16  # channels per block: the float32 lanes of an AVX-512 register
 
 
 @intrinsic
@@ -85,47 +86,6 @@ def _exp32(x):  # pragma: no cover - compiled
     return p * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
 
 
-@numba.njit(**_JIT)
-def _scan_fwd(u, dt, At, Bt, Ct, y, nchunk):  # pragma: no cover - compiled
-    """y[b,t,c] = <C[b,g,t,:], h_t[c,:]>; u, dt, y (b,l,d); At (n,d); Bt, Ct (b,g,l,n)."""
-    nb, nl, nd = u.shape
-    nn_ = At.shape[0]
-    ng = Bt.shape[1]
-    per = nd // ng
-    clen = (per + nchunk - 1) // nchunk
-    mp = (clen + _LANES - 1) // _LANES * _LANES  # lanes per task, padded
-    for k in numba.prange(nb * ng * nchunk):
-        q = k % nchunk
-        gi = (k // nchunk) % ng
-        bi = k // (nchunk * ng)
-        c0 = gi * per + q * clen
-        m = min(clen, gi * per + per - c0)  # real channels; lanes m..mp-1 stay 0
-        if m <= 0:
-            continue
-        h = np.zeros((nn_, mp), dtype=np.float32)  # h_t of the chunk's channels
-        Ac = np.zeros((nn_, mp), dtype=np.float32)  # A of the chunk
-        for s in range(nn_):
-            Ac[s, :m] = At[s, c0:c0 + m]
-        dtv = np.zeros(mp, dtype=np.float32)
-        duv = np.zeros(mp, dtype=np.float32)  # dt_t u_t
-        acc = np.empty(mp, dtype=np.float32)
-        for t in range(nl):
-            dt_row = dt[bi, t, c0:c0 + m]
-            u_row = u[bi, t, c0:c0 + m]
-            for j in range(m):
-                dtv[j] = dt_row[j]
-                duv[j] = dt_row[j] * u_row[j]
-            acc[:] = 0.0
-            for s in range(nn_):
-                bs = Bt[bi, gi, t, s]
-                cs = Ct[bi, gi, t, s]
-                for j in range(mp):  # the hot loop: one SIMD lane per channel
-                    hv = _exp32(dtv[j] * Ac[s, j]) * h[s, j] + duv[j] * bs
-                    h[s, j] = hv
-                    acc[j] += cs * hv
-            y[bi, t, c0:c0 + m] = acc[:m]
-
-
 @numba.njit(fastmath={"reassoc", "nsz"}, cache=True)
 def _dot(a, b, m):  # pragma: no cover - compiled
     """sum_j a[j] b[j] for j < m, as a vectorised tree sum (the flags allow reordering it;
@@ -136,66 +96,78 @@ def _dot(a, b, m):  # pragma: no cover - compiled
     return acc
 
 
-@numba.njit(cache=True, fastmath={"contract"})
-def _recompute_states(u, dt, At, Bt, bi, gi, c0, m, hs):  # pragma: no cover - compiled
-    """hs[t + 1, s, j] = h_t of channel c0 + j (j < m <= 16) of group gi, batch bi; hs[0] = 0.
+@numba.njit(**_JIT)
+def _scan_fwd(ub, dtb, Ab, Bt, Ct, yb):  # pragma: no cover - compiled
+    """yb[b,g,k,t,j] = <C[b,g,t,:], h_t>; ub, dtb, yb (b,g,k,l,16); Ab (g,k,n,16); Bt, Ct (b,g,l,n)."""
+    nb, ng, nk, nl = ub.shape[:4]
+    nn_ = Ab.shape[2]
+    w = _LANES  # a compile-time constant: the loops over lanes become single SIMD instructions
+    for task in numba.prange(nb * ng * nk):
+        k = task % nk
+        gi = (task // nk) % ng
+        bi = task // (nk * ng)
+        # The block's slabs, and local work arrays: LLVM vectorises a loop over
+        # arrays it cannot prove apart only behind run-time overlap checks.
+        u2, dt2, y2, A2 = ub[bi, gi, k], dtb[bi, gi, k], yb[bi, gi, k], Ab[gi, k]
+        h = np.zeros((nn_, w), dtype=np.float32)
+        v = np.empty((3, w), dtype=np.float32)  # dt_t, dt_t u_t, y_t
+        for t in range(nl):
+            for j in range(w):
+                v[0, j] = dt2[t, j]
+                v[1, j] = dt2[t, j] * u2[t, j]
+                v[2, j] = 0.0
+            for s in range(nn_):
+                bs = Bt[bi, gi, t, s]
+                cs = Ct[bi, gi, t, s]
+                for j in range(w):  # the hot loop: one SIMD lane per channel
+                    hv = _exp32(v[0, j] * A2[s, j]) * h[s, j] + v[1, j] * bs
+                    h[s, j] = hv
+                    v[2, j] += cs * hv
+            for j in range(w):
+                y2[t, j] = v[2, j]
 
-    The work arrays are allocated here, not passed in: LLVM then knows that they
-    overlap nothing else, and vectorises the loop without run-time overlap checks.
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: no cover - compiled
+    """Backward of one block: u2, dt2, dy2, du2, ddt2 (l,16); A2, dA2 (n,16); B2, C2, dB2, dC2 (l,n).
+
+    The work arrays are allocated here, all float32 and with fixed row offsets: LLVM
+    then knows that they overlap nothing else and vectorises the hot loops (a float64
+    array, or one more array, in the reverse loop made it fall back to scalar code).
     """
-    nl = u.shape[1]
-    nn_ = At.shape[0]
-    w = _LANES
-    Ac = np.zeros((nn_, w), dtype=np.float32)  # lanes m..w-1 stay zero throughout
+    nl = u2.shape[0]
+    nn_ = A2.shape[0]
+    w = _LANES  # a compile-time constant: the loops over lanes become single SIMD instructions
+    hs = np.empty((nl + 1, nn_, w), dtype=np.float32)  # hs[t + 1] = h_t, hs[0] = 0
+    # st[s]: A, dLoss/dh_t arriving from t + 1, dLoss/dh_t, this block of steps' dA terms
+    st = np.zeros((nn_, 4, w), dtype=np.float32)
+    v = np.zeros((6, w), dtype=np.float32)  # dt_t, u_t, dt_t u_t, dy_t, ddt_t, du_t
+    dA = np.zeros((nn_, w), dtype=np.float64)  # sums l terms: float32 over 64 steps, then float64
     for s in range(nn_):
-        Ac[s, :m] = At[s, c0:c0 + m]
-    dtv = np.zeros(w, dtype=np.float32)
-    duv = np.zeros(w, dtype=np.float32)
+        for j in range(w):
+            st[s, 0, j] = A2[s, j]
+    # 1. recompute the hidden states
     hs[0, :, :] = 0.0
     for t in range(nl):
-        dt_row = dt[bi, t, c0:c0 + m]
-        u_row = u[bi, t, c0:c0 + m]
-        for j in range(m):
-            dtv[j] = dt_row[j]
-            duv[j] = dt_row[j] * u_row[j]
+        for j in range(w):
+            v[0, j] = dt2[t, j]
+            v[2, j] = dt2[t, j] * u2[t, j]
         for s in range(nn_):
-            bs = Bt[bi, gi, t, s]
+            bs = B2[t, s]
             for j in range(w):
-                hs[t + 1, s, j] = _exp32(dtv[j] * Ac[s, j]) * hs[t, s, j] + duv[j] * bs
-
-
-@numba.njit(cache=True, fastmath={"contract"})
-def _reverse(u, dt, At, Bt, Ct, dy, bi, gi, c0, m, hs, du, ddt, dA_b, dB, dC):  # pragma: no cover
-    """The reverse recurrence of channels c0..c0+m-1 given their states hs; adds to dB, dC (l, n).
-
-    Work arrays allocated here (see ``_recompute_states``), all float32 and with
-    fixed row offsets (a float64 array, or one more array, in the hot loop makes
-    LLVM fall back to scalar code): st[s] holds A, dLoss/dh_t arriving from t + 1,
-    dLoss/dh_t and this block's dA terms; v holds dt_t, u_t, dt_t u_t, dy_t, ddt_t,
-    du_t. dA sums l terms: float32 over blocks of 64 steps, then float64.
-    """
-    nl = u.shape[1]
-    nn_ = At.shape[0]
-    w = _LANES
-    st = np.zeros((nn_, 4, w), dtype=np.float32)  # lanes m..w-1 stay zero throughout
-    for s in range(nn_):
-        st[s, 0, :m] = At[s, c0:c0 + m]
-    v = np.zeros((6, w), dtype=np.float32)
-    dA = np.zeros((nn_, w), dtype=np.float64)
+                hs[t + 1, s, j] = _exp32(v[0, j] * st[s, 0, j]) * hs[t, s, j] + v[2, j] * bs
+    # 2. reverse recurrence
     for t in range(nl - 1, -1, -1):
-        dt_row = dt[bi, t, c0:c0 + m]
-        u_row = u[bi, t, c0:c0 + m]
-        dy_row = dy[bi, t, c0:c0 + m]
-        for j in range(m):
-            v[0, j] = dt_row[j]
-            v[1, j] = u_row[j]
-            v[2, j] = dt_row[j] * u_row[j]
-            v[3, j] = dy_row[j]
-        v[4, :] = 0.0
-        v[5, :] = 0.0
+        for j in range(w):
+            v[0, j] = dt2[t, j]
+            v[1, j] = u2[t, j]
+            v[2, j] = dt2[t, j] * u2[t, j]
+            v[3, j] = dy2[t, j]
+            v[4, j] = 0.0
+            v[5, j] = 0.0
         for s in range(nn_):
-            bs = Bt[bi, gi, t, s]
-            cs = Ct[bi, gi, t, s]
+            bs = B2[t, s]
+            cs = C2[t, s]
             for j in range(w):  # the hot loop: one SIMD lane per channel
                 a = _exp32(v[0, j] * st[s, 0, j])  # a_t = exp(dt_t A)
                 g = v[3, j] * cs + st[s, 1, j]  # dLoss/dh_t
@@ -205,69 +177,96 @@ def _reverse(u, dt, At, Bt, Ct, dy, bi, gi, c0, m, hs, du, ddt, dA_b, dB, dC):  
                 st[s, 3, j] += ga * v[0, j]
                 st[s, 1, j] = g * a
                 st[s, 2, j] = g
-        for s in range(nn_):  # B and C are shared by the chunk: sums over its lanes
-            dB[t, s] += _dot(st[s, 2], v[2], w)
-            dC[t, s] += _dot(v[3], hs[t + 1, s], w)
-        ddt[bi, t, c0:c0 + m] = v[4, :m]
-        du[bi, t, c0:c0 + m] = v[5, :m]
+        for s in range(nn_):  # B and C are shared by the block: sums over its lanes
+            dB2[t, s] = _dot(st[s, 2], v[2], w)
+            dC2[t, s] = _dot(v[3], hs[t + 1, s], w)
+        for j in range(w):
+            ddt2[t, j] = v[4, j]
+            du2[t, j] = v[5, j]
         if t % 64 == 0:
             for s in range(nn_):
-                dA[s, :] += st[s, 3, :]
-                st[s, 3, :] = 0.0
+                for j in range(w):
+                    dA[s, j] += st[s, 3, j]
+                    st[s, 3, j] = 0.0
     for s in range(nn_):
-        dA_b[bi, s, c0:c0 + m] = dA[s, :m]
+        for j in range(w):
+            dA2[s, j] = dA[s, j]
 
 
 @numba.njit(**_JIT)
-def _scan_bwd(u, dt, At, Bt, Ct, dy, du, ddt, dA_b, dB_p, dC_p, nparts):  # pragma: no cover
-    """Gradients of the core scan. u, dt, dy, du, ddt (b,l,d); dA_b (b,n,d); dB_p, dC_p (parts,b,g,l,n)."""
-    nb, nl, nd = u.shape
-    nn_ = At.shape[0]
-    ng = Bt.shape[1]
-    per = nd // ng
-    share = (per + nparts - 1) // nparts
-    for k in numba.prange(nb * ng * nparts):
-        p = k % nparts
-        gi = (k // nparts) % ng
-        bi = k // (nparts * ng)
-        hs = np.empty((nl + 1, nn_, _LANES), dtype=np.float32)  # hs[t + 1] = h_t of 16 channels
-        c_lo = gi * per + p * share
-        c_hi = min(gi * per + per, c_lo + share)
-        for c0 in range(c_lo, c_hi, _LANES):
-            m = min(_LANES, c_hi - c0)
-            _recompute_states(u, dt, At, Bt, bi, gi, c0, m, hs)
-            _reverse(u, dt, At, Bt, Ct, dy, bi, gi, c0, m, hs, du, ddt, dA_b,
-                     dB_p[p, bi, gi], dC_p[p, bi, gi])
+def _scan_bwd(ub, dtb, Ab, Bt, Ct, dyb, dub, ddtb, dAb, dBb, dCb):  # pragma: no cover - compiled
+    """Gradients of the core scan, per block. ub, dtb, dyb, dub, ddtb (b,g,k,l,16);
+    Ab (g,k,n,16); dAb (b,g,k,n,16); Bt, Ct (b,g,l,n); dBb, dCb (b,g,k,l,n)."""
+    nb, ng, nk = ub.shape[:3]
+    for task in numba.prange(nb * ng * nk):
+        k = task % nk
+        gi = (task // nk) % ng
+        bi = task // (nk * ng)
+        _block_bwd(ub[bi, gi, k], dtb[bi, gi, k], Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dyb[bi, gi, k],
+                   dub[bi, gi, k], ddtb[bi, gi, k], dAb[bi, gi, k], dBb[bi, gi, k], dCb[bi, gi, k])
 
 
 @numba.njit(parallel=True, cache=True)
-def _transpose(src, dst):  # pragma: no cover - compiled
-    """dst[b, q, p] = src[b, p, q], in 8-row tiles.
+def _to_blocks(x, xb):  # pragma: no cover - compiled
+    """xb[b, g, k, t, j] = x[b, g * per + 16 k + j, t] (zero where 16 k + j >= per); x (b, d, l).
 
-    torch's own transposed copy of a (1, 480, 4096) float32 tensor takes ~3x longer:
-    with rows 4096 floats apart, walking down a column hits one cache set over and
-    over. Eight source rows (eight cache lines per column step) fit that set's ways.
+    Eight channels at a time, in tiles of 64 steps: x's rows are l floats apart,
+    and walking down many of them at once (l = 4096: 16 KB apart) keeps hitting one
+    cache set; eight rows fit its ways. (torch's own transposed copy is ~3x slower.)
     """
-    nb, np_, nq = src.shape
-    tp, tq = 8, 64
-    nblk = (np_ + tp - 1) // tp
-    for k in numba.prange(nb * nblk):
-        bi = k // nblk
-        p0 = (k % nblk) * tp
-        p1 = min(p0 + tp, np_)
-        for q0 in range(0, nq, tq):
-            for q in range(q0, min(q0 + tq, nq)):
-                d_row = dst[bi, q, p0:p1]
-                for i in range(p1 - p0):
-                    d_row[i] = src[bi, p0 + i, q]
+    nb, ng, nk, nl, w = xb.shape
+    per = x.shape[1] // ng
+    for task in numba.prange(nb * ng * nk * 2):
+        half = task % 2
+        k = (task // 2) % nk
+        gi = (task // (2 * nk)) % ng
+        bi = task // (2 * nk * ng)
+        x2 = xb[bi, gi, k]
+        for i in range(half * 8, half * 8 + 8):
+            c = k * w + i
+            if c >= per:
+                for t in range(nl):
+                    x2[t, i] = 0.0
+        for t0 in range(0, nl, 64):
+            for i in range(half * 8, half * 8 + 8):
+                c = k * w + i
+                if c < per:
+                    row = x[bi, gi * per + c]
+                    for t in range(t0, min(t0 + 64, nl)):
+                        x2[t, i] = row[t]
 
 
-def _swap12(x: Tensor) -> Tensor:
-    """(b, p, q) -> contiguous (b, q, p), float32."""
+@numba.njit(parallel=True, cache=True)
+def _from_blocks(xb, x):  # pragma: no cover - compiled
+    """The inverse of ``_to_blocks`` (padding dropped): x (b, d, l) from xb (b, g, k, l, 16)."""
+    nb, ng, nk, nl, w = xb.shape
+    per = x.shape[1] // ng
+    for task in numba.prange(nb * ng * nk):
+        k = task % nk
+        gi = (task // nk) % ng
+        bi = task // (nk * ng)
+        x2 = xb[bi, gi, k]
+        for t0 in range(0, nl, 64):
+            for i in range(min(w, per - k * w)):
+                row = x[bi, gi * per + k * w + i]
+                for t in range(t0, min(t0 + 64, nl)):
+                    row[t] = x2[t, i]
+
+
+def _blocks(x: Tensor, g: int) -> Tensor:
+    """(b, d, l) -> (b, g, k, l, 16) float32, zero-padded blocks of each group's channels."""
     x = x.detach().float().contiguous()
-    out = torch.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=torch.float32)
-    _transpose(x.numpy(), out.numpy())
-    return out
+    b, d, l = x.shape
+    xb = torch.empty((b, g, -(-(d // g) // _LANES), l, _LANES), dtype=torch.float32)
+    _to_blocks(x.numpy(), xb.numpy())
+    return xb
+
+
+def _unblocks(xb: Tensor, d: int) -> Tensor:
+    """(b, g, k, l, 16) -> (b, d, l), padding dropped."""
+    x = torch.empty((xb.shape[0], d, xb.shape[3]), dtype=torch.float32)
+    _from_blocks(xb.contiguous().numpy(), x.numpy())
+    return x
 
 
 def _np(x: Tensor) -> np.ndarray:
@@ -280,31 +279,29 @@ class _ScanCore(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor) -> Tensor:
         b, d, l = u.shape
-        g = Bt.shape[1]
-        per = d // g
-        # enough chunks for every thread even at batch 1 with one group (MambaIRv2)
-        nchunk = max(-(-per // _FWD_CHUNK), min(-(-per // _LANES), -(-numba.get_num_threads() // (b * g))))
-        u_t, dt_t = _swap12(u), _swap12(dt)  # (b, d, l) -> (b, l, d): channels innermost
-        y_t = torch.empty_like(u_t)  # (b, l, d)
-        _scan_fwd(u_t.numpy(), dt_t.numpy(), _np(A.t()), _np(Bt), _np(Ct), y_t.numpy(), nchunk)
-        ctx.save_for_backward(u_t, dt_t, A, Bt, Ct)
-        return _swap12(y_t)  # (b, l, d) -> (b, d, l)
+        g, n = Bt.shape[1], Bt.shape[3]
+        ub, dtb = _blocks(u, g), _blocks(dt, g)  # (b, g, k, l, 16)
+        k = ub.shape[2]
+        Ab = _blocks(A.float()[None], g)[0]  # (d, n) -> (g, k, n, 16)
+        yb = torch.empty_like(ub)
+        _scan_fwd(ub.numpy(), dtb.numpy(), Ab.numpy(), _np(Bt), _np(Ct), yb.numpy())
+        ctx.save_for_backward(ub, dtb, Ab, Bt, Ct)
+        ctx.shape = (d, n, k)
+        return _unblocks(yb, d)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        u_t, dt_t, A, Bt, Ct = ctx.saved_tensors
-        b, l, d = u_t.shape
-        g, n = Bt.shape[1], Bt.shape[3]
-        parts = max(1, min(numba.get_num_threads(), -(-(d // g) // _LANES)))
-        du_t = torch.empty_like(u_t)  # (b, l, d)
-        ddt_t = torch.empty_like(u_t)  # (b, l, d)
-        dA_b = torch.empty((b, n, d), dtype=torch.float32)
-        dB_p = torch.zeros((parts, b, g, l, n), dtype=torch.float32)
-        dC_p = torch.zeros((parts, b, g, l, n), dtype=torch.float32)
-        _scan_bwd(u_t.numpy(), dt_t.numpy(), _np(A.t()), _np(Bt), _np(Ct), _swap12(dy).numpy(),
-                  du_t.numpy(), ddt_t.numpy(), dA_b.numpy(), dB_p.numpy(), dC_p.numpy(), parts)
-        dA = dA_b.sum(0).t()  # (b, n, d) -> (d, n), summed over the batch
-        return _swap12(du_t), _swap12(ddt_t), dA, dB_p.sum(0), dC_p.sum(0)  # dB, dC summed over parts
+        ub, dtb, Ab, Bt, Ct = ctx.saved_tensors
+        d, n, k = ctx.shape
+        b, g, _, l, w = ub.shape
+        dub, ddtb = torch.empty_like(ub), torch.empty_like(ub)
+        dAb = torch.empty((b, g, k, n, w), dtype=torch.float32)
+        dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
+        dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
+        _scan_bwd(ub.numpy(), dtb.numpy(), Ab.numpy(), _np(Bt), _np(Ct), _blocks(dy, g).numpy(),
+                  dub.numpy(), ddtb.numpy(), dAb.numpy(), dBb.numpy(), dCb.numpy())
+        dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
+        return _unblocks(dub, d), _unblocks(ddtb, d), dA, dBb.sum(2), dCb.sum(2)  # dB, dC summed over blocks
 
 
 def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
