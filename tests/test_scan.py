@@ -294,3 +294,18 @@ def test_numba_very_large_steps_match_reference():
     y_ref = selective_scan_ref(u, delta, A, B, C, D, None, None, False)
     assert torch.isfinite(y).all()
     assert (y - y_ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("b, d, l, g", [(1, 40, 70, 1), (2, 272, 33, 2), (1, 12, 5, 4), (3, 16, 64, 1)])
+def test_numba_block_layout_round_trip(b, d, l, g):
+    """The numba scan's (b, g, blocks, l, 16) layout: zero padding, and back to (b, d, l) exactly."""
+    from model.scan.cpu import _LANES, _blocks, _unblocks
+
+    x = torch.randn(b, d, l)
+    xb = _blocks(x, g)
+    per = d // g
+    assert xb.shape == (b, g, -(-per // _LANES), l, _LANES)
+    flat = xb.permute(0, 1, 2, 4, 3).reshape(b, g, -1, l)  # (b, g, k, l, 16) -> (b, g, k * 16, l)
+    assert torch.equal(flat[:, :, :per], x.view(b, g, per, l))
+    assert not flat[:, :, per:].any()
+    assert torch.equal(_unblocks(xb, d), x)
