@@ -49,7 +49,8 @@ LINEAR_METHODS = ("lam", "riemann_left", "riemann_right", "riemann_middle", "rie
 # LR pixels (B * H * W) per forward when batch_size is not given. Measured on the 2-core CPU
 # (numba scan): batching saves nothing at 32x32 (v2light_x2 test model: 1.4-1.7 s for 50 steps at
 # batch 4 or 16) and costs 5-25% at 64x64 x4 (v2 1.4 vs 1.7 s, v1 2.0 vs 2.1 s per step at batch
-# 1 vs 5), plus ~1.3 GB per extra image.
+# 1 vs 5), plus ~1.3 GB per extra image. Still so with the blocked scan of model/scan/cpu.py
+# (MambaIR-light x4, 64x64, 20 steps: 23.5 s at batch 1, 24.5 s at batch 5).
 AUTO_BATCH_PIXELS = 4096
 
 
