@@ -309,3 +309,33 @@ def test_numba_block_layout_round_trip(b, d, l, g):
     assert torch.equal(flat[:, :, :per], x.view(b, g, per, l))
     assert not flat[:, :, per:].any()
     assert torch.equal(_unblocks(xb, d), x)
+
+
+def _saved_bytes(fn, args, **kw) -> int:
+    """Bytes autograd keeps for the backward of fn(*args)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args, **kw)
+    return total
+
+
+@pytest.mark.parametrize("case", [GRID[3], GRID[4]])
+def test_torch_scan_checkpointed_matches_reference_and_keeps_less(case, monkeypatch):
+    """Above CHECKPOINT_ELEMENTS the torch scan recomputes its intermediates in the backward:
+    same values and gradients, a fraction of the saved memory."""
+    import model.scan.gpu as gpu
+
+    b, d, n, l, g, use_D, use_z, use_bias, softplus = case
+    args = [a.requires_grad_() if a is not None else None
+            for a in make_inputs(b, d, n, l, g, use_D, use_z, use_bias, softplus)]
+    kept = _saved_bytes(selective_scan_torch, args, delta_softplus=softplus)
+    monkeypatch.setattr(gpu, "CHECKPOINT_ELEMENTS", 0)
+    check_against_ref(selective_scan_torch, case)
+    kept_ckpt = _saved_bytes(selective_scan_torch, args, delta_softplus=softplus)
+    assert kept_ckpt * 3 < kept, (kept_ckpt, kept)

@@ -9,7 +9,8 @@ halving, Blelloch-style) parallel scan: neighbouring pairs are combined,
 the half-length problem is solved recursively, and the even positions are
 filled in from their odd neighbours. That is O(log l) levels of whole-tensor
 torch ops (the only Python loop), O(l) total work, and about 3x the memory
-of one (b, d, l, n) tensor, autograd through plain torch ops. It runs on any
+of one (b, d, l, n) tensor, autograd through plain torch ops (recomputed in the
+backward instead of kept, when that tensor is large: ``CHECKPOINT_ELEMENTS``). It runs on any
 device; on CPU it is slower than the compiled numba scan, it exists for CUDA
 without mamba-ssm and as a second independent check of the reference.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from .ref import scan_inputs
 
@@ -41,6 +43,26 @@ def _linear_recurrence(a: Tensor, x: Tensor) -> Tensor:
     return h.flatten(-3, -2)[..., :l, :]  # (..., l, n)
 
 
+# Above this many elements in one (b, d, l, n) tensor (256 MB in float32), autograd does not keep
+# the scan's intermediates: the scan runs under activation checkpointing and is recomputed in
+# the backward. The intermediates are several (b, d, l, n) tensors per layer, which at 128x128
+# made mambairv2_classicSR_x4's forward+backward run out of 80 GB; below the threshold (the
+# light models' training patches, LAM at 64x64) recomputing would only cost time.
+CHECKPOINT_ELEMENTS = 1 << 26
+
+
+def _scan_core_torch(uf: Tensor, dt: Tensor, A: Tensor, Bg: Tensor, Cg: Tensor) -> Tensor:
+    """y = <C_t, h_t> for float32 uf, dt (b, d, l), A (d, n), Bg, Cg (b, g, n, l); returns (b, d, l)."""
+    b, d, l = uf.shape
+    g, n = Bg.shape[1], Bg.shape[2]
+    k = d // g
+    dt4 = dt.view(b, g, k, l, 1)  # (b, d, l) -> (b, g, k, l, 1)
+    a = torch.exp(dt4 * A.float().view(1, g, k, 1, n))  # (b, g, k, l, n)
+    x = (dt4 * uf.view(b, g, k, l, 1)) * Bg.transpose(2, 3).unsqueeze(2)  # (b, g, k, l, n)
+    h = _linear_recurrence(a, x)  # (b, g, k, l, n)
+    return torch.einsum("bgkln,bgnl->bgkl", h, Cg).reshape(b, d, l)  # (b, g, k, l) -> (b, d, l)
+
+
 def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                          z: Tensor | None = None, delta_bias: Tensor | None = None,
                          delta_softplus: bool = False) -> Tensor:
@@ -48,13 +70,12 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     dtype_in = u.dtype
     b, d, l = u.shape
     uf, dt, Bg, Cg = scan_inputs(u, delta, B, C, delta_bias, delta_softplus)  # float32, (b, g, n, l)
-    g, n = Bg.shape[1], Bg.shape[2]
-    k = d // g
-    dt4 = dt.view(b, g, k, l, 1)  # (b, d, l) -> (b, g, k, l, 1)
-    a = torch.exp(dt4 * A.float().view(1, g, k, 1, n))  # (b, g, k, l, n)
-    x = (dt4 * uf.view(b, g, k, l, 1)) * Bg.transpose(2, 3).unsqueeze(2)  # (b, g, k, l, n)
-    h = _linear_recurrence(a, x)  # (b, g, k, l, n)
-    y = torch.einsum("bgkln,bgnl->bgkl", h, Cg).reshape(b, d, l)  # (b, g, k, l) -> (b, d, l)
+    args = (uf, dt, A, Bg, Cg)
+    if (b * d * l * A.shape[1] > CHECKPOINT_ELEMENTS and torch.is_grad_enabled()
+            and any(t.requires_grad for t in args)):
+        y = checkpoint(_scan_core_torch, *args, use_reentrant=False)  # (b, d, l)
+    else:
+        y = _scan_core_torch(*args)  # (b, d, l)
     if D is not None:
         y = y + uf * D.float()[:, None]
     if z is not None:
