@@ -25,8 +25,8 @@ GRID = [
     (2, 12, 3, 64, 4, False, False, False, False),
     (1, 4, 16, 2, 4, True, True, True, False),
     (2, 5, 2, 300, 0, True, True, False, True),
-    (1, 40, 5, 70, 1, True, False, True, True),    # several 16-channel backward chunks per part
-    (2, 272, 3, 20, 2, False, True, True, True),   # 136 channels a group: several 64-channel forward chunks
+    (1, 40, 5, 70, 1, True, False, True, True),    # numba: three 16-channel blocks, the last padded
+    (2, 272, 3, 20, 2, False, True, True, True),   # 136 channels a group: nine blocks each
 ]
 
 
