@@ -14,21 +14,7 @@ echo "== device"; nvidia-smi -L; $PY -c "import torch; print('torch', torch.__ve
 $PY -c "import mamba_ssm" 2>&1 | tail -1
 
 echo "== official vectors on CUDA (torch scan), and the CUDA scan tests"
-$PY - <<'PY'
-import torch
-from model import load_checkpoint
-from model.scan import last_backend
-for name in ("v2light_x2", "mambair_light_x2"):
-    io = torch.load(f"tests/data/{name}.io.pt", weights_only=True)
-    net = load_checkpoint(f"tests/data/{name}.pth", device="cuda")
-    x = io["input"].cuda().requires_grad_(True)
-    y = net(x)
-    (y * io["grad_weight"].cuda()).sum().backward()
-    err = (y.detach().cpu() - io["output"]).abs().max().item()
-    g = x.grad.cpu()
-    rel = ((g - io["input_grad"]).norm() / io["input_grad"].norm()).item()
-    print(f"{name}: backend {last_backend()}, forward max abs err {err:.2e}, input-grad rel err {rel:.2e}")
-PY
+$PY -m scripts.gpu_vectors
 timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_scan.py -k "cuda or gpu" 2>&1 | tail -3
 
 echo "== GPU timings"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fourth GPU session (about 8 minutes): (1) both demo models from step 950 (runs/gpu3) to
+# Fourth GPU session (about 6 minutes): (1) both demo models from step 950 (runs/gpu3) to
 # $STEPS, same batch/patch/data: 1e-4 to $DECAY, then 5e-5; (2) meanwhile, mamba-ssm's
 # selective_scan_cuda built from its sdist for this GPU, checked against the official
 # vectors and the scan tests; (3) after training, GPU timings with mamba_ssm and the torch scan.
@@ -30,22 +30,7 @@ MAX_JOBS=10 timeout 330 $PY scripts/gpu_build_mamba_ssm.py "$SDIST" "$BUILD" 2>&
 export PYTHONPATH="$PWD/$SDIST:$BUILD"
 $PY -c "import mamba_ssm, selective_scan_cuda; print('mamba_ssm', mamba_ssm.__version__, 'imports')" 2>&1 | tail -2
 echo "== official vectors with the mamba_ssm backend (TF32 off), scan tests on CUDA"
-$PY - <<'PY' 2>&1 | grep -v Warning
-import torch
-torch.backends.cudnn.allow_tf32 = False
-torch.backends.cuda.matmul.allow_tf32 = False
-from model import load_checkpoint
-from model.scan import set_backend, last_backend
-set_backend("mamba_ssm")
-for name in ("v2light_x2", "mambair_light_x2"):
-    io = torch.load(f"tests/data/{name}.io.pt", weights_only=True)
-    net = load_checkpoint(f"tests/data/{name}.pth", device="cuda")
-    x = io["input"].cuda().requires_grad_(True)
-    y = net(x); (y * io["grad_weight"].cuda()).sum().backward()
-    err = (y.detach().cpu() - io["output"]).abs().max().item()
-    rel = ((x.grad.cpu() - io["input_grad"]).norm() / io["input_grad"].norm()).item()
-    print(f"TF32 off: {name}: backend {last_backend()}, fwd max abs err {err:.2e}, grad rel err {rel:.2e}")
-PY
+$PY -m scripts.gpu_vectors --backend mamba_ssm --no-tf32 2>&1 | grep -v Warning
 timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_scan.py -k "cuda or mamba" 2>&1 | tail -3
 wait $T1 $T2
 echo "== GPU timings after training (nothing else on the GPU)"

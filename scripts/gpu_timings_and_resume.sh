@@ -12,21 +12,11 @@ $PY -m model.train --preset MambaIR_lightSR_x4 --data data/photos --steps "$STEP
 cp runs/MambaIR_lightSR_x4/state.pt "$OUT/MambaIR_lightSR_x4.state.pt"
 cp runs/MambaIR_lightSR_x4/log.jsonl "$OUT/MambaIR_lightSR_x4.log.jsonl"
 cp runs/MambaIR_lightSR_x4/train_info.json "$OUT/MambaIR_lightSR_x4.train_info.json"
+$PY -m scripts.gpu_vectors --backend torch --no-tf32
 $PY - <<'PY'
 import time, torch
-torch.backends.cudnn.allow_tf32 = False
-torch.backends.cuda.matmul.allow_tf32 = False
-from model import load_checkpoint, build, PRESETS
+from model import build, PRESETS
 from model.scan import set_backend, last_backend
-for name in ("v2light_x2", "mambair_light_x2"):
-    io = torch.load(f"tests/data/{name}.io.pt", weights_only=True)
-    net = load_checkpoint(f"tests/data/{name}.pth", device="cuda")
-    x = io["input"].cuda().requires_grad_(True)
-    y = net(x); (y * io["grad_weight"].cuda()).sum().backward()
-    err = (y.detach().cpu() - io["output"]).abs().max().item()
-    rel = ((x.grad.cpu() - io["input_grad"]).norm() / io["input_grad"].norm()).item()
-    print(f"TF32 off: {name}: backend {last_backend()}, fwd max abs err {err:.2e}, grad rel err {rel:.2e}")
-torch.backends.cudnn.allow_tf32 = True  # timings with PyTorch's default (cuDNN TF32 on)
 set_backend("torch")
 print("preset, input, backend, forward ms (median of 5, no_grad), fwd+bwd ms, peak fwd GiB")
 for preset, size, bwd in (("mambairv2_classicSR_x4", 256, False), ("mambairv2_classicSR_x4", 128, True),
