@@ -19,6 +19,11 @@ from torch.utils.cpp_extension import load
 
 def main() -> None:
     """Compile and import the extension once; print where it is and how long it took."""
+    if len(sys.argv) != 3 or not (Path(sys.argv[1]) / "csrc" / "selective_scan").is_dir():
+        sys.exit("usage: python3 scripts/gpu_build_mamba_ssm.py SDIST_DIR BUILD_DIR "
+                 "(SDIST_DIR: mamba-ssm's unpacked source archive, with csrc/selective_scan)")
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA GPU here: the kernel is built for the GPU in hand")
     sdist, build = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     build.mkdir(parents=True, exist_ok=True)
     if "TORCH_CUDA_ARCH_LIST" not in os.environ:
