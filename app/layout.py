@@ -66,13 +66,11 @@ def build_demo() -> gr.Blocks:
     """Build the Blocks (no model is loaded here: models load on the first request)."""
     task_names = cache.task_names()
     default_task = task_names[0] if task_names else None
-    any_random = any(sp.is_random for fams in cache.tasks().values() for sp in fams.values())
 
     with gr.Blocks(title="MambaIRv2 Explorer") as demo:
         gr.Markdown(texts.INTRO)
-        if any_random:
-            gr.Markdown(f"⚠️ **Demo models with {cache.RANDOM_NOTE}.** Put checkpoints in `weights/` "
-                        "(see the README) to restore real images.", elem_id="random-banner")
+        # One line on the weights (official fetched or not, random demo models, a broken manifest),
+        # refreshed on page load and after a fetch.
         top_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status-top")
         result_state = gr.State(None)
 
@@ -186,8 +184,8 @@ def build_demo() -> gr.Blocks:
             tab_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status")
             gr.Markdown(texts.WEIGHTS_HELP)
             with gr.Row():
-                fetch_btns = {p: gr.Button(f"Fetch official {p}", size="sm", elem_id=f"fetch-{p}")
-                              for p in APP_PRESETS}
+                fetch_btns = {p: gr.Button(f"Fetch {handlers.official_name(p)}", size="sm",
+                                           elem_id=f"fetch-{p}") for p in APP_PRESETS}
             fetch_msg = gr.Markdown(elem_id="fetch-msg")
             with gr.Row():
                 ckpt_file = gr.File(label="Your checkpoint (.pth, .pt, .safetensors)", type="filepath",

@@ -33,7 +33,15 @@ from .lam import (
 )
 from .restore import restore
 from .settings import EFFECTS, settings_effect
-from .weights import add_checkpoint, fetch_official, fetcher, format_metric, weights_status, weights_table
+from .weights import (
+    add_checkpoint,
+    fetch_official,
+    fetcher,
+    format_metric,
+    official_name,
+    weights_status,
+    weights_table,
+)
 
 __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
@@ -41,5 +49,5 @@ __all__ = [
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
     "layer_choices", "prepare", "restore", "run_network", "select_window", "settings_effect",
     "to_image", "to_tensor", "weights_table", "add_checkpoint", "fetch_official", "fetcher",
-    "weights_status",
+    "weights_status", "official_name",
 ]

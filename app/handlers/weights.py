@@ -87,11 +87,17 @@ def fetch_official(preset: str, progress: gr.Progress = gr.Progress(track_tqdm=T
                                  log=lambda s: progress(0.5, desc=s[:80]))
     cache.tasks(refresh=True)
     if preset in report.fetched:
-        msg = f"✅ `{preset}`: {report.fetched[preset].name} fetched and verified (source: official)."
+        msg = f"`{preset}`: {report.fetched[preset].name} fetched and verified (source: official)."
     else:
         msg = f"⚠️ `{preset}` could not be fetched: {report.failed.get(preset, report.problem)}"
-    cache.set_status(report.line())
+    cache.set_status(cache.official_summary() + ("" if preset in report.fetched else f" {msg}"))
     return msg, _task_menu(), weights_table(), weights_status()
+
+
+def official_name(preset: str) -> str:
+    """Button text of an official preset: 'MambaIRv2-light x2', 'MambaIR-light x4'."""
+    net, _, scale = preset.partition("_lightSR_")
+    return f"{'MambaIRv2' if net == 'mambairv2' else 'MambaIR'}-light {scale}"
 
 
 def fetcher(preset: str) -> Any:
