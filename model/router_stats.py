@@ -2,7 +2,7 @@
 
 Inputs are ASSM capture records (``model.capture``): ``route_logp`` (B, L, T) the router's
 log-probabilities, ``labels`` (B, L) the prompt each pixel took, ``grid`` (Hp, Wp), ``stage``,
-``block``. All functions are pure except ``router_stats``, which runs the network once.
+``block``. All functions are pure except ``router_records`` / ``router_stats``, which run the network once.
 
 Letters: B batch, L = Hp*Wp tokens of the padded grid, T prompts (num_tokens), H, W the image
 size inside the grid (the network pads at the bottom and right).
@@ -47,8 +47,8 @@ UNTRAINED_MESSAGE = "router not trained: every prompt about equally likely; labe
 UNIFORM_FACTOR = 2.0  # a layer is near-uniform when mean max probability < UNIFORM_FACTOR / T
 
 __all__ = ["UNTRAINED_MESSAGE", "UNIFORM_FACTOR", "usage_stats", "mean_max_prob", "logit_change",
-           "layer_stats", "records_stats", "router_stats", "layer_untrained", "is_untrained",
-           "untrained_message"]
+           "layer_stats", "records_stats", "slim_records", "pool_records", "router_records", "router_stats",
+           "summary", "layer_untrained", "is_untrained", "untrained_message"]
 
 
 def _np(x: Any) -> np.ndarray:
@@ -142,16 +142,40 @@ def records_stats(records: Sequence[Record], refs: Sequence[Record] | None = Non
     return [layer_stats(r, None if refs is None else refs[i], image_hw) for i, r in enumerate(records)]
 
 
-@torch.no_grad()
-def router_stats(net: nn.Module, x: Tensor, refs: Sequence[Record] | None = None,
-                 keep_records: bool = False) -> Stats | tuple[Stats, list[Record]]:
-    """Run ``net`` on ``x`` (B, C, H, W) once under capture, with argmax routing and in eval mode (the
-    network's modes are restored), and return ``layer_stats`` per ASSM layer over the image's pixels.
+def slim_records(records: Sequence[Record], image_hw: tuple[int, int] | None = None) -> list[Record]:
+    """Keep what the router numbers need (stage, block, route_logp, labels) cropped to the image's
+    pixels, with ``grid`` = ``image_hw``: small enough to keep as a reference or save."""
+    out = []
+    for r in records:
+        hw = tuple(int(v) for v in (image_hw or r["grid"]))
+        logp = torch.as_tensor(_crop(r, "route_logp", hw, None))  # (B, H*W, T)
+        labels = torch.as_tensor(_crop(r, "labels", hw, None))  # (B, H*W)
+        out.append({"stage": r.get("stage", -1), "block": r.get("block", -1), "grid": hw,
+                    "route_logp": logp, "labels": labels})
+    return out
 
-    ``refs``: records of an earlier forward on the same input, for ``logit_change``. With
-    ``keep_records`` also return the slimmed records (stage, block, grid, route_logp, labels).
-    Empty list for a network without ASSM layers (MambaIR).
-    """
+
+def pool_records(runs: Sequence[Sequence[Record]]) -> list[Record]:
+    """Join the slim records of several inputs (one list per input, same layers) into one list whose
+    pixels are all of theirs: route_logp (B, sum of L, T), labels (B, sum of L), grid (1, sum of L)."""
+    if not runs:
+        raise ValueError("no records to pool")
+    if len({len(r) for r in runs}) != 1:
+        raise ValueError("every input must have the same number of ASSM layers")
+    pooled = []
+    for layer in zip(*runs, strict=True):
+        logp = torch.cat([torch.as_tensor(r["route_logp"]) for r in layer], dim=1)  # (B, sum L, T)
+        labels = torch.cat([torch.as_tensor(r["labels"]) for r in layer], dim=1)  # (B, sum L)
+        pooled.append({"stage": layer[0].get("stage", -1), "block": layer[0].get("block", -1),
+                       "grid": (1, int(labels.shape[1])), "route_logp": logp, "labels": labels})
+    return pooled
+
+
+@torch.no_grad()
+def router_records(net: nn.Module, x: Tensor) -> list[Record]:
+    """Run ``net`` on ``x`` (B, C, H, W) once under capture, with argmax routing and in eval mode
+    (its modes are restored afterwards); the slim records of its ASSM layers over the image's pixels
+    (empty for a network without ASSM layers, e.g. MambaIR)."""
     from model.archs import get_options, set_options
     from model.capture import capture
 
@@ -166,10 +190,34 @@ def router_stats(net: nn.Module, x: Tensor, refs: Sequence[Record] | None = None
         net.train(was_training)
         if routing is not None:
             set_options(net, routing=routing)
-    keep = ("stage", "block", "grid", "route_logp", "labels")
-    records = [{k: r[k] for k in keep} for r in rec.assm]
-    stats = records_stats(records, refs, tuple(x.shape[-2:]))
+    return slim_records(rec.assm, tuple(x.shape[-2:]))
+
+
+def router_stats(net: nn.Module, x: Tensor, refs: Sequence[Record] | None = None,
+                 keep_records: bool = False) -> Stats | tuple[Stats, list[Record]]:
+    """``layer_stats`` per ASSM layer of one forward of ``net`` on ``x`` (see ``router_records``).
+
+    ``refs``: records of an earlier forward on the same input, for ``logit_change``. With
+    ``keep_records`` also return the slim records (e.g. as ``refs`` for a later call).
+    """
+    records = router_records(net, x)
+    stats = records_stats(records, refs)
     return (stats, records) if keep_records else stats
+
+
+def summary(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The per-layer numbers as short JSON-friendly rows (no counts), for logs and manifests."""
+    rows = []
+    for s in stats:
+        row = {"layer": f"{s['stage']}.{s['block']}", "mean_max_prob": round(s["mean_max_prob"], 5),
+               "mean_max_prob_xT": round(s["mean_max_prob"] * s["num_prompts"], 3), "used": s["used"],
+               "dead": len(s["dead"]), "perplexity": round(s["perplexity"], 3)}
+        if "logit_change" in s:
+            row["logit_change"] = round(s["logit_change"], 5)
+        rows.append(row)
+    T = stats[0]["num_prompts"] if stats else 0
+    return {"num_prompts": T, "layers": rows, "untrained": is_untrained(stats),
+            "layers_at_4_over_T": sum(s["mean_max_prob"] >= 4 / s["num_prompts"] for s in stats)}
 
 
 def layer_untrained(stats: dict[str, Any]) -> bool:

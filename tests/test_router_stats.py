@@ -17,7 +17,10 @@ from model.router_stats import (
     is_untrained,
     layer_stats,
     logit_change,
+    pool_records,
     router_stats,
+    slim_records,
+    summary,
     untrained_message,
 )
 
@@ -112,3 +115,23 @@ def test_router_stats_on_tiny_networks() -> None:
     assert all(s["logit_change"] > 1.0 for s in biased)
     assert router_stats(build(MambaIRConfig(upscale=2, img_size=16, embed_dim=30, d_state=4, depths=(1,),
                                             mlp_ratio=1.2, upsampler="pixelshuffledirect")), x) == []
+
+
+def test_pool_and_summary() -> None:
+    g = torch.Generator().manual_seed(3)
+    a = record(torch.randn(1, 16, 4, generator=g), 4, 4)
+    b = record(torch.randn(1, 6, 4, generator=g) + torch.tensor([0.0, 0.0, 9.0, 0.0]), 2, 3)
+    pooled = pool_records([slim_records([a]), slim_records([b])])
+    both = layer_stats(pooled[0])
+    assert both["counts"].sum() == 22
+    assert both["counts"].tolist() == (layer_stats(a)["counts"] + layer_stats(b)["counts"]).tolist()
+    want = (16 * layer_stats(a)["mean_max_prob"] + 6 * layer_stats(b)["mean_max_prob"]) / 22
+    assert both["mean_max_prob"] == pytest.approx(want, rel=1e-6)
+    top = slim_records([a], image_hw=(2, 4))[0]  # cropped to the top half
+    assert top["labels"].shape == (1, 8) and top["grid"] == (2, 4)
+    with pytest.raises(ValueError, match="same number"):
+        pool_records([slim_records([a]), []])
+    s = summary([layer_stats(a, ref=a), both])
+    assert [r["layer"] for r in s["layers"]] == ["0.1", "0.1"] and s["num_prompts"] == 4
+    assert s["layers"][0]["logit_change"] == 0 and "logit_change" not in s["layers"][1]
+    assert s["layers_at_4_over_T"] == sum(st["mean_max_prob"] >= 1.0 for st in (layer_stats(a), both))
