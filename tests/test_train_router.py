@@ -86,3 +86,35 @@ def test_one_group_state_is_reindexed() -> None:
     new.load_state_dict(_one_group_state(old.state_dict(), net))
     for p in net.parameters():  # every parameter keeps its own moments
         torch.testing.assert_close(new.state[p]["exp_avg"], old.state[p]["exp_avg"])
+
+
+def test_evaluate_prints_and_stores_router_numbers(tmp_path, capsys) -> None:
+    from model.evaluate import evaluate, update_manifest
+    from model.router_stats import UNTRAINED_MESSAGE, pool_records, records_stats, router_records
+    from model.weights import load_manifest
+
+    data = _photo_folder(tmp_path / "photos")
+    torch.manual_seed(0)
+    net = build(TINY)
+    torch.save({"params": net.state_dict()}, tmp_path / "tiny.pth")
+    res = evaluate(tmp_path / "tiny.pth", data, "all", router_crop=12)
+    out = capsys.readouterr().out
+    assert "gain over bicubic" in out and "router per ASSM layer" in out and UNTRAINED_MESSAGE in out
+    router = res["router"]
+    assert router["untrained"] and router["crop"] == 12 and len(router["layers"]) == 1
+    # The same numbers as the router of each 12x12 centre crop (LR 20x22 -> rows 4-15, cols 5-16), pooled.
+    from model.data import list_images, load_image
+    from model.degrade import bicubic_downscale, modcrop, to_uint8
+
+    runs = []
+    for path in list_images(data, "all"):
+        lr = to_uint8(bicubic_downscale(modcrop(load_image(path), 2), 2)).astype("float32") / 255.0
+        runs.append(router_records(net.eval(), torch.from_numpy(lr[4:16, 5:17]).permute(2, 0, 1)[None]))
+    want = records_stats(pool_records(runs))[0]
+    assert router["layers"][0]["mean_max_prob"] == pytest.approx(want["mean_max_prob"], abs=1e-5)
+    assert router["layers"][0]["used"] == want["used"]
+    entry = update_manifest(tmp_path / "tiny.pth", res, tmp_path / "manifest.json")
+    stored = load_manifest(tmp_path / "manifest.json")[0]["metrics"][f"{data.name}-all"]
+    assert stored["router"]["layers"] == router["layers"]
+    assert entry["metrics"][f"{data.name}-all"]["router"] == stored["router"]
+    assert stored["gain_psnr"] == pytest.approx(res["psnr"] - res["baseline_psnr"], abs=1e-4)
