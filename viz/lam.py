@@ -670,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=64, help="LR side in pixels")
     ap.add_argument("--steps", type=int, default=50, help="LAM_Demo's steps")
     ap.add_argument("--fast-steps", type=int, default=FAST_NODES, help="Gauss-Legendre nodes of fast=True")
-    ap.add_argument("--reference-steps", type=int, default=64,
+    ap.add_argument("--reference-steps", type=int, default=32,
                     help="nodes of the converged reference (the fast rule, many nodes)")
     ap.add_argument("--image", default="assets/chelsea.png", help="photo to crop the LR input from")
     ap.add_argument("--weights", default="weights", help="folder with trained weights (else random)")
