@@ -196,6 +196,21 @@ def build_demo() -> gr.Blocks:
                     added_msg = gr.Markdown(elem_id="added-msg")
             weights_md = gr.Markdown(handlers.weights_table(), elem_id="weights-table")
 
+            gr.Markdown(texts.TIMELINE_HELP)
+            with gr.Row():
+                tl_files = gr.File(label="Checkpoints of one run (several files)", file_count="multiple",
+                                   type="filepath", file_types=[".pth", ".pt", ".safetensors"],
+                                   elem_id="timeline-files")
+                with gr.Column():
+                    tl_folder = gr.Textbox(label="…or a folder on this machine",
+                                           placeholder="experiments/<run>/models", elem_id="timeline-folder")
+                    tl_layer = gr.Textbox(value="0.0", label="Layer for the label maps (stage.block)",
+                                          elem_id="timeline-layer")
+                    tl_btn = gr.Button("Show routing across checkpoints", elem_id="timeline-btn")
+            tl_info = gr.Markdown(elem_id="timeline-info")
+            tl_curves = gr.Plot(label="routing per layer across checkpoints", elem_id="timeline-curves")
+            tl_maps = gr.Plot(label="SGN label maps per checkpoint", elem_id="timeline-maps")
+
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
 
@@ -225,6 +240,8 @@ def build_demo() -> gr.Blocks:
         ckpt_file.upload(handlers.add_checkpoint, inputs=[ckpt_file],
                          outputs=[added_label, task, weights_md, added_msg], api_name="add_checkpoint",
                          **heavy)
+        tl_btn.click(handlers.timeline, inputs=[tl_files, tl_folder, inp, tl_layer],
+                     outputs=[tl_curves, tl_maps, tl_info], api_name="timeline", **heavy)
         demo.load(handlers.weights_status, outputs=[top_status], api_visibility="private", queue=False)
         task.change(lambda t: gr.Dropdown(choices=handlers.layer_choices(t), value="0.0"),
                     inputs=[task], outputs=[layer], api_visibility="private", queue=False)

@@ -77,3 +77,11 @@ network (`MAMBAIR_WEIGHTS=official python app.py` fetches them all at start; a S
 **Your own checkpoint** (`.pth`, `.pt` or `.safetensors` of MambaIRv2, MambaIRv2-light or MambaIR, any
 configuration, e.g. a BasicSR `net_g_5000.pth`) is read safely (weights only; code in a pickle never runs)
 and offered as a task named by its file name, beside the other network's best model for the same task."""
+
+TIMELINE_HELP = """### Prompts across training
+Give several checkpoints of one MambaIRv2 run (a BasicSR `experiments/<run>/models/net_g_*.pth` series,
+uploaded or as a folder): each is run on the centre of the Restore tab's input, and the curves show per
+layer how sure the router is (mean largest route probability × T: 1 = every prompt equally likely),
+how many prompts the image uses, how evenly (perplexity) and how many are dead; below, one layer's SGN
+label map per checkpoint, side by side. A checkpoint whose router is near uniform is flagged: its labels
+are arbitrary."""

@@ -39,6 +39,7 @@ from .weights import (
     fetcher,
     format_metric,
     official_name,
+    timeline,
     weights_status,
     weights_table,
 )
@@ -49,5 +50,5 @@ __all__ = [
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
     "layer_choices", "prepare", "restore", "run_network", "select_window", "settings_effect",
     "to_image", "to_tensor", "weights_table", "add_checkpoint", "fetch_official", "fetcher",
-    "weights_status", "official_name",
+    "weights_status", "official_name", "timeline",
 ]
