@@ -31,7 +31,7 @@ from model.timeline import Snapshot
 from .palette import label_colors
 
 __all__ = ["timeline_figure", "label_maps_figure", "label_strip", "label_grid_image", "timeline_table",
-           "main"]
+           "training_curves_figure", "main"]
 
 _METRICS = (  # (key in the stats, y-axis title); "xT" = mean max prob times T
     ("xT", "mean largest route prob. × T"),
@@ -214,6 +214,40 @@ def timeline_table(snaps: Sequence[Snapshot]) -> str:
     if snaps[-1].untrained:
         lines.append(f"latest checkpoint: {UNTRAINED_MESSAGE}")
     return "\n".join(lines)
+
+
+def training_curves_figure(runs: dict[str, list[dict]]) -> go.Figure:
+    """Router numbers next to PSNR against the training step, one colour per run: the validation events
+    of ``model.train``'s ``log.jsonl`` (those with a ``router`` summary). Panels: median and largest
+    (over layers) mean max route probability x T, median RMS change of the route logits since the
+    start, and validation PSNR-Y minus bicubic."""
+    if not runs:
+        raise ValueError("no runs to show")
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16, subplot_titles=(
+        "median over layers: mean max route prob. × T", "largest over layers: mean max route prob. × T",
+        "median over layers: RMS change of route logits", "validation PSNR-Y − bicubic (dB)"))
+    palette = sample_colorscale("Turbo", [0.1 + 0.8 * i / max(len(runs) - 1, 1) for i in range(len(runs))])
+    for color, (name, events) in zip(palette, runs.items(), strict=True):
+        ev = [e for e in events if "router" in e]
+        if not ev:
+            raise ValueError(f"run {name!r} has no validation event with router numbers")
+        steps = [e["step"] for e in ev]
+        xt = [[r["mean_max_prob_xT"] for r in e["router"]["layers"]] for e in ev]
+        lc = [[r.get("logit_change", 0.0) for r in e["router"]["layers"]] for e in ev]
+        panels = ([float(np.median(v)) for v in xt], [max(v) for v in xt], [float(np.median(v)) for v in lc],
+                  [e["val_psnr_y"] - e["val_psnr_y_bicubic"] for e in ev])
+        for k, ys in enumerate(panels):
+            trace = go.Scatter(x=steps, y=ys, name=name, legendgroup=name, showlegend=k == 0,
+                               mode="lines+markers", line=dict(color=color))
+            fig.add_trace(trace, row=k // 2 + 1, col=k % 2 + 1)
+    for col in (1, 2):
+        fig.add_hline(y=2.0, line=dict(dash="dot", color="grey"), annotation_text="untrained below",
+                      annotation_position="top left", row=1, col=col)
+    for k in range(4):
+        fig.update_xaxes(title_text="step", row=k // 2 + 1, col=k % 2 + 1)
+    fig.update_layout(title="Router while training (validation crops of held-out photos)",
+                      margin=dict(l=10, r=10, t=80, b=10))
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
