@@ -121,7 +121,9 @@ def test_figures_and_pictures_flag_untrained_routers(snaps) -> None:
     cap = 30
     assert _reddish(strip[:cap]) > 0 and _reddish(trained[:cap]) == 0
     grid = label_grid_image(snaps)
-    assert grid.shape[0] == 3 * label_strip(snaps, 0, zoom=2).shape[0]
+    row = label_strip(snaps, 0, zoom=2, sentence=False)
+    assert grid.shape[0] == 3 * row.shape[0] + 20  # three layers, the sentence once at the bottom
+    assert _reddish(grid[-20:]) > 0 and label_strip(snaps, 0, zoom=2).shape[0] > row.shape[0]
     table = timeline_table(snaps)
     rows = [r for r in table.splitlines() if r.strip().startswith("step")]
     assert len(rows) == 4 and rows[0].endswith("router not trained") and rows[3].endswith("routing")

@@ -145,10 +145,11 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, gap: int = 6) -> np.ndarray:
+def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, gap: int = 6,
+                sentence: bool = True) -> np.ndarray:
     """(h, w, 3) uint8: the label maps of one layer side by side (each ``zoom`` x, nearest), each under a
-    caption "step N  xT v"; a red "router not trained" under a near-uniform one, and the full sentence
-    at the bottom when any is flagged."""
+    caption "step N  xT v"; a red "router not trained" under a near-uniform one, and (``sentence``) the
+    full sentence at the bottom when any is flagged."""
     _check(snaps)
     j = _layer_index(snaps, layer)
     T = snaps[0].stats[j]["num_prompts"]
@@ -157,8 +158,9 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
     mh, mw = maps[0].shape[:2]
     cap, flag_h = 30, 16
     flagged = [layer_untrained(s.stats[j]) for s in snaps]
-    width = max(len(maps) * (mw + gap) + gap, 420 if any(flagged) else 0)
-    canvas = Image.new("RGB", (width, cap + mh + gap + (flag_h if any(flagged) else 0)), "white")
+    bottom = sentence and any(flagged)
+    width = max(len(maps) * (mw + gap) + gap, 420 if bottom else 0)
+    canvas = Image.new("RGB", (width, cap + mh + gap + (flag_h if bottom else 0)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (s, m) in enumerate(zip(snaps, maps, strict=True)):
         x = gap + i * (mw + gap)
@@ -170,7 +172,7 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
         else:
             note = f"×T {st['mean_max_prob'] * T:.2f}, {st['used']} used"
             draw.text((x, 14), note, fill="black", font=_font(10))
-    if any(flagged):
+    if bottom:
         draw.text((gap, cap + mh + 2), UNTRAINED_MESSAGE, fill=_RED, font=_font(11))
     return np.asarray(canvas)
 
@@ -178,19 +180,23 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
 def label_grid_image(snaps: Sequence[Snapshot], layers: Sequence[int | str] | None = None, zoom: int = 2
                      ) -> np.ndarray:
     """(h, w, 3) uint8: one row per layer ("stage.block" at the left), one column per checkpoint, of
-    SGN label maps; each row is a ``label_strip`` (captions and flags included)."""
+    SGN label maps; each row is a ``label_strip`` (captions and flags included), and the full "router
+    not trained" sentence once at the bottom when any map is flagged."""
     _check(snaps)
     idx = [_layer_index(snaps, v) for v in (layers if layers is not None else range(len(snaps[0].stats)))]
-    strips = [label_strip(snaps, j, zoom) for j in idx]
-    left = 44
-    width = left + max(s.shape[1] for s in strips)
-    canvas = Image.new("RGB", (width, sum(s.shape[0] for s in strips)), "white")
+    strips = [label_strip(snaps, j, zoom, sentence=False) for j in idx]
+    flagged = any(layer_untrained(s.stats[j]) for s in snaps for j in idx)
+    left, foot = 44, 20 if flagged else 0
+    width = max(left + max(s.shape[1] for s in strips), 470 if flagged else 0)
+    canvas = Image.new("RGB", (width, sum(s.shape[0] for s in strips) + foot), "white")
     draw = ImageDraw.Draw(canvas)
     y = 0
     for j, strip in zip(idx, strips, strict=True):
         canvas.paste(Image.fromarray(strip), (left, y))
         draw.text((2, y + 30), snaps[0].layers[j], fill="black", font=_font(12))
         y += strip.shape[0]
+    if flagged:
+        draw.text((4, y + 3), UNTRAINED_MESSAGE, fill=_RED, font=_font(12))
     return np.asarray(canvas)
 
 
