@@ -104,11 +104,13 @@ def build_demo() -> gr.Blocks:
             scores = gr.Markdown(elem_id="scores")
 
             with gr.Accordion("LAM: which input pixels made this output window?", open=True):
-                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT), latex_delimiters=LATEX)
+                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT,
+                                       steps=handlers.LAM_DEFAULT_STEPS), latex_delimiters=LATEX)
                 with gr.Row():
                     lam_method = gr.Radio(handlers.LAM_METHODS, value="LAM", label="Method")
-                    lam_steps = gr.Slider(1, 100, value=handlers.LAM_DEFAULT_STEPS, step=1,
-                                          label="Steps (LAM_Demo: 50; each is a forward + backward pass)",
+                    nodes = handlers.LAM_DEFAULT_STEPS
+                    lam_steps = gr.Slider(1, 100, value=nodes, step=1, label=(
+                        f"Steps (LAM: Gauss–Legendre nodes, {nodes} beat LAM_Demo's 50)"),
                                           elem_id="lam-steps")
                     lam_x = gr.Number(value=-1, precision=0, label="x (output pixel, -1 = centre)",
                                       elem_id="lam-x")

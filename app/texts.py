@@ -20,8 +20,11 @@ $\\mathrm{LAM} = \\int_0^1 \\nabla_x D(F(\\gamma(\\alpha)))\\,\\gamma'(\\alpha)\
 $\\gamma$ the progressive-blur path. Red = strong attribution. The diffusion index
 $\\mathrm{DI} = (1 - \\mathrm{Gini}) \\times 100$ is higher when the model uses more input pixels — the paper
 uses it to show that MambaIRv2's attentive scan sees further than MambaIR's. Runs on a
-{context}×{context}-pixel crop of the input around the window (the paper uses 64×64, i.e. a 256×256
-output at ×4; smaller here to keep CPU runs to about a minute); fewer steps are faster and noisier."""
+{context}×{context}-pixel crop of the input around the window — the paper's setting (a 256×256 output at
+×4) — and computes the same integral as LAM_Demo with Gauss–Legendre nodes on the blur path: the default
+{steps} nodes are closer to the converged map than LAM_Demo's 50 steps, so the DI is comparable to the
+paper's (with the official weights; the demo weights are small). Each node is one forward + backward
+pass; fewer are faster and less exact."""
 
 INTERNALS_HELP = """Both networks are run once on the centre of the current input (at most {size}×{size}
 pixels) while every scan layer is recorded. Pick a layer (stage.block) of MambaIRv2; MambaIR pictures use the
