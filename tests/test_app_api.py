@@ -54,6 +54,7 @@ def test_restore_defaults_to_sr_x2_and_returns_both_models(client, images):
     assert before.shape == (32, 40, 3)
     np.testing.assert_array_equal(after, a)
     assert "MambaIRv2" in details and "MambaIR" in details and "random weights" in details
+    assert "Scan backend: " in details and "(CPU, " in details  # model.scan.backend_report
     assert scores == ""
 
 

@@ -201,12 +201,23 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
 
 
 def backend_name() -> str:
+    """Name of the scan backend the last forward pass used ("?" before any)."""
     try:
         from model.scan import last_backend
 
         return str(last_backend() or "?")
     except ImportError:
         return "?"
+
+
+def backend_line(device_type: str) -> str:
+    """``model.scan.backend_report``: which scan runs on ``device_type`` and, after a fallback, why."""
+    try:
+        from model.scan import backend_report
+
+        return backend_report(device_type)
+    except Exception as exc:  # the report is information; a broken import must not stop a restore
+        return f"unknown ({type(exc).__name__}: {exc})"
 
 
 def score_pair(pred: np.ndarray, gt: np.ndarray, kind: str, scale: int) -> tuple[float, float]:

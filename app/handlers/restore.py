@@ -15,6 +15,7 @@ from .common import (
     DEFAULT_TILE,
     MODE_AS_IS,
     apply_options,
+    backend_line,
     backend_name,
     explain_errors,
     gpu,
@@ -54,7 +55,7 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
         rows.append(f"| {fam} | {dt:.2f} | {cache.param_count(net):,} | {cache.device().type} | "
                     f"{backend_name()} | {provenance(spec)} | {trained_for(spec)} |")
     v2, v1 = outs.get("MambaIRv2"), outs.get("MambaIR")
-    details = "\n".join(rows)
+    details = "\n".join(rows) + f"\n\nScan backend: {backend_line(cache.device().type)}."
     if any(s.is_random for s in specs.values()):
         details = f"⚠️ {cache.RANDOM_NOTE}: no trained checkpoints in weights/.\n\n" + details
     scores = ""
