@@ -198,11 +198,11 @@ def build_demo() -> gr.Blocks:
         for out in (out_v2, out_v1):
             # The select handler only records the click and draws the box; LAM itself is the
             # plain `lam` function, chained after it (and callable by its api_name).
-            out.select(handlers.select_window, inputs=[result_state],
+            out.select(handlers.explain_errors(handlers.select_window), inputs=[result_state],
                        outputs=[lam_x, lam_y, out_v2, out_v1], api_visibility="private", queue=False
                        ).then(handlers.lam, inputs=lam_inputs, outputs=lam_outputs,
                               api_visibility="private", **heavy)
-        task.change(lambda t: gr.Dropdown(choices=handlers.layer_choices(t), value="0.0"),
-                    inputs=[task], outputs=[layer], api_visibility="private", queue=False)
+        task.change(handlers.layer_dropdown, inputs=[task], outputs=[layer], api_visibility="private",
+                    queue=False)
     demo.queue(max_size=QUEUE_SIZE)
     return demo

@@ -20,7 +20,7 @@ from .common import (
     to_image,
     to_tensor,
 )
-from .internals import INTERNALS_MAX, internals, layer_choices
+from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown
 from .lam import (
     LAM_CONTEXT,
     LAM_DEFAULT_STEPS,
@@ -39,6 +39,6 @@ __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
     "LAM_WINDOW", "MODES", "MODE_AS_IS", "MODE_GT", "PROMPT_ORDERS", "ROUTINGS", "Prepared",
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
-    "layer_choices", "prepare", "restore", "run_network", "select_window", "settings_effect",
-    "to_image", "to_tensor", "weights_table",
+    "layer_choices", "layer_dropdown", "prepare", "restore", "run_network", "select_window",
+    "settings_effect", "to_image", "to_tensor", "weights_table",
 ]

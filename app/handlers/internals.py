@@ -32,6 +32,12 @@ def layer_choices(task: str | None = None) -> list[str]:
     return [f"{i}.{j}" for i, d in enumerate(depths) for j in range(int(d))]
 
 
+@explain_errors
+def layer_dropdown(task: str | None = None) -> gr.Dropdown:
+    """The layer dropdown for a newly chosen task (its layers, first one selected)."""
+    return gr.Dropdown(choices=layer_choices(task), value="0.0")
+
+
 def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
     H, W = img.shape[:2]
     r0, c0 = max(0, (H - size) // 2), max(0, (W - size) // 2)
