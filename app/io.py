@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Largest low-resolution input the app accepts (pixels per side); bigger inputs are refused
-# with a message because a CPU forward pass would take minutes (tiling keeps memory bounded,
-# not time).
+# Largest input the networks are given (pixels per side): a CPU forward pass would take minutes
+# beyond it (tiling keeps memory bounded, not time). Larger photos are not refused: the app
+# restores a region of them or downscales them to fit (app.region).
 MAX_SIDE = 1024
 # Smallest input side: the networks pad to their window size (16), below 8 pixels the
 # restoration is meaningless.
@@ -93,20 +93,26 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_size(rgb: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
-    """Refuse images that are too small or too large for the app; return the image unchanged."""
+def check_size(rgb: np.ndarray, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """Refuse images that are too small or (``max_side`` not None) too large; return the image unchanged."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise ImageError(f"image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
-    if max(h, w) > max_side:
+    if h * w > MAX_DECODED_PIXELS:
+        raise ImageError(f"image is {w}x{h} pixels, too large to handle here")
+    if max_side is not None and max(h, w) > max_side:
         raise ImageError(
             f"image is {w}x{h} pixels; the limit is {max_side} pixels per side on this machine. "
             "Crop or downscale it first.")
     return rgb
 
 
-def load_image(source: Any, max_side: int = MAX_SIDE) -> np.ndarray:
-    """Path, PIL image or numpy array -> checked (H, W, 3) uint8 RGB array; ImageError otherwise."""
+def load_image(source: Any, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """Path, PIL image or numpy array -> checked (H, W, 3) uint8 RGB array; ImageError otherwise.
+
+    ``max_side=None`` accepts any size up to ``MAX_DECODED_PIXELS`` (the app then picks a region or
+    downscales, ``app.region``); files beyond that are refused before they are decoded.
+    """
     if source is None:
         raise ImageError("no image: upload one or pick an example")
     if isinstance(source, np.ndarray):

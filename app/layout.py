@@ -11,12 +11,46 @@ import gradio as gr
 
 from . import cache, handlers, texts
 from .io import MAX_SIDE
+from .region import LARGE_CHOICES, LARGE_REGION, REGION_SIDE
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 HEAVY = "model"          # concurrency_id shared by every event that runs a network
 HEAVY_LIMIT = 1          # one network job at a time: the CPU has few cores
 QUEUE_SIZE = 16
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# A click on the input image writes "x,y", a drag "x0,y0,x1,y1" (pixels of the photo) into the region
+# box. The shown image is scaled (object-fit: contain), so the pointer is mapped through the image's
+# natural size; the capture-phase listeners run before the upload widget sees the pointer.
+REGION_JS = """() => {
+  if (window.__regionPicker) return; window.__regionPicker = true;
+  const natural = (img, e) => {
+    const r = img.getBoundingClientRect();
+    const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const ox = (r.width - img.naturalWidth * s) / 2, oy = (r.height - img.naturalHeight * s) / 2;
+    const x = Math.floor((e.clientX - r.left - ox) / s), y = Math.floor((e.clientY - r.top - oy) / s);
+    return [Math.min(Math.max(x, 0), img.naturalWidth - 1), Math.min(Math.max(y, 0), img.naturalHeight - 1)];
+  };
+  const setRegion = (text) => {
+    const box = document.querySelector('#region textarea, #region input');
+    if (!box) return;
+    box.value = text;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  let start = null;
+  document.addEventListener('pointerdown', (e) => {
+    const img = e.target.closest ? e.target.closest('#input-image img') : null;
+    if (!img || !img.naturalWidth || e.button !== 0) return;
+    start = {img: img, xy: natural(img, e), cx: e.clientX, cy: e.clientY};
+    e.preventDefault();
+  }, true);
+  document.addEventListener('pointerup', (e) => {
+    if (!start) return;
+    const s = start; start = null;
+    const end = natural(s.img, e);
+    const moved = Math.abs(e.clientX - s.cx) + Math.abs(e.clientY - s.cy) > 6;
+    setRegion(moved ? `${s.xy[0]},${s.xy[1]},${end[0] + 1},${end[1] + 1}` : `${end[0]},${end[1]}`);
+  }, true);
+}"""
 
 
 def raw_file_preprocess(component: gr.Image, payload: Any) -> Any:
@@ -85,8 +119,17 @@ def build_demo() -> gr.Blocks:
                     task = gr.Dropdown(task_names, value=default_task, label="Task",
                                        info="Only tasks with weights are listed.", elem_id="task")
                     mode = gr.Radio(handlers.MODES, value=handlers.MODE_AS_IS, label="Mode", elem_id="mode")
+                    with gr.Row():
+                        large = gr.Radio(LARGE_CHOICES, value=LARGE_REGION, elem_id="large",
+                                         label=f"Photos over {MAX_SIDE} px (what the networks see)")
+                        region = gr.Textbox(value="", label="Region (x,y or x0,y0,x1,y1; empty = centre)",
+                                            placeholder="click or drag on the input", elem_id="region")
+                    region_info = gr.Markdown(elem_id="region-info")
+                    region_img = gr.Image(label="Region of the photo", format="png", interactive=False,
+                                          elem_id="region-preview", height=200, visible=True)
                     run_btn = gr.Button("Restore", variant="primary", elem_id="restore-btn")
-                    gr.Markdown(texts.fill(texts.RESTORE_HELP, max_side=MAX_SIDE))
+                    gr.Markdown(texts.fill(texts.RESTORE_HELP, max_side=MAX_SIDE,
+                                           region_side=REGION_SIDE))
                 with gr.Column(scale=1):
                     slider = gr.ImageSlider(label="Before (bicubic / input) | after (MambaIRv2)",
                                             format="png", elem_id="slider", max_height=480)
@@ -118,6 +161,16 @@ def build_demo() -> gr.Blocks:
                     lam_v1 = gr.Image(label="MambaIR LAM", format="png", interactive=False, show_label=False,
                                       elem_id="lam-v1")
                 lam_info = gr.Markdown(elem_id="lam-info")
+
+            # Choosing the region of a large photo: a click or a drag on the input writes the region
+            # box (REGION_JS); every change redraws the preview (no network runs).
+            demo.load(None, js=REGION_JS)
+            preview_inputs = [inp, task, mode, region, large]
+            inp.change(handlers.new_photo, inputs=[inp, task, mode, large],
+                       outputs=[region, region_info, region_img], api_visibility="private", queue=False)
+            for comp in (region, large, mode, task):
+                comp.change(handlers.region_preview, inputs=preview_inputs, outputs=[region_info, region_img],
+                            api_visibility="private", queue=False)
 
         with gr.Tab("Internals", id="internals"):
             gr.Markdown(texts.fill(texts.INTERNALS_HELP, size=handlers.INTERNALS_MAX))
@@ -183,16 +236,18 @@ def build_demo() -> gr.Blocks:
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
 
-        run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile],
+        run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile, region, large],
                       outputs=[out_v2, out_v1, slider, details, scores, result_state],
                       api_name="restore", **heavy)
-        int_btn.click(handlers.internals, inputs=[inp, task, mode, layer, q_row, q_col, *settings],
+        int_btn.click(handlers.internals,
+                      inputs=[inp, task, mode, layer, q_row, q_col, *settings, region, large],
                       outputs=[int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig,
                                usage_fig, proj_fig, sim_fig, ase_fig, attn_v2, attn_v1],
                       api_name="internals", **heavy)
-        effect_btn.click(handlers.settings_effect, inputs=[inp, task, mode, effect, effect_runs, tile],
+        effect_btn.click(handlers.settings_effect,
+                         inputs=[inp, task, mode, effect, effect_runs, tile, region, large],
                          outputs=[effect_img, effect_info], api_name="settings_effect", **heavy)
-        lam_inputs = [inp, task, mode, lam_x, lam_y, lam_method, lam_steps, *settings]
+        lam_inputs = [inp, task, mode, lam_x, lam_y, lam_method, lam_steps, *settings, region, large]
         lam_outputs = [lam_v2, lam_v1, lam_info]
         lam_btn.click(handlers.lam, inputs=lam_inputs, outputs=lam_outputs, api_name="lam", **heavy)
         for out in (out_v2, out_v1):

@@ -31,7 +31,7 @@ from .lam import (
     lam_window,
     select_window,
 )
-from .restore import restore
+from .restore import new_photo, region_preview, restore
 from .settings import EFFECTS, settings_effect
 from .weights import format_metric, weights_table
 
@@ -39,6 +39,6 @@ __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
     "LAM_WINDOW", "MODES", "MODE_AS_IS", "MODE_GT", "PROMPT_ORDERS", "ROUTINGS", "Prepared",
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
-    "layer_choices", "layer_dropdown", "prepare", "restore", "run_network", "select_window",
-    "settings_effect", "to_image", "to_tensor", "weights_table",
+    "layer_choices", "layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
+    "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
 ]

@@ -11,6 +11,7 @@ import torch
 from model.degrade import to_uint8
 
 from .. import cache
+from ..region import LARGE_REGION
 from .common import (
     MODE_AS_IS,
     apply_options,
@@ -61,7 +62,7 @@ def _pick(records: list[dict], layer: str) -> dict:
 @explain_errors
 def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = "0.0",
               query_row: float = -1, query_col: float = -1, routing: str = "argmax", seed: float = 0,
-              prompt_order: str = "official",
+              prompt_order: str = "official", region: str | None = "", large: str = LARGE_REGION,
               progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """Record both networks on the (centre-cropped) input and draw every internals picture of one layer.
 
@@ -73,7 +74,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     from viz import ase, attention, prompts, sequence, sgn
     from viz import routing as vrouting
 
-    prep = prepare(image, task, mode)
+    prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
     lr = np.clip(_centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
     lr_u8 = to_uint8(lr)
