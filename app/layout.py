@@ -126,7 +126,7 @@ def build_demo() -> gr.Blocks:
                                             placeholder="click or drag on the input", elem_id="region")
                     region_info = gr.Markdown(elem_id="region-info")
                     region_img = gr.Image(label="Region of the photo", format="png", interactive=False,
-                                          elem_id="region-preview", height=200, visible=True)
+                                          elem_id="region-preview", height=200, visible=False)
                     run_btn = gr.Button("Restore", variant="primary", elem_id="restore-btn")
                     gr.Markdown(texts.fill(texts.RESTORE_HELP, max_side=MAX_SIDE,
                                            region_side=REGION_SIDE))

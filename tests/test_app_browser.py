@@ -114,3 +114,68 @@ def copy_screenshots_to_docs() -> None:
     for name in ("restore.png", "lam.png", "internals.png"):
         if (SHOTS / name).exists():
             shutil.copy(SHOTS / name, dest / name)
+
+
+def _wait_for_size(page, elem_id: str, width: int, height: int) -> None:
+    """Wait until the image shown in ``elem_id`` is a ``width`` x ``height`` file (times out otherwise)."""
+    page.wait_for_function("([sel, w, h]) => { const i = document.querySelector(sel); "
+                           "return i && i.complete && i.naturalWidth === w && i.naturalHeight === h; }",
+                           arg=[f"#{elem_id} img", width, height], timeout=30_000)
+
+
+def _restore_and_wait(page) -> str:
+    """Click Restore and wait until the details are new; returns them."""
+    old = page.inner_text("#details")
+    page.click("#restore-btn")
+    page.wait_for_function("([old]) => { const d = document.querySelector('#details'); "
+                           "return d && d.innerText.includes('Scan backend') && d.innerText !== old; }",
+                           arg=[old])
+    return page.inner_text("#details")
+
+
+def test_camera_photo_restores_as_is_and_as_ground_truth(page, tmp_path):
+    """A 2560x1600 JPEG: as is, the centre region; then a region drawn on the input; then ground truth."""
+    from app.region import REGION_SIDE
+
+    yy, xx = np.mgrid[0:1600, 0:2560]
+    rgb = np.stack([(xx // 10) % 256, (yy // 7) % 256, ((xx + yy) // 13) % 256], axis=-1).astype(np.uint8)
+    path = tmp_path / "camera.jpg"
+    Image.fromarray(rgb).save(path, quality=90)
+    page.get_by_role("tab", name="Restore").click()
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+    page.wait_for_function("document.querySelector('#region-info').innerText.includes('2560x1600')")
+    assert "estimated time" in page.inner_text("#region-info")
+    page.locator("#region-preview img").first.wait_for(state="visible")
+
+    # As is, default: the centre region, x2.
+    details = _restore_and_wait(page)
+    t, left = 800 - REGION_SIDE // 2, 1280 - REGION_SIDE // 2
+    assert f"x {left}–{left + REGION_SIDE - 1}, y {t}–{t + REGION_SIDE - 1}" in details
+    _wait_for_size(page, "out-v2", 2 * REGION_SIDE, 2 * REGION_SIDE)
+    page.screenshot(path=str(SHOTS / "camera_centre.png"), full_page=True)
+
+    # Drag a box on the input from 10%/10% to 13%/14% of the shown photo.
+    shown = page.locator("#input-image img").first
+    shown.scroll_into_view_if_needed()
+    box = shown.bounding_box()  # in viewport coordinates, as the mouse
+    page.mouse.move(box["x"] + box["width"] * 0.10, box["y"] + box["height"] * 0.10)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.13, box["y"] + box["height"] * 0.14, steps=5)
+    page.mouse.up()
+    region = page.locator("#region input, #region textarea").first
+    page.wait_for_function("() => document.querySelector('#region-info').innerText.includes('x 25')",
+                           timeout=20_000)
+    x0, y0, x1, y1 = (int(v) for v in region.input_value().split(","))
+    assert abs(x0 - 256) <= 6 and abs(y0 - 160) <= 6 and abs(x1 - 333) <= 6 and abs(y1 - 224) <= 6
+    details = _restore_and_wait(page)
+    assert f"x {x0}–{x1 - 1}, y {y0}–{y1 - 1}" in details
+    _wait_for_size(page, "out-v2", 2 * (x1 - x0), 2 * (y1 - y0))
+    page.screenshot(path=str(SHOTS / "camera_region.png"), full_page=True)
+
+    # Ground truth: degraded x2 to 1280x800, still over the limit, so the drawn region is used; scored.
+    page.get_by_label("Treat as ground truth: degrade, restore, score").check()
+    _restore_and_wait(page)
+    page.wait_for_selector("#scores table")
+    assert "PSNR" in page.inner_text("#scores")
+    _wait_for_size(page, "out-v2", (x1 - x0) // 2 * 2, (y1 - y0) // 2 * 2)  # modcrop, /2, x2
+    page.get_by_label("Restore as is").check()

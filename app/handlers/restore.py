@@ -98,9 +98,9 @@ PREVIEW_SIDE = 480     # pixels per side of the region preview (the photo shrunk
 def region_preview(image: Any, task: str | None = None, mode: str = MODE_AS_IS, region: str | None = "",
                    large: str = LARGE_REGION) -> tuple:
     """Before a run: (what the networks will see, output size and estimated time; the photo shrunk with
-    the region outlined, or None when the whole photo is used). Cheap: no network runs."""
+    the region outlined, hidden when the whole photo is used). Cheap: no network runs."""
     if image is None:
-        return "", None
+        return "", gr.Image(value=None, visible=False)
     try:
         photo = load_image(image, max_side=None)
     except ImageError as exc:
@@ -110,13 +110,13 @@ def region_preview(image: Any, task: str | None = None, mode: str = MODE_AS_IS, 
     scale = next(iter(specs.values())).scale
     text = describe(plan, scale, estimate_seconds(specs, plan.net_hw))
     if plan.how == "whole":
-        return text, None
+        return text, gr.Image(value=None, visible=False)
     h, w = plan.photo_hw
     shrink = min(1.0, PREVIEW_SIDE / max(h, w))
     small = np.asarray(Image.fromarray(photo).resize((max(1, round(w * shrink)), max(1, round(h * shrink))),
                                                      Image.BILINEAR))
     t, left, b, r = (round(v * shrink) for v in plan.box)
-    return text, draw_rect(small, t, left, b, r)
+    return text, gr.Image(value=draw_rect(small, t, left, b, r), visible=True)
 
 
 @explain_errors
