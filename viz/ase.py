@@ -25,7 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .sgn import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of
+from .arrays import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of
 
 
 def added_prompt_raster(record: Record, batch: int = 0, use: str = "added") -> np.ndarray:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from .sgn import Record, as_rgb_uint8, grid_hw, image_axes, image_hw_of
+from .arrays import Record, as_rgb_uint8, grid_hw, image_axes, image_hw_of
 
 _CHUNK = 64  # channels per step: bounds memory at _CHUNK * L * N float64 values
 

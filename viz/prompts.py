@@ -13,8 +13,9 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
+from .arrays import Record, as_numpy
 from .palette import label_hex
-from .sgn import Record, as_numpy, label_counts
+from .sgn import label_counts
 
 
 def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0, tsne_iter: int = 500

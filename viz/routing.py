@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .arrays import Record, as_numpy
 from .palette import label_hex
-from .sgn import Record, as_numpy, label_counts, num_labels
+from .sgn import label_counts, num_labels
 
 
 def usage_stats(counts: np.ndarray) -> dict[str, float]:

@@ -18,8 +18,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .arrays import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of
 from .palette import label_colors, label_hex
-from .sgn import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of, num_labels
+from .sgn import num_labels
 
 SCAN_NAMES = ("row-major", "column-major", "reversed row-major", "reversed column-major")
 

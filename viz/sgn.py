@@ -6,7 +6,6 @@ L = Hp*Wp. The network pads at the bottom and right, so the image's (H, W)
 pixels are the top-left corner of the grid; every picture crops to it.
 
 Letters: B batch, L = Hp*Wp tokens, T number of prompts/labels, H, W image size.
-Also holds small array helpers shared by the other ``viz`` modules.
 """
 
 from __future__ import annotations
@@ -17,49 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .arrays import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of, resize_nearest
 from .palette import discrete_colorscale, label_colors, label_hex
-
-Record = dict[str, Any]
-
-
-# ---------------------------------------------------------------- shared helpers
-def as_numpy(x: Any) -> np.ndarray:
-    """A torch tensor or array-like as a numpy array (detached, on CPU)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def as_rgb_uint8(image: Any) -> np.ndarray:
-    """(H, W, 3) uint8 from uint8 or float-in-[0, 1] (H, W), (H, W, 1) or (H, W, 3) arrays/tensors."""
-    img = as_numpy(image)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
-    img = img[:, :, :3]
-    if img.dtype == np.uint8:
-        return np.ascontiguousarray(img)
-    return (np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def grid_hw(record: Record) -> tuple[int, int]:
-    """The padded grid (Hp, Wp) the layer worked on."""
-    hp, wp = record["grid"]
-    return int(hp), int(wp)
-
-
-def image_hw_of(record: Record, image_hw: tuple[int, int] | None) -> tuple[int, int]:
-    """The image size to crop to (default: the whole grid); checked to fit inside the grid."""
-    hp, wp = grid_hw(record)
-    if image_hw is None:
-        return hp, wp
-    h, w = int(image_hw[0]), int(image_hw[1])
-    if not (0 < h <= hp and 0 < w <= wp):
-        raise ValueError(f"image size {(h, w)} does not fit in the layer's padded grid {(hp, wp)}")
-    return h, w
 
 
 def num_labels(record: Record) -> int:
@@ -75,23 +33,6 @@ def label_grid(record: Record, image_hw: tuple[int, int] | None = None, batch: i
     h, w = image_hw_of(record, image_hw)
     labels = as_numpy(record["labels"])[batch].astype(np.int64)  # (L,)
     return labels.reshape(hp, wp)[:h, :w]  # (L,) -> (Hp, Wp) -> (H, W)
-
-
-def resize_nearest(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of the first two axes to hw (pixel-centre sampling)."""
-    h, w = a.shape[:2]
-    rows = np.minimum(((np.arange(hw[0]) + 0.5) * h / hw[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(hw[1]) + 0.5) * w / hw[1]).astype(np.int64), w - 1)
-    return a[rows][:, cols]
-
-
-def image_axes(fig: go.Figure, rows: int, cols: int) -> None:
-    """Make every subplot an image: y down, square pixels, no tick labels."""
-    for k in range(rows * cols):
-        r, c = k // cols + 1, k % cols + 1
-        anchor = "x" if k == 0 else f"x{k + 1}"
-        fig.update_yaxes(autorange="reversed", scaleanchor=anchor, showticklabels=False, row=r, col=c)
-        fig.update_xaxes(showticklabels=False, constrain="domain", row=r, col=c)
 
 
 def _default_lr_hw(record: Record, image: np.ndarray, image_hw: tuple[int, int] | None) -> tuple[int, int]:
