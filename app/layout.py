@@ -18,14 +18,15 @@ HEAVY = "model"          # concurrency_id shared by every event that runs a netw
 HEAVY_LIMIT = 1          # one network job at a time: the CPU has few cores
 QUEUE_SIZE = 16
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-# A click on the input image writes "x,y", a drag "x0,y0,x1,y1" (pixels of the photo) into the region
-# box. The shown image is scaled (object-fit: contain), so the pointer is mapped through the image's
-# natural size; the capture-phase listeners run before the upload widget sees the pointer.
-REGION_JS = """() => {
+# Run once on page load: a click on the input image writes "x,y", a drag "x0,y0,x1,y1" (pixels of
+# the photo) into the region box. Gradio shows images with object-fit: scale-down (never enlarged,
+# centred), so the pointer is mapped as Gradio maps its own clicks; capture-phase listeners run
+# before the upload widget sees the pointer.
+PAGE_JS = """() => {
   if (window.__regionPicker) return; window.__regionPicker = true;
   const natural = (img, e) => {
     const r = img.getBoundingClientRect();
-    const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const s = Math.min(1, r.width / img.naturalWidth, r.height / img.naturalHeight);
     const ox = (r.width - img.naturalWidth * s) / 2, oy = (r.height - img.naturalHeight * s) / 2;
     const x = Math.floor((e.clientX - r.left - ox) / s), y = Math.floor((e.clientY - r.top - oy) / s);
     return [Math.min(Math.max(x, 0), img.naturalWidth - 1), Math.min(Math.max(y, 0), img.naturalHeight - 1)];
@@ -163,8 +164,8 @@ def build_demo() -> gr.Blocks:
                 lam_info = gr.Markdown(elem_id="lam-info")
 
             # Choosing the region of a large photo: a click or a drag on the input writes the region
-            # box (REGION_JS); every change redraws the preview (no network runs).
-            demo.load(None, js=REGION_JS)
+            # box (PAGE_JS); every change redraws the preview (no network runs).
+            demo.load(None, js=PAGE_JS)
             preview_inputs = [inp, task, mode, region, large]
             inp.change(handlers.new_photo, inputs=[inp, task, mode, large],
                        outputs=[region, region_info, region_img], api_visibility="private", queue=False)
@@ -173,38 +174,43 @@ def build_demo() -> gr.Blocks:
                             api_visibility="private", queue=False)
 
         with gr.Tab("Internals", id="internals"):
+            # The lesson view, in the order data flows through one ASSM layer: route -> sort -> scan
+            # with the prompt -> unsort. Every picture marks the same pixel (cyan); a click on the
+            # picture of step 0 follows another pixel (select_pixel, then the `internals` endpoint).
             gr.Markdown(texts.fill(texts.INTERNALS_HELP, size=handlers.INTERNALS_MAX))
             with gr.Row():
                 layer = gr.Dropdown(handlers.layer_choices(default_task) if default_task else ["0.0"],
                                     value="0.0", label="Layer (stage.block)", elem_id="layer")
-                q_row = gr.Number(value=-1, precision=0, label="query row (-1 = centre)")
-                q_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)")
+                q_row = gr.Number(value=-1, precision=0, label="pixel row (-1 = centre)", elem_id="q-row")
+                q_col = gr.Number(value=-1, precision=0, label="pixel column (-1 = centre)", elem_id="q-col")
                 int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
-            int_summary = gr.Markdown(elem_id="internals-summary")
-            gr.Markdown(texts.SGN, latex_delimiters=LATEX)
-            with gr.Row():
-                sgn_overlay = gr.Image(label="labels over the input", format="png", interactive=False)
-                sgn_fig = gr.Plot(label="label map")
-            gr.Markdown(texts.SEQUENCE, latex_delimiters=LATEX)
-            with gr.Row():
-                seq_ribbon = gr.Image(label="MambaIRv2: pixels in scan order", format="png",
-                                      interactive=False)
-                seq_fig = gr.Plot(label="MambaIRv2: where each sequence entry comes from")
-            scan_fig = gr.Plot(label="MambaIR: the four raster scans")
-            gr.Markdown(texts.ROUTING, latex_delimiters=LATEX)
+            lesson_view = gr.State(None)
+            gr.Markdown(texts.STEP_PICK)
+            with gr.Row(equal_height=False):
+                sgn_overlay = gr.Image(label="labels over the input: click a pixel to follow it",
+                                       format="png", interactive=False, elem_id="lesson-input", height=400,
+                                       buttons=["fullscreen"])
+                int_summary = gr.Markdown(elem_id="internals-summary")
+            gr.Markdown(texts.STEP_ROUTE, latex_delimiters=LATEX)
+            sgn_fig = gr.Plot(label="label map", elem_id="sgn-fig")
             with gr.Row():
                 hist_fig = gr.Plot(label="pixels per prompt")
                 usage_fig = gr.Plot(label="prompt usage per layer")
-            gr.Markdown(texts.PROMPTS, latex_delimiters=LATEX)
+            gr.Markdown(texts.STEP_SORT, latex_delimiters=LATEX)
+            seq_ribbon = gr.Image(label="MambaIRv2: pixels in scan order (your pixel boxed, its label group "
+                                        "kept, the rest faded)", format="png", interactive=False,
+                                  elem_id="seq-ribbon", buttons=["fullscreen"])
+            seq_fig = gr.Plot(label="MambaIRv2: where each sequence entry comes from", elem_id="seq-fig")
+            scan_fig = gr.Plot(label="MambaIR: the four raster scans", elem_id="scan-fig")
+            gr.Markdown(texts.STEP_SCAN, latex_delimiters=LATEX)
             with gr.Row():
-                proj_fig = gr.Plot(label="prompt projection")
+                proj_fig = gr.Plot(label="prompt projection", elem_id="proj-fig")
                 sim_fig = gr.Plot(label="prompt similarity")
-            gr.Markdown(texts.ASE, latex_delimiters=LATEX)
-            ase_fig = gr.Plot(label="ASE")
-            gr.Markdown(texts.ATTENTION, latex_delimiters=LATEX)
+            ase_fig = gr.Plot(label="ASE", elem_id="ase-fig")
+            gr.Markdown(texts.STEP_UNSORT, latex_delimiters=LATEX)
             with gr.Row():
-                attn_v2 = gr.Plot(label="MambaIRv2 implicit attention")
-                attn_v1 = gr.Plot(label="MambaIR implicit attention")
+                attn_v2 = gr.Plot(label="MambaIRv2 implicit attention", elem_id="attn-v2")
+                attn_v1 = gr.Plot(label="MambaIR implicit attention", elem_id="attn-v1")
 
         with gr.Tab("Settings", id="settings"):
             routing = gr.Radio(handlers.ROUTINGS, value="argmax", label="Routing",
@@ -239,11 +245,17 @@ def build_demo() -> gr.Blocks:
         run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile, region, large],
                       outputs=[out_v2, out_v1, slider, details, scores, result_state],
                       api_name="restore", **heavy)
-        int_btn.click(handlers.internals,
-                      inputs=[inp, task, mode, layer, q_row, q_col, *settings, region, large],
-                      outputs=[int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig,
-                               usage_fig, proj_fig, sim_fig, ase_fig, attn_v2, attn_v1],
-                      api_name="internals", **heavy)
+        int_inputs = [inp, task, mode, layer, q_row, q_col, *settings, region, large]
+        int_outputs = [int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig, usage_fig,
+                       proj_fig, sim_fig, ase_fig, attn_v2, attn_v1, lesson_view]
+        int_btn.click(handlers.internals, inputs=int_inputs, outputs=int_outputs, api_name="internals",
+                      **heavy)
+        # Follow a pixel: the select handler only reads the click; the pictures are the plain
+        # `internals` function, chained after it (and callable by its api_name).
+        sgn_overlay.select(handlers.select_pixel, inputs=[lesson_view], outputs=[q_row, q_col],
+                           api_visibility="private", queue=False
+                           ).then(handlers.internals, inputs=int_inputs, outputs=int_outputs,
+                                  api_visibility="private", **heavy)
         effect_btn.click(handlers.settings_effect,
                          inputs=[inp, task, mode, effect, effect_runs, tile, region, large],
                          outputs=[effect_img, effect_info], api_name="settings_effect", **heavy)

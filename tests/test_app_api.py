@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.handlers.internals import LESSON_SIDE as INTERNALS_ZOOM
+
 gradio_client = pytest.importorskip("gradio_client")
 
 
@@ -73,10 +75,36 @@ def test_internals_returns_every_picture(client, images):
     out = client.predict(gradio_client.handle_file(images["good"]), layer="1.0", api_name="/internals")
     summary, overlay, label_fig, ribbon = out[:4]
     assert "layer 1.0" in summary
-    assert _png(overlay).shape == (16 * 12, 20 * 12, 3)  # enlarged to about 256 pixels
+    zoom = INTERNALS_ZOOM // 20  # enlarged to about LESSON_SIDE pixels
+    assert _png(overlay).shape == (16 * zoom, 20 * zoom, 3)
     assert _png(ribbon).shape[1] >= 20
     plots = out[4:]
     assert len(plots) == 9 and all(p is not None for p in plots)
+
+
+def _cyan_marks(plot) -> list[tuple[float, float]]:
+    """(x, y) of the followed-pixel crosses in a gr.Plot value returned by gradio_client."""
+    import json
+
+    fig = json.loads(plot["plot"])
+    return [(t["x"][0], t["y"][0]) for t in fig["data"]
+            if t.get("type") == "scatter" and t.get("marker", {}).get("color") == "cyan"
+            and t.get("x") and t["x"][0] is not None]
+
+
+def test_internals_follows_the_requested_pixel(client, images):
+    out = client.predict(gradio_client.handle_file(images["good"]), query_row=3, query_col=7,
+                         api_name="/internals")
+    summary, _, label_fig, _, seq_fig, scan_fig, *_rest = out
+    assert "row 3, column 7" in summary
+    assert _cyan_marks(label_fig) == [(7, 3), (7, 3)]
+    assert _cyan_marks(scan_fig) == [(7, 3)] * 4
+    (pos, raster), = _cyan_marks(seq_fig)
+    assert raster == 3 * 20 + 7  # the 16x20 input: raster index of (3, 7)
+    assert f"position {pos} of 320" in summary
+    ase_fig, attn_v2, attn_v1 = out[10:13]
+    for fig in (ase_fig, attn_v2, attn_v1):
+        assert _cyan_marks(fig) == [(7, 3), (7, 3)]
 
 
 def test_lam_gives_two_maps_and_diffusion_index(client, images):

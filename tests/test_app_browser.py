@@ -97,6 +97,53 @@ def test_internals_tab_draws_the_pictures(page):
     page.get_by_role("tab", name="Restore").click()
 
 
+# Every plot of the lesson view and where it marks pixel (r, c) of a w-wide crop ("seq" plots the
+# sorted position against the raster index r*w + c, so only its y is known in advance).
+LESSON_PLOTS = {"sgn-fig": 2, "seq-fig": 1, "scan-fig": 4, "ase-fig": 2, "attn-v2": 2, "attn-v1": 2}
+CYAN_MARKS_JS = """(sel) => {
+  const p = document.querySelector(sel + ' .js-plotly-plot');
+  if (!p || !p.data) return null;
+  return p.data.filter(t => t.type === 'scatter' && t.marker && t.marker.color === 'cyan'
+                       && t.x && t.x[0] !== null).map(t => [t.x[0], t.y[0]]);
+}"""
+
+
+def test_click_a_pixel_and_every_picture_follows_it(page):
+    """Lesson view: a click on the input picture moves the cyan mark of every linked picture there."""
+    page.get_by_role("tab", name="Internals").click()
+    page.click("#internals-btn")
+    page.wait_for_function("document.querySelector('#internals-summary').innerText.includes('Your pixel')")
+    pic = page.locator("#lesson-input img").first
+    pic.wait_for(state="visible")
+    pic.scroll_into_view_if_needed()
+    nat_w, nat_h = page.evaluate("(s) => { const i = document.querySelector(s); "
+                                 "return [i.naturalWidth, i.naturalHeight]; }", "#lesson-input img")
+    crop_w, crop_h = 32, 24  # the upload of the first test (32x24), all of it under INTERNALS_MAX
+    zoom = nat_w // crop_w
+    assert nat_h == crop_h * zoom
+    box = pic.bounding_box()
+    old_ribbon = page.locator("#seq-ribbon img").first.get_attribute("src")
+    # Click the centre of LR pixel (row 5, col 25): away from the default centre (12, 16). Gradio shows
+    # the picture with object-fit: scale-down: shrunk to fit (never enlarged) and centred in its box.
+    row, col = 5, 25
+    s = min(box["width"] / nat_w, box["height"] / nat_h, 1.0)
+    ox, oy = (box["width"] - nat_w * s) / 2, (box["height"] - nat_h * s) / 2
+    pic.click(position={"x": ox + (col + 0.5) * zoom * s, "y": oy + (row + 0.5) * zoom * s})
+    page.wait_for_function(f"document.querySelector('#internals-summary').innerText"
+                           f".includes('row {row}, column {col}')")
+    for elem, n in LESSON_PLOTS.items():
+        page.wait_for_function(f"({CYAN_MARKS_JS})('#{elem}') !== null")
+        marks = page.evaluate(CYAN_MARKS_JS, f"#{elem}")
+        if elem == "seq-fig":
+            assert [m[1] for m in marks] == [row * crop_w + col]
+        else:
+            assert marks == [[col, row]] * n, elem
+    assert page.locator("#seq-ribbon img").first.get_attribute("src") != old_ribbon
+    assert page.locator("#q-row input").input_value() == str(row)
+    page.screenshot(path=str(SHOTS / "lesson.png"), full_page=True)
+    page.get_by_role("tab", name="Restore").click()
+
+
 def test_corrupt_upload_shows_an_error(page, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 16)

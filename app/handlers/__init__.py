@@ -20,7 +20,7 @@ from .common import (
     to_image,
     to_tensor,
 )
-from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown
+from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown, select_pixel
 from .lam import (
     LAM_CONTEXT,
     LAM_DEFAULT_STEPS,
@@ -40,5 +40,5 @@ __all__ = [
     "LAM_WINDOW", "MODES", "MODE_AS_IS", "MODE_GT", "PROMPT_ORDERS", "ROUTINGS", "Prepared",
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
     "layer_choices", "layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
-    "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
+    "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
 ]
