@@ -18,6 +18,9 @@ HEAVY = "model"          # concurrency_id shared by every event that runs a netw
 HEAVY_LIMIT = 1          # one network job at a time: the CPU has few cores
 QUEUE_SIZE = 16
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# Width (px) below which a pair of plots in one row wraps to one per line: side by side at a 1400 px
+# window, stacked at 1000 px, so that the maps stay large enough to see single pixels.
+PAIR_MIN = 560
 # Run once on page load: a click on the input image writes "x,y", a drag "x0,y0,x1,y1" (pixels of
 # the photo) into the region box. Gradio shows images with object-fit: scale-down (never enlarged,
 # centred), so the pointer is mapped as Gradio maps its own clicks; capture-phase listeners run
@@ -194,8 +197,8 @@ def build_demo() -> gr.Blocks:
             gr.Markdown(texts.STEP_ROUTE, latex_delimiters=LATEX)
             sgn_fig = gr.Plot(label="label map", elem_id="sgn-fig")
             with gr.Row():
-                hist_fig = gr.Plot(label="pixels per prompt")
-                usage_fig = gr.Plot(label="prompt usage per layer")
+                hist_fig = gr.Plot(label="pixels per prompt", min_width=PAIR_MIN)
+                usage_fig = gr.Plot(label="prompt usage per layer", min_width=PAIR_MIN)
             gr.Markdown(texts.STEP_SORT, latex_delimiters=LATEX)
             seq_ribbon = gr.Image(label="MambaIRv2: pixels in scan order (your pixel boxed, its label group "
                                         "kept, the rest faded)", format="png", interactive=False,
@@ -204,13 +207,13 @@ def build_demo() -> gr.Blocks:
             scan_fig = gr.Plot(label="MambaIR: the four raster scans", elem_id="scan-fig")
             gr.Markdown(texts.STEP_SCAN, latex_delimiters=LATEX)
             with gr.Row():
-                proj_fig = gr.Plot(label="prompt projection", elem_id="proj-fig")
-                sim_fig = gr.Plot(label="prompt similarity")
+                proj_fig = gr.Plot(label="prompt projection", elem_id="proj-fig", min_width=PAIR_MIN)
+                sim_fig = gr.Plot(label="prompt similarity", min_width=PAIR_MIN)
             ase_fig = gr.Plot(label="ASE", elem_id="ase-fig")
             gr.Markdown(texts.STEP_UNSORT, latex_delimiters=LATEX)
             with gr.Row():
-                attn_v2 = gr.Plot(label="MambaIRv2 implicit attention", elem_id="attn-v2")
-                attn_v1 = gr.Plot(label="MambaIR implicit attention", elem_id="attn-v1")
+                attn_v2 = gr.Plot(label="MambaIRv2 implicit attention", elem_id="attn-v2", min_width=PAIR_MIN)
+                attn_v1 = gr.Plot(label="MambaIR implicit attention", elem_id="attn-v1", min_width=PAIR_MIN)
 
         with gr.Tab("Settings", id="settings"):
             routing = gr.Radio(handlers.ROUTINGS, value="argmax", label="Routing",

@@ -81,7 +81,7 @@ def test_raster_scans_show_what_precedes_the_pixel():
     fig = scan_orders_figure((6, 6), image_hw=HW, pixel=PIXEL)
     titles = [a.text for a in fig.layout.annotations]
     # row-major: 1*6+4 = 10 before it; column-major: 4 columns of 5 + 1 = 21; reversed: the rest.
-    assert [int(t.split(": ")[1].split()[0]) for t in titles] == [10, 21, 30 - 1 - 10, 30 - 1 - 21]
+    assert [int(t.split("<br>")[1].split()[0]) for t in titles] == [10, 21, 30 - 1 - 10, 30 - 1 - 21]
     assert _marks(fig) == [(4, 1)] * 4
 
 

@@ -114,19 +114,20 @@ def ase_figure(record_or_maps: Record | dict[str, np.ndarray], image: Any | None
     finite = ratio[np.isfinite(ratio)]
     median = float(np.median(finite)) if finite.size else 0.0
     bars = rc is not None and rec is not None
-    cols = 3 if bars else 2
     titles = [f"cos(prompt, C): mean {cos.mean():.2f}", f"||prompt|| / ||C||: median {median:.2f}"]
-    if bars:
-        titles.append("your pixel: C and prompt per state")
-    fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.1, subplot_titles=titles,
-                        column_widths=[1.0, 1.0, 1.1][:cols])
-    bar_x = 0.27 if bars else 0.44
+    if bars:  # the pixel's vectors in a second row, under both maps: beside them it crowded the colour bars
+        titles.append("your pixel: C, the prompt added to it, and their sum (the query), per state n")
+        fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.14, vertical_spacing=0.14,
+                            subplot_titles=titles, row_heights=[0.65, 0.35],
+                            specs=[[{}, {}], [{"colspan": 2}, None]])
+    else:
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14, subplot_titles=titles)
+    cb = dict(len=0.55, y=1.0, yanchor="top") if bars else dict(len=0.9)
     fig.add_trace(go.Heatmap(z=cos, zmin=-1, zmax=1, colorscale="RdBu_r",
-                             colorbar=dict(title="cos", x=bar_x, len=0.8),
+                             colorbar=dict(title="cos", x=0.43, **cb),
                              hovertemplate="row %{y}, col %{x}<br>cos %{z:.2f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=np.log10(np.clip(ratio, 1e-6, 1e6)), colorscale="Viridis",
-                             colorbar=dict(title="log10<br>ratio", x=0.63 if bars else 1.0, len=0.8),
-                             customdata=ratio,
+                             colorbar=dict(title="log10<br>ratio", x=1.0, **cb), customdata=ratio,
                              hovertemplate="row %{y}, col %{x}<br>ratio %{customdata:.3g}<extra></extra>"),
                   row=1, col=2)
     if rc is not None:
@@ -144,12 +145,13 @@ def ase_figure(record_or_maps: Record | dict[str, np.ndarray], image: Any | None
                                    (P, f"prompt {added} (added)", "#d62728"),
                                    (C + P, "C + prompt (the query)", "#2ca02c")):
             fig.add_trace(go.Bar(x=n, y=vals, name=name, marker_color=colour,
-                                 hovertemplate=name + " state %{x}: %{y:.3g}<extra></extra>"), row=1, col=3)
-        fig.update_xaxes(title_text="state n", row=1, col=3)
+                                 hovertemplate=name + " state %{x}: %{y:.3g}<extra></extra>"), row=2, col=1)
+        fig.update_xaxes(title_text="state n", dtick=1, row=2, col=1)
         if own != added:
             head += f"<br>it was routed to prompt {own}; official order added prompt {added}"
     image_axes(fig, 1, 2)
-    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)), height=height,
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)),
+                      height=height if not bars else max(height, 720),
                       margin=dict(l=10, r=10, t=90, b=10), barmode="group",
-                      legend=dict(orientation="h", x=1, xanchor="right", y=-0.08, yanchor="top"))
+                      legend=dict(orientation="h", x=1, xanchor="right", y=-0.06, yanchor="top"))
     return fig

@@ -87,10 +87,10 @@ def prompt_projection(record: Record, method: str = "pca", image_hw: tuple[int, 
                                      marker=dict(symbol=symbol, size=float(size[k]) + 14, color=PIXEL_COLOR,
                                                  line=dict(width=3, color=PIXEL_COLOR)),
                                      hovertemplate=name + "<extra></extra>"))
-        head += f"; your pixel: prompt {own}" + (f", added {added}" if added != own else "")
+        head += f"<br>your pixel: prompt {own}" + (f", added {added}" if added != own else "")
     fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)),
                       xaxis_title="component 1", yaxis_title="component 2", height=height,
-                      margin=dict(l=10, r=10, t=70, b=10),
+                      margin=dict(l=10, r=10, t=90, b=10),
                       legend=dict(orientation="h", x=1, xanchor="right", y=-0.15, yanchor="top"))
     return fig
 

@@ -205,8 +205,9 @@ def scan_orders_figure(record_or_grid: Record | tuple[int, int], image_hw: tuple
         if prc is None:
             titles.append(f"{SCAN_NAMES[k]} (mean step {neighbour_distances(rc).mean():.2f} px)")
         else:
-            titles.append(f"{SCAN_NAMES[k]}: {sequence_position(rc, prc)} pixels precede yours")
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.08)
+            titles.append(f"{SCAN_NAMES[k]}<br>{sequence_position(rc, prc)} pixels before yours")
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.06,
+                        vertical_spacing=0.12 if prc is not None else 0.08)
     for k, rc in enumerate(seqs):
         r, c = k // 2 + 1, k % 2 + 1
         visit = np.empty((h, w), dtype=np.int64)
@@ -226,10 +227,11 @@ def scan_orders_figure(record_or_grid: Record | tuple[int, int], image_hw: tuple
             fig.add_trace(go.Heatmap(z=later, colorscale=[[0, "rgba(255,255,255,0.8)"],
                                                           [1, "rgba(255,255,255,0.8)"]],
                                      showscale=False, hoverinfo="skip"), row=r, col=c)
-            mark_pixel(fig, prc, r, c, showlegend=(k == 0))
+            mark_pixel(fig, prc, r, c, showlegend=False)  # the title says what the cross is
     image_axes(fig, 2, 2)
-    fig.update_layout(title=dict(text="MambaIR: four raster scans of the same image, summed "
-                                      "(arrows: first steps)", x=0.01, xanchor="left"),
-                      margin=dict(l=10, r=10, t=70, b=10), height=height,
-                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
+    head = "MambaIR: four raster scans of the same image, summed (arrows: first steps)"
+    if prc is not None:
+        head += f"<br>your pixel (cross): row {prc[0]}, col {prc[1]}; faded = read after it"
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=15)),
+                      margin=dict(l=10, r=10, t=130 if prc is not None else 80, b=10), height=height)
     return fig

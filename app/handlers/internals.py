@@ -120,7 +120,9 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
         big = np.repeat(np.repeat(lr_u8, zoom, axis=0), zoom, axis=1)  # (H, W, 3) -> (zH, zW, 3)
         out += [sgn.label_overlay(big, r, image_hw=hw, pixel=px),
                 sgn.label_map_figure(r, image=lr_u8, image_hw=hw, pixel=px),
-                sequence.sequence_ribbon(r, lr_u8, zoom=max(1, LESSON_SIDE // max(hw[1], 1)), pixel=px),
+                # Two image rows per ribbon row: half as tall, and as wide as a 1000 px window allows.
+                sequence.sequence_ribbon(r, lr_u8, width=2 * hw[1], zoom=max(1, LESSON_SIDE // hw[1]),
+                                         pixel=px),
                 sequence.sequence_distance_figure(r, image_hw=hw, pixel=px)]
     else:
         out += [None, None, None, None]
