@@ -10,8 +10,11 @@ RESTORE_HELP = """**Restore as is** runs the models on your image (for SR the ou
 **Treat as ground truth** first degrades your image the way the benchmarks do (MATLAB bicubic downscaling,
 Gaussian noise, or JPEG), restores it, and scores every output against your original with PSNR/SSIM
 (BasicSR conventions). SR models were trained on bicubic-downscaled images: on real camera photos with
-noise or JPEG artefacts they tend to blur. Inputs over {max_side} pixels per side are refused; inputs
-larger than the tile size (Settings) are processed in overlapping tiles (SGN then sorts within a tile)."""
+noise or JPEG artefacts they tend to blur. **Any photo size:** when what the networks would see is over
+{max_side} pixels per side, they restore a region ({region_side}×{region_side} at the centre by default;
+click on the input to move it, or drag a box up to {max_side}) or the whole photo downscaled to fit; the
+output size and an estimated time are shown before you run. Inputs larger than the tile size (Settings)
+are processed in overlapping tiles (SGN then sorts within a tile)."""
 
 LAM_HELP = """**Click on either output** to place the 16×16 LAM window (red box) there; LAM then attributes
 that window to the input pixels for both models. LAM (Gu & Dong, CVPR 2021) integrates the gradient of
@@ -28,44 +31,38 @@ pass; fewer are faster and less exact."""
 
 INTERNALS_HELP = """Both networks are run once on the centre of the current input (at most {size}×{size}
 pixels) while every scan layer is recorded. Pick a layer (stage.block) of MambaIRv2; MambaIR pictures use the
-same stage.block when it exists."""
+same stage.block when it exists. The pictures follow **one pixel** (cyan) through an ASSM layer, in the order
+the data flows: route → sort → scan with the prompt → unsort."""
 
-SGN = """### Semantic-guided neighbouring (SGN)
-Each ASSM layer routes every pixel to one of $T$ prompts:
-$\\mathbf{p} = \\mathrm{LogSoftmax}(\\mathrm{MLP}(x))$, label $=\\arg\\max$ (Gumbel-softmax during
-training). Pixels with the same colour got the same label and **become neighbours in the 1-D sequence**,
-wherever they are in the image: the scan no longer depends on raster position."""
+STEP_PICK = r"""### 0 · Your pixel
+Click any pixel of this picture (the input, tinted with its SGN labels) and every picture below follows it.
+Pixels that got the same label as yours keep their colour; the others are faded."""
 
-SEQUENCE = """### The 1-D sequence the scan reads
-MambaIRv2 sorts the pixels by label (stable: raster order inside a group) and runs **one** scan over the
-sorted sequence; the ribbon shows the input's pixels in that order, with the label colours under each row.
-MambaIR instead runs four raster scans (row/column-major, forward and reversed) and sums them: a pixel's
-neighbours in every sequence are its row or column neighbours."""
+STEP_ROUTE = r"""### 1 · Route: every pixel gets a label (semantic-guided neighbouring, SGN)
+A small MLP scores each pixel against $T$ prompts, $\mathbf{p} = \mathrm{LogSoftmax}(\mathrm{MLP}(x))$; its
+label is the best one. Pixels with your pixel's label, anywhere in the image, will be its neighbours in
+step 2. Below: how many pixels each prompt got in this layer, and the share per prompt in every layer
+(perplexity $e^{H}$ = the effective number of prompts in use)."""
 
-ROUTING = """### Prompt routing
-How many pixels each prompt received in this layer (left), and the share per prompt for every layer
-(right). Perplexity $e^{H}$ is the effective number of prompts in use: $T$ for an even split, 1 when all
-pixels take one prompt."""
+STEP_SORT = r"""### 2 · Sort: the image becomes one 1-D sequence, grouped by label
+MambaIRv2 sorts the pixels by label (stable: raster order inside a group), so your pixel's group is one run
+of the sequence (ribbon: label colours under each row) and consecutive entries can be far apart in the image.
+MambaIR instead reads the image in four raster orders; the faded pixels are those each scan reads *after*
+yours."""
 
-PROMPTS = """### The prompt pool
-Prompts are low-rank: $P = M N$ with $M\\in\\mathbb{R}^{T\\times r}$ (`embeddingB`) and
-$N\\in\\mathbb{R}^{r\\times d}$ (`embeddingA`). Left: the $T$ prompts projected to 2-D (marker size = pixels
-routed there); right: cosine similarity between prompts."""
+STEP_SCAN = r"""### 3 · Scan with the prompt: the attentive state-space equation (ASE)
+One selective scan runs over the sorted sequence, $h_i = \bar A h_{i-1} + \bar B x_i$,
+$y_i = (C_i + P_i)\, h_i + D x_i$: the prompt $P_i$ (a row of the low-rank pool $P = MN$) is added to the
+query $C_i$, so pixels of one group ask the state the same kind of question. In the official code the prompt
+is added in raster order while the sequence is sorted (Settings: *prompt order*), so the prompt added at your
+pixel's position can be another pixel's."""
 
-ASE = """### Attentive state-space equation (ASE)
-MambaIRv2 adds the pixel's prompt to the output matrix of the state-space model:
-$h_i = \\bar A h_{i-1} + \\bar B x_i$, $\\; y_i = (C_i + P_i)\\, h_i + D x_i$.
-$C$ acts like a query; the prompt lets a pixel query what its semantic group has put in the state.
-Maps: cosine of prompt and $C$, and $\\lVert P\\rVert / \\lVert C\\rVert$ (where the prompt dominates). In
-the official code the prompt is added in raster order while the sequence is sorted (Settings:
-*prompt order*)."""
-
-ATTENTION = """### Implicit attention of the scan
-A selective scan is linear in its input, so output $i$ is a weighted sum of earlier inputs
-$y_i = \\sum_{j\\le i} \\alpha_{ij} x_j$ with
-$\\alpha_{ij} = C_i \\big(\\prod_{k=j+1}^{i} \\bar A_k\\big) \\bar B_j$ (Ali et al., 2024).
-The maps show $|\\alpha|$ of the query pixel (cross) over the image, averaged over channels: MambaIRv2
-reaches same-label pixels anywhere that were sorted before it; MambaIR only what its raster scans visited."""
+STEP_UNSORT = r"""### 4 · Unsort: each output goes back to its pixel
+The scan's outputs are put back in raster order, so your pixel's output returns to its place. Because the scan
+is linear in its input, that output is a weighted sum $y_i = \sum_{j\le i} \alpha_{ij} x_j$,
+$\alpha_{ij} = C_i \big(\prod_{k=j+1}^{i} \bar A_k\big) \bar B_j$ (Ali et al., 2024): the maps show $|\alpha|$
+over the image. MambaIRv2 reaches same-label pixels anywhere that were sorted before yours; MambaIR only
+what its four raster scans visited before it."""
 
 
 def fill(text: str, **values: object) -> str:
