@@ -1,0 +1,333 @@
+"""The paper's claims as numbers, from capture records and knock-out forwards (issue 14).
+
+Each function measures one claim of MambaIRv2 (arXiv 2411.15269) on any image and checkpoint:
+
+* ``scan_redundancy``   Fig. 2a: MambaIR's four scans give outputs with cosine similarity > 0.7.
+* (``viz.evidence.decay_profile``: long-range decay of the implicit attention with sequence distance.)
+* ``label_distances``   SGN brings same-label pixels close in the scanned sequence.
+* ``ase_query_map``     Fig. 5: cosine of a query pixel's prompt with C of every pixel.
+* ``knockouts``         SGN / prompt contributions, by switching them off at inference.
+* ``prompt_quality``    how coherent each layer's label groups are (vs random groups of the same sizes).
+* ``router_untrained``  whether routing is still uniform (the views then say so).
+
+Dimension letters: B batch, L = Hp*Wp tokens of the padded grid, D scan channels, N d_state,
+K scans (4 for MambaIR), T prompts, H, W image size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .archs import get_options, set_options
+from .archs.common import flip_pad
+
+Record = dict[str, Any]
+
+# One line per view: what it shows, and what would contradict the paper.
+CLAIMS: dict[str, str] = {
+    "redundancy": ("Cosine similarity of MambaIR's four scan outputs (brought back to raster order), per "
+                   "layer. The paper (Fig. 2a) reports > 0.7; values well below 0.7 would contradict the "
+                   "claimed redundancy."),
+    "decay": ("Mean |implicit attention weight| of the scan vs distance in the scanned sequence, and the "
+              "distance between same-label pixels in raster vs SGN order. The claim is contradicted if "
+              "the weight does not fall with distance, or if SGN does not shorten same-label distances."),
+    "ase": ("Cosine similarity between the query pixel's prompt and C of every pixel (Fig. 5), official "
+            "prompt order vs aligned. The claim (prompts let a pixel query its semantic group) is "
+            "contradicted if the map does not follow the query pixel's label."),
+    "ablation": ("The trained network with SGN off (raster scan, same prompts), with the prompt removed "
+                 "from C, and with aligned prompts. If switching SGN or the prompt off changes nothing, "
+                 "the trained model does not use them."),
+    "quality": ("Within-label variance of input pixels and of the layer's features, as a fraction of that "
+                "of random groups of the same sizes (< 1: labels group similar pixels), and how often "
+                "4-neighbours share a label (vs chance). Ratios near 1 contradict 'semantic' grouping."),
+}
+
+
+# ---------------------------------------------------------------------------
+# Router state
+# ---------------------------------------------------------------------------
+
+def mean_max_route_prob(record: Record, batch: int = 0) -> float:
+    """Mean over pixels of the largest route probability (1/T for a uniform router)."""
+    logp = torch.as_tensor(record["route_logp"])[batch].double()  # (L, T)
+    return float(logp.exp().max(dim=-1).values.mean())
+
+
+def router_untrained(records: Sequence[Record], batch: int = 0) -> bool:
+    """True when every ASSM layer routes almost uniformly: mean max route probability < 2/T."""
+    # TODO: use model.router_stats (another helper's module) once it is on main.
+    if not records:
+        return False
+    t = int(torch.as_tensor(records[0]["route_logp"]).shape[-1])
+    return all(mean_max_route_prob(r, batch) < 2.0 / t for r in records)
+
+
+UNTRAINED_NOTE = ("The router of this checkpoint is untrained (mean max route probability < 2/T in every "
+                  "layer): labels and prompts are close to random, so these views cannot test the claim.")
+
+
+# ---------------------------------------------------------------------------
+# 1. Redundancy of MambaIR's four scans
+# ---------------------------------------------------------------------------
+
+def ss2d_outputs_raster(record: Record, batch: int = 0) -> torch.Tensor:
+    """(K, D, L) float64 the output of each SS2D scan, moved from scan order back to raster order."""
+    out = torch.as_tensor(record["scan_out"])[batch].double()  # (K*D, L)
+    orders = torch.as_tensor(record["orders"]).long()  # (K, L): raster pixel visited at scan position p
+    k, L = orders.shape
+    out = out.reshape(k, -1, L)  # (K*D, L) -> (K, D, L)
+    raster = torch.empty_like(out)
+    for i in range(k):
+        raster[i][:, orders[i]] = out[i]  # scan position p -> raster pixel orders[i, p]
+    return raster
+
+
+def scan_redundancy(record: Record, batch: int = 0) -> np.ndarray:
+    """(K, K) cosine similarity of the K scan outputs of one SS2D layer, each flattened over (D, L)."""
+    v = ss2d_outputs_raster(record, batch).flatten(1)  # (K, D, L) -> (K, D*L)
+    v = F.normalize(v, dim=1)
+    return (v @ v.T).numpy()  # (K, K)
+
+
+def redundancy_table(records: Sequence[Record], batch: int = 0) -> list[dict[str, Any]]:
+    """Per SS2D layer: stage, block, the (K, K) matrix and the mean off-diagonal similarity."""
+    rows = []
+    for r in records:
+        m = scan_redundancy(r, batch)
+        k = m.shape[0]
+        off = m[~np.eye(k, dtype=bool)]
+        rows.append({"stage": r.get("stage"), "block": r.get("block"), "matrix": m,
+                     "mean": float(off.mean())})
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# 2. Long-range decay and same-label distances
+# ---------------------------------------------------------------------------
+
+def _mean_pairwise_gap(positions: np.ndarray) -> tuple[float, int]:
+    """Sum of |p - q| over all pairs of ``positions`` and the number of pairs (exact, O(m log m))."""
+    x = np.sort(positions.astype(np.float64))
+    m = x.size
+    if m < 2:
+        return 0.0, 0
+    coef = 2 * np.arange(m) - m + 1  # x_i appears +i times and -(m-1-i) times
+    return float((coef * x).sum()), m * (m - 1) // 2
+
+
+def label_distances(record: Record, batch: int = 0) -> dict[str, float]:
+    """Mean distance between two pixels of the same label in the raster sequence and in the scanned one.
+
+    ``raster``: |p - q| between raster indices; ``scan``: |inv_perm[p] - inv_perm[q]|, their
+    positions in the sequence the layer actually scanned (SGN-sorted, or raster with SGN off).
+    Mean over all same-label pairs, all labels pooled.
+    """
+    labels = torch.as_tensor(record["labels"])[batch].numpy()  # (L,)
+    inv = torch.as_tensor(record["inv_perm"])[batch].numpy()  # (L,)
+    raster = np.arange(labels.size)
+    sums = {"raster": 0.0, "scan": 0.0}
+    pairs = 0
+    for t in np.unique(labels):
+        idx = np.nonzero(labels == t)[0]
+        s_r, n = _mean_pairwise_gap(raster[idx])
+        s_s, _ = _mean_pairwise_gap(inv[idx])
+        sums["raster"] += s_r
+        sums["scan"] += s_s
+        pairs += n
+    if pairs == 0:
+        return {"raster": 0.0, "scan": 0.0, "pairs": 0}
+    return {"raster": sums["raster"] / pairs, "scan": sums["scan"] / pairs, "pairs": pairs}
+
+
+# ---------------------------------------------------------------------------
+# 3. ASE query map (Fig. 5)
+# ---------------------------------------------------------------------------
+
+ASE_ORDERS = ("official", "aligned")
+
+
+def ase_query_map(record: Record, pixel: tuple[int, int], order: str = "official",
+                  image_hw: tuple[int, int] | None = None, batch: int = 0) -> np.ndarray:
+    """(H, W) cosine similarity between the prompt added to the query pixel's C and C of every pixel.
+
+    ``official``: the prompt the released code adds at the query's sorted position s = inv_perm[q],
+    i.e. the prompt of raster pixel s; ``aligned``: the query pixel's own prompt. C is the scan's C
+    before the prompt, seen from each raster pixel (C[inv_perm[j]]).
+    """
+    if order not in ASE_ORDERS:
+        raise ValueError(f"order must be one of {ASE_ORDERS}, got {order!r}")
+    hp, wp = (int(v) for v in record["grid"])
+    h, w = image_hw or (hp, wp)
+    r, c = int(pixel[0]), int(pixel[1])
+    if not (0 <= r < h and 0 <= c < w):
+        raise ValueError(f"pixel {(r, c)} outside the image {(h, w)}")
+    q = r * wp + c
+    prompt = torch.as_tensor(record["prompt"])[batch].double()  # (L, N) raster order
+    inv = torch.as_tensor(record["inv_perm"])[batch].long()  # (L,)
+    C = torch.as_tensor(record["C"])[batch].double()[inv]  # (L, N): C at each raster pixel
+    p = prompt[int(inv[q])] if order == "official" else prompt[q]  # (N,)
+    cos = F.cosine_similarity(C, p[None], dim=1, eps=1e-30)  # (L,)
+    return cos.numpy().reshape(hp, wp)[:h, :w]  # (L,) -> (Hp, Wp) -> (H, W)
+
+
+def ase_query_note(record: Record, pixel: tuple[int, int], batch: int = 0) -> str:
+    """One line: whose prompt the official code adds to the query pixel's C, and whose the aligned one."""
+    hp, wp = (int(v) for v in record["grid"])
+    q = int(pixel[0]) * wp + int(pixel[1])
+    inv = torch.as_tensor(record["inv_perm"])[batch].long()
+    labels = torch.as_tensor(record["labels"])[batch].long()
+    s = int(inv[q])
+    return (f"Official code: pixel {tuple(int(v) for v in pixel)} (label {int(labels[q])}) sits at sorted "
+            f"position {s} and gets the prompt of raster pixel {(s // wp, s % wp)} (label {int(labels[s])}); "
+            f"aligned: its own prompt (label {int(labels[q])}).")
+
+
+# ---------------------------------------------------------------------------
+# 4. Knock-outs at inference
+# ---------------------------------------------------------------------------
+
+# Variant name -> ASSM options (model.archs.set_options); "as trained" is the official forward.
+VARIANTS: dict[str, dict[str, str]] = {
+    "as trained": {"sgn": "on", "prompt": "on", "prompt_order": "official"},
+    "SGN off": {"sgn": "off", "prompt": "on", "prompt_order": "official"},
+    "prompt off": {"sgn": "on", "prompt": "off", "prompt_order": "official"},
+    "aligned prompts": {"sgn": "on", "prompt": "on", "prompt_order": "aligned"},
+}
+
+
+def knockouts(net: nn.Module, x: torch.Tensor, variants: Sequence[str] | None = None,
+              forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+              progress: Callable[[float, str], Any] | None = None) -> dict[str, torch.Tensor]:
+    """Output of ``net`` on ``x`` (B, C, H, W) for each variant of ``VARIANTS``; options restored after.
+
+    ``forward(net, x)`` runs the network (default: ``net(x)`` without gradients; pass a tiled forward
+    for large images). Raises for a network without ASSM layers (MambaIR has no SGN or prompts).
+    """
+    old = get_options(net)
+    if not old:
+        raise ValueError("knock-outs need a MambaIRv2 network (MambaIR has no SGN or prompts)")
+    names = list(variants or VARIANTS)
+    for v in names:
+        if v not in VARIANTS:
+            raise ValueError(f"unknown variant {v!r}; expected one of {list(VARIANTS)}")
+    run = forward or _plain_forward
+    outs = {}
+    try:
+        for i, v in enumerate(names):
+            if progress is not None:
+                progress(i / len(names), v)
+            set_options(net, **VARIANTS[v])
+            outs[v] = run(net, x)
+    finally:
+        set_options(net, sgn=old["sgn"], prompt=old["prompt"], prompt_order=old["prompt_order"])
+    return outs
+
+
+def _plain_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return net(x)
+
+
+def knockout_metrics(outputs: dict[str, np.ndarray], gt: np.ndarray, crop: int = 0, y_only: bool = False
+                     ) -> list[dict[str, Any]]:
+    """PSNR/SSIM (BasicSR conventions, on uint8) of each variant's (H, W, C) float output against ``gt``."""
+    from .degrade import to_uint8
+    from .metrics import psnr, ssim
+
+    g8 = to_uint8(gt)
+    rows = []
+    for name, out in outputs.items():
+        o8 = to_uint8(out)
+        rows.append({"variant": name, "psnr": psnr(o8, g8, crop, y_only), "ssim": ssim(o8, g8, crop, y_only)})
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# 5. Prompt quality
+# ---------------------------------------------------------------------------
+
+def padded_input(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(Hp*Wp, C) the network input pixels on a layer's padded grid (flip padding, as the network does)."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, C, H, W)
+    hp, wp = grid
+    win = math.gcd(hp, wp)  # the grid is the smallest multiple of the window >= the image, so also of this
+    x = flip_pad(x, win)
+    if tuple(x.shape[-2:]) != (hp, wp):
+        raise ValueError(f"image {tuple(image.shape[:2])} does not pad to the layer's grid {grid}")
+    return x[0].flatten(1).T.double().numpy()  # (C, Hp, Wp) -> (L, C)
+
+
+def within_group_fraction(values: np.ndarray, labels: np.ndarray) -> float:
+    """Sum of squared deviations from each group's mean over that from the global mean (0..1)."""
+    v = values - values.mean(axis=0)
+    total = float((v * v).sum())
+    if total == 0:
+        return 0.0
+    within = 0.0
+    for t in np.unique(labels):
+        g = values[labels == t]
+        within += float(((g - g.mean(axis=0)) ** 2).sum())
+    return within / total
+
+
+def neighbour_agreement(label_hw: np.ndarray) -> float:
+    """Fraction of horizontal and vertical neighbour pairs with the same label."""
+    same = (label_hw[1:] == label_hw[:-1]).sum() + (label_hw[:, 1:] == label_hw[:, :-1]).sum()
+    pairs = label_hw[1:].size + label_hw[:, 1:].size
+    return float(same) / max(pairs, 1)
+
+
+def prompt_quality(record: Record, image: np.ndarray | None = None, image_hw: tuple[int, int] | None = None,
+                   draws: int = 4, batch: int = 0, seed: int = 0) -> dict[str, float]:
+    """Coherence of one ASSM layer's label groups (pixels of the image area only).
+
+    ``input_ratio`` / ``feature_ratio``: within-label variance fraction of the input pixels (``image``,
+    (H, W, C) float, as fed to the network) / of the scan input u (the layer's features), divided by
+    the mean of the same fraction for ``draws`` random relabellings with the same group sizes (< 1:
+    groups more coherent than chance). ``neighbours``: fraction of 4-neighbour pairs sharing a label;
+    ``neighbours_chance``: its expectation for random labels of the same sizes (sum of p_t^2).
+    """
+    hp, wp = (int(v) for v in record["grid"])
+    h, w = image_hw or (image.shape[:2] if image is not None else (hp, wp))
+    keep = (np.arange(hp)[:, None] < h) & (np.arange(wp)[None, :] < w)  # (Hp, Wp) image area
+    keep = keep.reshape(-1)  # (L,)
+    labels = torch.as_tensor(record["labels"])[batch].numpy()[keep]  # (L',)
+    inv = torch.as_tensor(record["inv_perm"])[batch].long()
+    u = torch.as_tensor(record["scan"]["u"])[batch].double()  # (D, L) scan order
+    feats = u[:, inv].T.numpy()[keep]  # (D, L) raster -> (L, D) -> (L', D)
+    rng = np.random.default_rng(seed)
+    shuffles = [rng.permutation(labels) for _ in range(draws)]
+
+    def ratio(values: np.ndarray) -> float:
+        chance = np.mean([within_group_fraction(values, s) for s in shuffles])
+        return within_group_fraction(values, labels) / chance if chance > 0 else float("nan")
+
+    out = {"feature_ratio": ratio(feats)}
+    if image is not None:
+        out["input_ratio"] = ratio(padded_input(image, (hp, wp))[keep])
+    counts = np.bincount(labels)
+    p = counts / counts.sum()
+    out["neighbours"] = neighbour_agreement(labels.reshape(h, w))
+    out["neighbours_chance"] = float((p * p).sum())
+    out["labels_used"] = int((counts > 0).sum())
+    return out
+
+
+def prompt_quality_table(records: Sequence[Record], image: np.ndarray | None = None,
+                         image_hw: tuple[int, int] | None = None, batch: int = 0) -> list[dict[str, Any]]:
+    """``prompt_quality`` for every ASSM layer, with its stage and block."""
+    return [{"stage": r.get("stage"), "block": r.get("block"),
+             **prompt_quality(r, image, image_hw, batch=batch)} for r in records]
+
+
+__all__ = ["CLAIMS", "UNTRAINED_NOTE", "VARIANTS", "ASE_ORDERS", "mean_max_route_prob", "router_untrained",
+           "ss2d_outputs_raster", "scan_redundancy", "redundancy_table", "label_distances",
+           "ase_query_map", "ase_query_note", "knockouts", "knockout_metrics", "padded_input",
+           "within_group_fraction", "neighbour_agreement", "prompt_quality", "prompt_quality_table"]
