@@ -47,6 +47,9 @@ CLAIMS: dict[str, str] = {
     "quality": ("Within-label variance of input pixels and of the layer's features, as a fraction of that "
                 "of random groups of the same sizes (< 1: labels group similar pixels), and how often "
                 "4-neighbours share a label (vs chance). Ratios near 1 contradict 'semantic' grouping."),
+    "cost": ("MACs per component from the real shapes of one forward, scan included (model.profile). "
+             "MambaIRv2 runs one scan per ASSM where MambaIR runs four; a larger scan or total count for "
+             "MambaIRv2 at the same input size would contradict the claimed saving."),
 }
 
 
