@@ -33,8 +33,9 @@ Record = dict[str, Any]
 # One line per view: what it shows, and what would contradict the paper.
 CLAIMS: dict[str, str] = {
     "redundancy": ("Cosine similarity of MambaIR's four scan outputs (brought back to raster order), per "
-                   "layer. The paper (Fig. 2a) reports > 0.7; values well below 0.7 would contradict the "
-                   "claimed redundancy."),
+                   "layer, as the layer adds them and without the skip D*u (identical in every scan). The "
+                   "paper (Fig. 2a) reports > 0.7; values well below 0.7 would contradict the claimed "
+                   "redundancy."),
     "decay": ("Mean |implicit attention weight| of the scan vs distance in the scanned sequence, and the "
               "distance between same-label pixels in raster vs SGN order. The claim is contradicted if "
               "the weight does not fall with distance, or if SGN does not shorten same-label distances."),
@@ -80,9 +81,15 @@ UNTRAINED_NOTE = ("The router of this checkpoint is untrained (mean max route pr
 # 1. Redundancy of MambaIR's four scans
 # ---------------------------------------------------------------------------
 
-def ss2d_outputs_raster(record: Record, batch: int = 0) -> torch.Tensor:
-    """(K, D, L) float64 the output of each SS2D scan, moved from scan order back to raster order."""
+def ss2d_outputs_raster(record: Record, batch: int = 0, skip: bool = True) -> torch.Tensor:
+    """(K, D, L) float64 the output of each SS2D scan, moved from scan order back to raster order.
+
+    ``skip=False`` removes the skip term D*u first, leaving only what the state carried.
+    """
     out = torch.as_tensor(record["scan_out"])[batch].double()  # (K*D, L)
+    if not skip:
+        u = torch.as_tensor(record["scan"]["u"])[batch].double()  # (K*D, L)
+        out = out - torch.as_tensor(record["scan"]["D"]).double()[:, None] * u
     orders = torch.as_tensor(record["orders"]).long()  # (K, L): raster pixel visited at scan position p
     k, L = orders.shape
     out = out.reshape(k, -1, L)  # (K*D, L) -> (K, D, L)
@@ -92,22 +99,27 @@ def ss2d_outputs_raster(record: Record, batch: int = 0) -> torch.Tensor:
     return raster
 
 
-def scan_redundancy(record: Record, batch: int = 0) -> np.ndarray:
-    """(K, K) cosine similarity of the K scan outputs of one SS2D layer, each flattened over (D, L)."""
-    v = ss2d_outputs_raster(record, batch).flatten(1)  # (K, D, L) -> (K, D*L)
+def scan_redundancy(record: Record, batch: int = 0, skip: bool = True) -> np.ndarray:
+    """(K, K) cosine similarity of the K scan outputs of one SS2D layer, each flattened over (D, L).
+
+    With ``skip`` (default) the outputs as the layer adds them; without, the state part only (the
+    skip D*u is the same input in every scan, so it alone pushes the similarity towards 1).
+    """
+    v = ss2d_outputs_raster(record, batch, skip).flatten(1)  # (K, D, L) -> (K, D*L)
     v = F.normalize(v, dim=1)
     return (v @ v.T).numpy()  # (K, K)
 
 
 def redundancy_table(records: Sequence[Record], batch: int = 0) -> list[dict[str, Any]]:
-    """Per SS2D layer: stage, block, the (K, K) matrix and the mean off-diagonal similarity."""
+    """Per SS2D layer: stage, block, the (K, K) matrix and its mean off-diagonal similarity, with the
+    skip term (``mean``) and without it (``matrix_state``, ``mean_state``)."""
     rows = []
     for r in records:
         m = scan_redundancy(r, batch)
-        k = m.shape[0]
-        off = m[~np.eye(k, dtype=bool)]
+        ms = scan_redundancy(r, batch, skip=False)
+        off = ~np.eye(m.shape[0], dtype=bool)
         rows.append({"stage": r.get("stage"), "block": r.get("block"), "matrix": m,
-                     "mean": float(off.mean())})
+                     "mean": float(m[off].mean()), "matrix_state": ms, "mean_state": float(ms[off].mean())})
     return rows
 
 

@@ -254,3 +254,24 @@ def test_router_untrained_rule(v2rec):
     assert ev.router_untrained([uniform])
     assert not ev.router_untrained([uniform, peaked])
     assert ev.mean_max_route_prob(uniform) == pytest.approx(1 / t)
+
+
+def test_redundancy_without_skip_is_the_state_part(v1net, image):
+    with capture(v1net) as rec, torch.no_grad():
+        v1net(image)
+    r = rec.ss2d[1]
+    scan_args = r["scan"]
+    u, delta, A, B, C = (scan_args[k].double() for k in ("u", "delta", "A", "B", "C"))
+    # The scan without D, run directly, is the state part of each output.
+    y = scan.selective_scan_ref(u, delta, A, B, C, None, None, scan_args["delta_bias"].double(), True)[0]
+    orders = r["orders"]
+    d = y.shape[0] // 4
+    vs = []
+    for k in range(4):
+        v = torch.empty(d, y.shape[1], dtype=torch.float64)
+        v[:, orders[k]] = y[k * d:(k + 1) * d]
+        vs.append(F.normalize(v.flatten(), dim=0))
+    want = torch.stack(vs) @ torch.stack(vs).T
+    np.testing.assert_allclose(ev.scan_redundancy(r, skip=False), want.numpy(), atol=1e-5)
+    row = ev.redundancy_table([r])[0]
+    assert row["mean_state"] == pytest.approx(float(want[~torch.eye(4, dtype=bool)].mean()), abs=1e-5)

@@ -71,12 +71,16 @@ def redundancy_figure(ss2d_records: Sequence[Record], layer: int | None = None) 
                              showscale=False), row=1, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     names = [f"{r['stage']}.{r['block']}" for r in rows]
-    fig.add_trace(go.Bar(x=names, y=[r["mean"] for r in rows], name="mean similarity",
+    fig.add_trace(go.Bar(x=names, y=[r["mean"] for r in rows], name="scan outputs",
                          marker_color="#4c78a8"), row=1, col=2)
+    fig.add_trace(go.Bar(x=names, y=[r["mean_state"] for r in rows], name="state part (skip D*u removed)",
+                         marker_color="#f58518"), row=1, col=2)
     fig.add_hline(y=0.7, line_dash="dash", line_color="crimson", annotation_text="paper: > 0.7", row=1, col=2)
-    fig.update_yaxes(range=[min(-0.1, min(r["mean"] for r in rows) - 0.05), 1.0], row=1, col=2)
+    low = min(min(r["mean"], r["mean_state"]) for r in rows)
+    fig.update_yaxes(range=[min(-0.1, low - 0.05), 1.05], row=1, col=2)
     fig.update_layout(title=_title("Redundancy of MambaIR's four scans (Fig. 2a)", CLAIMS["redundancy"]),
-                      showlegend=False, margin=dict(l=10, r=10, t=100, b=10), height=420)
+                      barmode="group", legend=dict(orientation="h", y=-0.12),
+                      margin=dict(l=10, r=10, t=100, b=10), height=440)
     return fig
 
 
