@@ -9,6 +9,8 @@ from typing import Any
 
 import gradio as gr
 
+from model.download import APP_PRESETS
+
 from . import cache, handlers, texts
 from .io import MAX_SIDE
 
@@ -71,6 +73,7 @@ def build_demo() -> gr.Blocks:
         if any_random:
             gr.Markdown(f"⚠️ **Demo models with {cache.RANDOM_NOTE}.** Put checkpoints in `weights/` "
                         "(see the README) to restore real images.", elem_id="random-banner")
+        top_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status-top")
         result_state = gr.State(None)
 
         with gr.Tab("Restore", id="restore"):
@@ -82,7 +85,9 @@ def build_demo() -> gr.Blocks:
                     examples = example_files()
                     if examples:
                         gr.Examples(examples=examples, inputs=inp, label="Examples", cache_examples=False)
-                    task = gr.Dropdown(task_names, value=default_task, label="Task",
+                    # Custom values are allowed because checkpoints added while the app runs (Weights tab,
+                    # add_checkpoint) bring new labels; the handlers check every label against the cache.
+                    task = gr.Dropdown(task_names, value=default_task, label="Task", allow_custom_value=True,
                                        info="Only tasks with weights are listed.", elem_id="task")
                     mode = gr.Radio(handlers.MODES, value=handlers.MODE_AS_IS, label="Mode", elem_id="mode")
                     run_btn = gr.Button("Restore", variant="primary", elem_id="restore-btn")
@@ -178,7 +183,20 @@ def build_demo() -> gr.Blocks:
                 effect_info = gr.Markdown(elem_id="effect-info")
 
         with gr.Tab("Weights", id="weights"):
-            gr.Markdown(handlers.weights_table(), elem_id="weights-table")
+            tab_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status")
+            gr.Markdown(texts.WEIGHTS_HELP)
+            with gr.Row():
+                fetch_btns = {p: gr.Button(f"Fetch official {p}", size="sm", elem_id=f"fetch-{p}")
+                              for p in APP_PRESETS}
+            fetch_msg = gr.Markdown(elem_id="fetch-msg")
+            with gr.Row():
+                ckpt_file = gr.File(label="Your checkpoint (.pth, .pt, .safetensors)", type="filepath",
+                                    file_types=[".pth", ".pt", ".safetensors"], elem_id="ckpt-upload")
+                with gr.Column():
+                    added_label = gr.Textbox(label="Offered as task", interactive=False,
+                                             elem_id="added-label")
+                    added_msg = gr.Markdown(elem_id="added-msg")
+            weights_md = gr.Markdown(handlers.weights_table(), elem_id="weights-table")
 
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
@@ -202,6 +220,14 @@ def build_demo() -> gr.Blocks:
                        outputs=[lam_x, lam_y, out_v2, out_v1], api_visibility="private", queue=False
                        ).then(handlers.lam, inputs=lam_inputs, outputs=lam_outputs,
                               api_visibility="private", **heavy)
+        for preset, btn in fetch_btns.items():
+            btn.click(handlers.fetcher(preset), outputs=[fetch_msg, task, weights_md, tab_status],
+                      api_visibility="private").then(handlers.weights_status, outputs=[top_status],
+                                                     api_visibility="private", queue=False)
+        ckpt_file.upload(handlers.add_checkpoint, inputs=[ckpt_file],
+                         outputs=[added_label, task, weights_md, added_msg], api_name="add_checkpoint",
+                         **heavy)
+        demo.load(handlers.weights_status, outputs=[top_status], api_visibility="private", queue=False)
         task.change(lambda t: gr.Dropdown(choices=handlers.layer_choices(t), value="0.0"),
                     inputs=[task], outputs=[layer], api_visibility="private", queue=False)
     demo.queue(max_size=QUEUE_SIZE)

@@ -70,3 +70,10 @@ def fill(text: str, **values: object) -> str:
     for k, v in values.items():
         text = text.replace("{" + k + "}", str(v))
     return text
+
+WEIGHTS_HELP = """**Official weights** come from the official Hugging Face repository (`cguoh/MambaIR`): each
+button lists the repository, downloads the matching file and accepts it only when its tensors are that
+network (`MAMBAIR_WEIGHTS=official python app.py` fetches them all at start; a Space does so by default).
+**Your own checkpoint** (`.pth`, `.pt` or `.safetensors` of MambaIRv2, MambaIRv2-light or MambaIR, any
+configuration, e.g. a BasicSR `net_g_5000.pth`) is read safely (weights only; code in a pickle never runs)
+and offered as a task named by its file name, beside the other network's best model for the same task."""
