@@ -217,13 +217,14 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
-def knockouts(net: nn.Module, x: torch.Tensor, variants: Sequence[str] | None = None,
-              forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-              progress: Callable[[float, str], Any] | None = None) -> dict[str, torch.Tensor]:
-    """Output of ``net`` on ``x`` (B, C, H, W) for each variant of ``VARIANTS``; options restored after.
+def knockouts(net: nn.Module, x: Any, variants: Sequence[str] | None = None,
+              forward: Callable[[nn.Module, Any], Any] | None = None,
+              progress: Callable[[float, str], Any] | None = None) -> dict[str, Any]:
+    """Output of ``net`` on ``x`` for each variant of ``VARIANTS``; the options are restored after.
 
-    ``forward(net, x)`` runs the network (default: ``net(x)`` without gradients; pass a tiled forward
-    for large images). Raises for a network without ASSM layers (MambaIR has no SGN or prompts).
+    ``forward(net, x)`` runs the network (default: ``net(x)`` without gradients on a (B, C, H, W)
+    tensor; pass e.g. a tiled forward on an image array). Raises for a network without ASSM layers
+    (MambaIR has no SGN or prompts).
     """
     old = get_options(net)
     if not old:

@@ -127,18 +127,28 @@ def count(net: nn.Module, x: torch.Tensor) -> dict[str, Any]:
             "params": int(sum(p.numel() for p in net.parameters())), "seconds": seconds}
 
 
-def profile(preset: str, hw: tuple[int, int], seed: int = 0) -> dict[str, Any]:
-    """Count MACs and time one forward of ``preset`` (random weights) on an (h, w) input image."""
+def profile(preset: str | Any, hw: tuple[int, int], seed: int = 0, name: str | None = None) -> dict[str, Any]:
+    """Count MACs and time one forward of a preset (name or config; random weights) on an (h, w) input."""
     from . import PRESETS, build, last_backend
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    cfg = PRESETS[preset]
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+        name, cfg = name or preset, PRESETS[preset]
+    else:
+        name, cfg = name or cfg_name(preset), preset
     torch.manual_seed(seed)
     net = build(cfg)
     x = torch.rand(1, cfg.in_chans, hw[0], hw[1], generator=torch.Generator().manual_seed(seed))
     out = count(net, x)
-    return {"preset": preset, "size": list(hw), "backend": last_backend(), **out}
+    return {"preset": name, "size": list(hw), "backend": last_backend(), **out}
+
+
+def cfg_name(cfg: Any) -> str:
+    """A short name for a config: its preset name, else its architecture."""
+    from .weights import preset_of
+
+    return preset_of(cfg) or cfg.arch
 
 
 def parse_size(s: str) -> tuple[int, int]:
@@ -152,21 +162,24 @@ def parse_size(s: str) -> tuple[int, int]:
 
 
 def format_table(results: list[dict[str, Any]], timed: bool = True) -> str:
-    """A markdown table: one column per (preset, size), GMACs per component, totals, params, time."""
+    """A markdown table: one column per (preset, size), MACs per component (G, or M for small inputs),
+    totals, element operations, params, time."""
     head = [f"{r['preset']} {r['size'][0]}x{r['size'][1]}" for r in results]
-    lines = ["| GMACs | " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(results)]
+    big = max(r["total"] for r in results) >= 1e9
+    unit, div = ("G", 1e9) if big else ("M", 1e6)
+    lines = [f"| {unit}MACs | " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(results)]
 
     def row(name: str, vals: list[str]) -> None:
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
 
     for c in COMPONENTS:
-        row(c, [f"{r['macs'][c] / 1e9:.3f}" for r in results])
-    row("**total**", [f"**{r['total'] / 1e9:.3f}**" for r in results])
+        row(c, [f"{r['macs'][c] / div:.3f}" for r in results])
+    row("**total**", [f"**{r['total'] / div:.3f}**" for r in results])
     row("scan share of total", [f"{(r['macs']['scan state'] + r['macs']['scan output']) / r['total']:.1%}"
                                 for r in results])
-    row("total, official counter's scan rule", [f"{r['official_rule'] / 1e9:.3f}" for r in results])
+    row("total, official counter's scan rule", [f"{r['official_rule'] / div:.3f}" for r in results])
     for k in MOVES:
-        row(f"{k} (G element ops, not MACs)", [f"{r['moves'][k] / 1e9:.4f}" for r in results])
+        row(f"{k} ({unit} element ops, not MACs)", [f"{r['moves'][k] / div:.4f}" for r in results])
     row("params (K)", [f"{r['params'] / 1e3:.1f}" for r in results])
     if timed:
         row("forward time (s)", [f"{r['seconds']:.2f} ({r['backend']})" for r in results])

@@ -20,6 +20,7 @@ from .common import (
     to_image,
     to_tensor,
 )
+from .evidence import COST_SIZES, ablation, ase_query, cost, decay, prompt_quality, scan_redundancy
 from .internals import INTERNALS_MAX, internals, layer_choices
 from .lam import (
     LAM_CONTEXT,
@@ -41,5 +42,6 @@ __all__ = [
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
     "layer_choices", "prepare", "restore", "run_network", "select_window", "settings_effect",
     "to_image", "to_tensor", "weights_table", "add_checkpoint", "fetch_official", "fetcher",
-    "weights_status",
+    "weights_status", "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality",
+    "scan_redundancy",
 ]
