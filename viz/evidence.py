@@ -31,7 +31,7 @@ from .attention import implicit_attention_row
 from .sgn import Record, as_rgb_uint8, image_axes
 
 
-def _wrap(text: str, width: int = 110) -> str:
+def _wrap(text: str, width: int = 95) -> str:
     """Break a long line into <br>-separated lines for plotly titles."""
     words, lines, cur = text.split(), [], ""
     for w in words:
@@ -45,7 +45,16 @@ def _wrap(text: str, width: int = 110) -> str:
 
 def _title(head: str, claim: str, untrained: bool = False) -> dict[str, Any]:
     note = UNTRAINED_NOTE if untrained else claim
-    return dict(text=f"<b>{head}</b><br><span style='font-size:11px'>{_wrap(note)}</span>", x=0.01)
+    return dict(text=f"<b>{head}</b><br><span style='font-size:11px'>{_wrap(note)}</span>", x=0.06,
+                y=1.0, yanchor="top", yref="container", pad=dict(t=36))
+
+
+def _finish(fig: go.Figure) -> go.Figure:
+    """Room above the plots for the title's lines and the subplot titles (the plots keep their height)."""
+    lines = str(fig.layout.title.text or "").count("<br>") + 1
+    top = 36 + 20 + 17 * lines + 30
+    fig.update_layout(margin_t=top, height=(fig.layout.height or 420) + top - 60)
+    return fig
 
 
 # ---------------------------------------------------------------------------
@@ -80,8 +89,8 @@ def redundancy_figure(ss2d_records: Sequence[Record], layer: int | None = None) 
     fig.update_yaxes(range=[min(-0.1, low - 0.05), 1.05], row=1, col=2)
     fig.update_layout(title=_title("Redundancy of MambaIR's four scans (Fig. 2a)", CLAIMS["redundancy"]),
                       barmode="group", legend=dict(orientation="h", y=-0.12),
-                      margin=dict(l=10, r=10, t=100, b=10), height=440)
-    return fig
+                      margin=dict(l=10, r=10, b=10), height=440)
+    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -143,8 +152,8 @@ def decay_figure(record: Record, queries: int = 16, untrained: bool = False) -> 
     prof = decay_profile(record, queries)
     d = prof["distance"][1:]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.1,
-                        subplot_titles=("mean |weight| vs distance in the scanned sequence",
-                                        "same-label pixel pairs: mean distance"))
+                        subplot_titles=("mean |weight| vs distance in the sequence",
+                                        "same-label pairs: mean distance"))
     fig.add_trace(go.Scatter(x=d, y=prof["weight"][1:], mode="lines", name="implicit attention (exact)"),
                   row=1, col=1)
     fig.add_trace(go.Scatter(x=d, y=prof["envelope"][1:], mode="lines", line=dict(dash="dot"),
@@ -157,14 +166,16 @@ def decay_figure(record: Record, queries: int = 16, untrained: bool = False) -> 
                              marker_color=["#9d9d9d", "#e45756"], showlegend=False,
                              text=[f"{dist['raster']:.0f}", f"{dist['scan']:.0f}"], textposition="auto"),
                       row=1, col=2)
-        for name, x, color in (("raster", dist["raster"], "#9d9d9d"), ("SGN", dist["scan"], "#e45756")):
+        # The mean same-label distances marked on the curve (markers: shapes on log axes need log values).
+        for name, x, color in (("raster", dist["raster"], "#9d9d9d"), ("scanned", dist["scan"], "#e45756")):
             if 1 <= x <= d[-1]:
-                fig.add_vline(x=x, line_color=color, line_dash="dash", row=1, col=1,
-                              annotation_text=f"{name} same-label", annotation_position="top")
+                y = float(np.interp(x, d, prof["weight"][1:]))
+                fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", marker=dict(size=11, color=color),
+                                         name=f"same-label mean distance, {name} order"), row=1, col=1)
     layer = f"layer {record.get('stage', '?')}.{record.get('block', '?')}"
     fig.update_layout(title=_title(f"Long-range decay, raster vs SGN ({layer})", CLAIMS["decay"], untrained),
-                      legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10, t=100, b=10), height=440)
-    return fig
+                      legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10, b=10), height=440)
+    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -193,8 +204,8 @@ def ase_query_figure(record: Record, pixel: tuple[int, int], image: Any | None =
     claim = CLAIMS["ase"] + " " + note
     fig.update_layout(title=_title(f"ASE query map, {layer} (Fig. 5)", claim if not untrained
                                    else UNTRAINED_NOTE + " " + note),
-                      margin=dict(l=10, r=10, t=120, b=10), height=460)
-    return fig
+                      margin=dict(l=10, r=10, b=10), height=460)
+    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -250,8 +261,8 @@ def prompt_quality_figure(rows: Sequence[dict[str, Any]], untrained: bool = Fals
                       barmode="group", xaxis_title="layer (stage.block)",
                       yaxis=dict(title="within-label variance / random groups"),
                       yaxis2=dict(title="neighbour agreement / chance", overlaying="y", side="right"),
-                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=100, b=10), height=440)
-    return fig
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, b=10), height=440)
+    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -273,5 +284,5 @@ def cost_figure(results: Sequence[dict[str, Any]]) -> go.Figure:
                       row=1, col=2)
     fig.update_xaxes(title="input pixels (H x W)")
     fig.update_layout(title=_title("Single-scan cost", CLAIMS["cost"]),
-                      margin=dict(l=10, r=10, t=100, b=10), height=420)
-    return fig
+                      margin=dict(l=10, r=10, b=10), height=420)
+    return _finish(fig)
