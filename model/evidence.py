@@ -347,3 +347,82 @@ __all__ = ["CLAIMS", "UNTRAINED_NOTE", "VARIANTS", "ASE_ORDERS", "mean_max_route
            "ss2d_outputs_raster", "scan_redundancy", "redundancy_table", "label_distances",
            "ase_query_map", "ase_query_note", "knockouts", "knockout_metrics", "padded_input",
            "within_group_fraction", "neighbour_agreement", "prompt_quality", "prompt_quality_table"]
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def _report(ckpt: str, image_path: str, ground_truth: bool, crop: int) -> list[str]:
+    """The numbers of every view for one checkpoint and image, as printable lines."""
+    from . import capture, load_checkpoint
+    from .data import load_image
+    from .degrade import bicubic_downscale, modcrop, to_uint8
+    from .weights import task_of
+
+    net = load_checkpoint(ckpt)
+    cfg = net.config
+    s = int(cfg.upscale)
+    img = load_image(image_path)
+    gt = None
+    if ground_truth:
+        if task_of(cfg) != "sr":
+            raise ValueError("--gt is implemented for SR checkpoints only")
+        gt = modcrop(img, s)
+        img = to_uint8(bicubic_downscale(gt, s)).astype(np.float32) / 255.0
+    h0, w0 = img.shape[:2]
+    r0, c0 = max(0, (h0 - crop) // 2), max(0, (w0 - crop) // 2)
+    small = img[r0:r0 + crop, c0:c0 + crop]  # records of the centre crop keep memory small
+    x = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None][:, : cfg.in_chans]
+    with torch.no_grad(), capture(net) as rec:
+        net(x)
+    lines = [f"{ckpt}: {cfg.arch}, x{s}; records of the centre {small.shape[1]}x{small.shape[0]} crop"]
+    if rec.ss2d:
+        lines.append(CLAIMS["redundancy"])
+        lines.append("layer  similarity  state part only")
+        lines += [f"{r['stage']}.{r['block']:<5} {r['mean']:10.3f} {r['mean_state']:16.3f}"
+                  for r in redundancy_table(rec.ss2d)]
+    if rec.assm:
+        untrained = router_untrained(rec.assm)
+        probs = [mean_max_route_prob(r) for r in rec.assm]
+        lines.append(f"router: mean max route probability {min(probs):.3f}..{max(probs):.3f} "
+                     f"(1/T = {1 / rec.assm[0]['route_logp'].shape[-1]:.3f})"
+                     + (f"; {UNTRAINED_NOTE}" if untrained else ""))
+        lines.append("layer  same-label distance raster -> scan   input var/rand  feature var/rand  "
+                     "neighbours (chance)")
+        for r, q in zip(rec.assm, prompt_quality_table(rec.assm, small[..., : cfg.in_chans]), strict=True):
+            d = label_distances(r)
+            lines.append(f"{r['stage']}.{r['block']:<5} {d['raster']:12.1f} -> {d['scan']:8.1f} "
+                         f"{q['input_ratio']:17.3f} {q['feature_ratio']:17.3f}   "
+                         f"{q['neighbours']:.3f} ({q['neighbours_chance']:.3f})")
+        xs = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None][:, : cfg.in_chans]
+        outs = {k: v[0].clamp(0, 1).permute(1, 2, 0).numpy() for k, v in knockouts(net, xs).items()}
+        base = outs["as trained"]
+        rows = knockout_metrics(outs, gt, s, True) if gt is not None else None
+        lines.append("variant            mean |change| (/255)" + ("   PSNR-Y   SSIM-Y" if rows else ""))
+        for i, (name, out) in enumerate(outs.items()):
+            change = float(np.abs(out.astype(np.float64) - base).mean() * 255)
+            tail = f"   {rows[i]['psnr']:6.2f}   {rows[i]['ssim']:.4f}" if rows else ""
+            lines.append(f"{name:<18} {change:20.4f}{tail}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m model.evidence CKPT IMAGE [--gt] [--crop N]``: the views' numbers as text."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m model.evidence",
+                                 description="The paper's claims measured on one image and checkpoint.")
+    ap.add_argument("checkpoint")
+    ap.add_argument("image")
+    ap.add_argument("--gt", action="store_true",
+                    help="treat the image as ground truth: downscale (MATLAB bicubic), restore, score")
+    ap.add_argument("--crop", type=int, default=96, help="side of the centre crop the layers are recorded on")
+    a = ap.parse_args(argv)
+    print("\n".join(_report(a.checkpoint, a.image, a.gt, a.crop)))
+
+
+if __name__ == "__main__":
+    from .cli import run_cli
+
+    run_cli(main)

@@ -275,3 +275,20 @@ def test_redundancy_without_skip_is_the_state_part(v1net, image):
     np.testing.assert_allclose(ev.scan_redundancy(r, skip=False), want.numpy(), atol=1e-5)
     row = ev.redundancy_table([r])[0]
     assert row["mean_state"] == pytest.approx(float(want[~torch.eye(4, dtype=bool)].mean()), abs=1e-5)
+
+
+def test_command_line_report(tmp_path, v2net, v1net, capsys):
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:24, 0:28]
+    Image.fromarray(np.stack([xx * 9, yy * 10, (xx + yy) * 4], -1).astype(np.uint8)).save(tmp_path / "p.png")
+    for name, net in (("v2.pth", v2net), ("v1.pth", v1net)):
+        torch.save({"params": net.state_dict()}, tmp_path / name)
+    ev.main([str(tmp_path / "v2.pth"), str(tmp_path / "p.png"), "--gt"])
+    out = capsys.readouterr().out
+    assert "same-label distance" in out and "PSNR-Y" in out
+    for v in ev.VARIANTS:
+        assert v in out
+    ev.main([str(tmp_path / "v1.pth"), str(tmp_path / "p.png")])
+    out = capsys.readouterr().out
+    assert "state part only" in out and "PSNR" not in out
