@@ -178,7 +178,10 @@ def build_demo() -> gr.Blocks:
             decay_md = gr.Markdown(elem_id="ev-decay")
             gr.Markdown(texts.EV_ASE, latex_delimiters=LATEX)
             ase_btn = gr.Button("Draw the ASE query map", elem_id="ev-ase-btn")
-            ase_q_fig = gr.Plot(label="ASE query map")
+            with gr.Row():
+                ase_pick = gr.Image(label="click a pixel to query it", format="png", interactive=False,
+                                    elem_id="ev-ase-pick", scale=1)
+                ase_q_fig = gr.Plot(label="ASE query map", scale=3)
             ase_md = gr.Markdown(elem_id="ev-ase")
             gr.Markdown(texts.EV_ABLATION, latex_delimiters=LATEX)
             abl_btn = gr.Button("Run the knock-outs", elem_id="ev-ablation-btn")
@@ -273,8 +276,14 @@ def build_demo() -> gr.Blocks:
                       api_name="scan_redundancy", **heavy)
         decay_btn.click(handlers.decay, inputs=[*ev_in, ev_layer], outputs=[decay_v2, decay_v1, decay_md],
                         api_name="decay", **heavy)
-        ase_btn.click(handlers.ase_query, inputs=[*ev_in, ev_layer, ev_row, ev_col],
-                      outputs=[ase_q_fig, ase_md], api_name="ase_query", **heavy)
+        ase_inputs = [*ev_in, ev_layer, ev_row, ev_col]
+        ase_outputs = [ase_q_fig, ase_md, ase_pick]
+        ase_btn.click(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs, api_name="ase_query",
+                      **heavy)
+        # A click on the enlarged crop picks the query pixel; the map itself is the plain `ase_query`.
+        ase_pick.select(handlers.select_query, outputs=[ev_row, ev_col], api_visibility="private",
+                        queue=False).then(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs,
+                               api_visibility="private", **heavy)
         abl_btn.click(handlers.ablation, inputs=[*ev_in, tile], outputs=[abl_out, abl_diff, abl_md],
                       api_name="ablation", **heavy)
         pq_btn.click(handlers.prompt_quality, inputs=ev_in, outputs=[pq_fig, pq_md],

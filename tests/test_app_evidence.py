@@ -67,8 +67,12 @@ def test_views_return_figures_and_text(client, photo):
     assert fig is not None and rows and all(-1 <= float(r[1]) <= 1 and -1 <= float(r[2]) <= 1 for r in rows)
     v2, v1, md = client.predict(photo, "SR x2", "Restore as is", "1.0", api_name="/decay")
     assert v2 is not None and v1 is not None and "raster order" in md
-    fig, md = client.predict(photo, "SR x2", "Restore as is", "0.0", 2, 3, api_name="/ase_query")
+    fig, md, pick = client.predict(photo, "SR x2", "Restore as is", "0.0", 2, 3, api_name="/ase_query")
     assert fig is not None and "pixel (2, 3)" in md
+    with Image.open(pick) as im:
+        big = np.asarray(im.convert("RGB"))
+    assert big.shape == (32 * 4, 40 * 4, 3)  # the 40x32 input (as is) enlarged 4x
+    assert (big[2 * 4:3 * 4, 3 * 4:4 * 4] == (0, 255, 0)).all()  # the query pixel marked
     fig, md = client.predict(photo, "SR x2", "Restore as is", api_name="/prompt_quality")
     assert fig is not None and len(_rows(md)) >= 2
     fig, md = client.predict("SR x2", "16, 24x32", api_name="/cost")

@@ -20,7 +20,16 @@ from .common import (
     to_image,
     to_tensor,
 )
-from .evidence import COST_SIZES, ablation, ase_query, cost, decay, prompt_quality, scan_redundancy
+from .evidence import (
+    COST_SIZES,
+    ablation,
+    ase_query,
+    cost,
+    decay,
+    prompt_quality,
+    scan_redundancy,
+    select_query,
+)
 from .internals import INTERNALS_MAX, internals, layer_choices
 from .lam import (
     LAM_CONTEXT,
@@ -43,5 +52,5 @@ __all__ = [
     "layer_choices", "prepare", "restore", "run_network", "select_window", "settings_effect",
     "to_image", "to_tensor", "weights_table", "add_checkpoint", "fetch_official", "fetcher",
     "weights_status", "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality",
-    "scan_redundancy",
+    "scan_redundancy", "select_query",
 ]

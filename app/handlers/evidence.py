@@ -31,6 +31,7 @@ from .common import (
 from .internals import INTERNALS_MAX, _centre_crop, _pick
 
 COST_SIZES = "32, 64"
+QUERY_ZOOM = 4  # the crop is shown this many times enlarged for picking the ASE query pixel
 COST_MAX_SIDE = 256  # the cost view runs a forward per size; keep it to seconds on a CPU
 
 
@@ -113,7 +114,8 @@ def decay(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: st
 def ase_query(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = "0.0",
               row: float = -1, col: float = -1,
               progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
-    """The ASE query map of one pixel, official vs aligned prompt order: (figure, markdown)."""
+    """The ASE query map of one pixel, official vs aligned prompt order: (figure, markdown, the crop
+    enlarged QUERY_ZOOM times with the query pixel boxed, to click the next query on)."""
     from model.evidence import ase_query_note
     from viz.evidence import ase_query_figure
 
@@ -127,7 +129,16 @@ def ase_query(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     rec = _pick(records, layer)
     fig = ase_query_figure(rec, (r, c), to_uint8(lr), untrained=untrained)
     note = _note(untrained, rnd)
-    return fig, ase_query_note(rec, (r, c)) + (f"\n\n{note}" if note else "")
+    big = np.repeat(np.repeat(to_uint8(lr), QUERY_ZOOM, axis=0), QUERY_ZOOM, axis=1)  # (zH, zW, 3)
+    z = QUERY_ZOOM
+    big[r * z:(r + 1) * z, c * z:(c + 1) * z] = (0, 255, 0)  # the query pixel
+    return fig, ase_query_note(rec, (r, c)) + (f"\n\n{note}" if note else ""), big
+
+
+def select_query(evt: gr.SelectData) -> tuple[int, int]:
+    """Click on the enlarged crop: (row, col) of the crop pixel under the click."""
+    x, y = (int(v) for v in evt.index[:2])
+    return y // QUERY_ZOOM, x // QUERY_ZOOM
 
 
 @gpu
