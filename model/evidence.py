@@ -1,5 +1,7 @@
 """The paper's claims as numbers, from capture records and knock-out forwards (issue 14).
 
+    python -m model.evidence CKPT IMAGE [--gt] [--crop 96]     # every view's numbers as text
+
 Each function measures one claim of MambaIRv2 (arXiv 2411.15269) on any image and checkpoint:
 
 * ``scan_redundancy``   Fig. 2a: MambaIR's four scans give outputs with cosine similarity > 0.7.
