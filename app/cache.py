@@ -354,8 +354,29 @@ def status_line() -> str:
     parts += [f"`{s['file']}` is broken: provenance of its files unknown (see the Weights tab)."
               for s in broken]
     if any(sp.is_random for fams in tasks().values() for sp in fams.values()):
-        parts.append(f"Some tasks run demo models with {RANDOM_NOTE}.")
+        parts.append(f"⚠️ **Demo models with {RANDOM_NOTE}**: put checkpoints in `weights/` or fetch the "
+                     "official ones (Weights tab) to restore real images.")
     return " ".join(parts)
+
+
+def official_summary() -> str:
+    """'Official weights: 3 of 6 light SR checkpoints present (...).' from the weights folder now."""
+    from model.download import APP_PRESETS
+
+    have = {sp.path for fams in tasks().values() for sp in fams.values() if sp.source == "official"}
+    entries = [e for e in _official_entries() if e.get("path") in have]
+    present = sorted({e["preset"] for e in entries if e.get("preset") in APP_PRESETS})
+    text = f"Official weights: {len(present)} of {len(APP_PRESETS)} light SR checkpoints present"
+    return text + (f" ({', '.join(present)})." if present else ".")
+
+
+def _official_entries() -> list[dict[str, Any]]:
+    from model.weights import scan_weights
+
+    try:
+        return scan_weights(official_dir())[0]
+    except OSError:
+        return []
 
 
 def set_status(line: str) -> None:

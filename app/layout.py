@@ -66,13 +66,11 @@ def build_demo() -> gr.Blocks:
     """Build the Blocks (no model is loaded here: models load on the first request)."""
     task_names = cache.task_names()
     default_task = task_names[0] if task_names else None
-    any_random = any(sp.is_random for fams in cache.tasks().values() for sp in fams.values())
 
     with gr.Blocks(title="MambaIRv2 Explorer") as demo:
         gr.Markdown(texts.INTRO)
-        if any_random:
-            gr.Markdown(f"⚠️ **Demo models with {cache.RANDOM_NOTE}.** Put checkpoints in `weights/` "
-                        "(see the README) to restore real images.", elem_id="random-banner")
+        # One line on the weights (official fetched or not, random demo models, a broken manifest),
+        # refreshed on page load and after a fetch.
         top_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status-top")
         result_state = gr.State(None)
 
@@ -230,8 +228,8 @@ def build_demo() -> gr.Blocks:
             tab_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status")
             gr.Markdown(texts.WEIGHTS_HELP)
             with gr.Row():
-                fetch_btns = {p: gr.Button(f"Fetch official {p}", size="sm", elem_id=f"fetch-{p}")
-                              for p in APP_PRESETS}
+                fetch_btns = {p: gr.Button(f"Fetch {handlers.official_name(p)}", size="sm",
+                                           elem_id=f"fetch-{p}") for p in APP_PRESETS}
             fetch_msg = gr.Markdown(elem_id="fetch-msg")
             with gr.Row():
                 ckpt_file = gr.File(label="Your checkpoint (.pth, .pt, .safetensors)", type="filepath",
@@ -241,6 +239,21 @@ def build_demo() -> gr.Blocks:
                                              elem_id="added-label")
                     added_msg = gr.Markdown(elem_id="added-msg")
             weights_md = gr.Markdown(handlers.weights_table(), elem_id="weights-table")
+
+            gr.Markdown(texts.TIMELINE_HELP)
+            with gr.Row():
+                tl_files = gr.File(label="Checkpoints of one run (several files)", file_count="multiple",
+                                   type="filepath", file_types=[".pth", ".pt", ".safetensors"],
+                                   elem_id="timeline-files")
+                with gr.Column():
+                    tl_folder = gr.Textbox(label="…or a folder on this machine",
+                                           placeholder="experiments/<run>/models", elem_id="timeline-folder")
+                    tl_layer = gr.Textbox(value="0.0", label="Layer for the label maps (stage.block)",
+                                          elem_id="timeline-layer")
+                    tl_btn = gr.Button("Show routing across checkpoints", elem_id="timeline-btn")
+            tl_info = gr.Markdown(elem_id="timeline-info")
+            tl_curves = gr.Plot(label="routing per layer across checkpoints", elem_id="timeline-curves")
+            tl_maps = gr.Plot(label="SGN label maps per checkpoint", elem_id="timeline-maps")
 
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
@@ -290,6 +303,8 @@ def build_demo() -> gr.Blocks:
                      api_name="prompt_quality", **heavy)
         cost_btn.click(handlers.cost, inputs=[task, cost_sizes], outputs=[cost_fig, cost_md], api_name="cost",
                        **heavy)
+        tl_btn.click(handlers.timeline, inputs=[tl_files, tl_folder, inp, tl_layer],
+                     outputs=[tl_curves, tl_maps, tl_info], api_name="timeline", **heavy)
         demo.load(handlers.weights_status, outputs=[top_status], api_visibility="private", queue=False)
         for dropdown in (layer, ev_layer):
             task.change(lambda t: gr.Dropdown(choices=handlers.layer_choices(t), value="0.0"),

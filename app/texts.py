@@ -111,3 +111,11 @@ EV_COST = """#### 6. Single-scan cost
 MACs per component of the task's two networks, counted from the shapes of one forward with the
 selective scan, window attention and SGN sort/gather included (`python -m model.profile` prints the
 same table for any preset), and the measured time with the current scan backend."""
+
+TIMELINE_HELP = """### Prompts across training
+Give several checkpoints of one MambaIRv2 run (a BasicSR `experiments/<run>/models/net_g_*.pth` series,
+uploaded or as a folder): each is run on the centre of the Restore tab's input, and the curves show per
+layer how sure the router is (mean largest route probability × T: 1 = every prompt equally likely),
+how many prompts the image uses, how evenly (perplexity) and how many are dead; below, one layer's SGN
+label map per checkpoint, side by side. A checkpoint whose router is near uniform is flagged: its labels
+are arbitrary."""

@@ -19,6 +19,7 @@ from model import build
 from model.config import MambaIRv2LightConfig
 
 gradio_client = pytest.importorskip("gradio_client")
+
 ROOT = Path(__file__).parent.parent
 
 # A MambaIRv2-light configuration that is no official preset, saved the way BasicSR saves it.
@@ -220,3 +221,24 @@ def test_add_checkpoint_refuses_bad_files_and_runs_no_code(client, user_weights,
     assert not (user_weights / "user" / "evil.pth").exists()
     with pytest.raises(AppError, match="unknown task"):
         client.predict(gradio_client.handle_file(png), "SR x3 · evil.pth", api_name="/restore")
+
+
+def test_timeline_endpoint_over_a_checkpoint_series(client, tmp_path):
+    """Three checkpoints of one run (uploaded) and the same run as a folder: curves, label maps, the
+    table per iteration, and the untrained flag for random routers."""
+    models = tmp_path / "experiments" / "run" / "models"
+    files = [basicsr_checkpoint(models / f"net_g_{step}.pth", seed=step) for step in (3000, 1000, 2000)]
+    photo = gradio_client.handle_file(_photo(tmp_path / "p.png", 20, 28))
+    curves, maps, info = client.predict([gradio_client.handle_file(str(f)) for f in files], "", photo, "1.0",
+                                        api_name="/timeline")
+    assert curves is not None and maps is not None
+    assert info.index("step 1000") < info.index("step 2000") < info.index("step 3000")
+    assert "router not trained" in info and "label maps of layer 1.0" in info
+    run = str(tmp_path / "experiments" / "run")
+    _, _, info2 = client.predict([], run, photo, "0.0", api_name="/timeline")
+    assert info2.count("step ") >= 3
+
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="not a folder"):
+        client.predict([], str(tmp_path / "nope"), photo, "0.0", api_name="/timeline")

@@ -248,10 +248,12 @@ def test_prompt_quality_table_runs_on_capture(v2rec, image):
 
 
 def test_router_untrained_rule(v2rec):
-    t = v2rec[0]["route_logp"].shape[-1]
-    uniform = dict(v2rec[0], route_logp=torch.full((1, 4, t), -np.log(t)))
-    peaked = dict(v2rec[0], route_logp=torch.log_softmax(torch.tensor([[[9.0] + [0.0] * (t - 1)] * 4]), -1))
+    L, t = v2rec[0]["route_logp"].shape[1:]
+    uniform = dict(v2rec[0], route_logp=torch.full((1, L, t), -float(np.log(t))))
+    sure = torch.tensor([9.0] + [0.0] * (t - 1)).expand(1, L, t)  # (1, L, T) one prompt preferred
+    peaked = dict(v2rec[0], route_logp=torch.log_softmax(sure, -1))
     assert ev.router_untrained([uniform])
+    assert ev.router_untrained([uniform, uniform, peaked])  # most layers near uniform
     assert not ev.router_untrained([uniform, peaked])
     assert ev.mean_max_route_prob(uniform) == pytest.approx(1 / t)
 

@@ -43,7 +43,16 @@ from .lam import (
 )
 from .restore import restore
 from .settings import EFFECTS, settings_effect
-from .weights import add_checkpoint, fetch_official, fetcher, format_metric, weights_status, weights_table
+from .weights import (
+    add_checkpoint,
+    fetch_official,
+    fetcher,
+    format_metric,
+    official_name,
+    timeline,
+    weights_status,
+    weights_table,
+)
 
 __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
@@ -53,4 +62,5 @@ __all__ = [
     "to_image", "to_tensor", "weights_table", "add_checkpoint", "fetch_official", "fetcher",
     "weights_status", "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality",
     "scan_redundancy", "select_query",
+    "official_name", "timeline",
 ]
