@@ -345,10 +345,59 @@ def prompt_quality_table(records: Sequence[Record], image: np.ndarray | None = N
              **prompt_quality(r, image, image_hw, batch=batch)} for r in records]
 
 
+def prompt_quality_series(items: Sequence[Any], image: np.ndarray, crop: int = 64,
+                          progress: Callable[[int, int, Any], Any] | None = None) -> list[dict[str, Any]]:
+    """Prompt quality (mean over ASSM layers) and PSNR for every checkpoint of one SR training run.
+
+    ``items``: checkpoint files or folders (``model.timeline.list_checkpoints``: sorted by iteration);
+    ``image`` (H, W, 3) float in [0, 1] is the ground truth: the LR is made by MATLAB-style bicubic,
+    each checkpoint restores the whole LR (PSNR/SSIM on Y, crop = scale) and is recorded on the centre
+    ``crop`` px of the LR. One row per checkpoint: path, step, psnr, ssim, input_ratio, feature_ratio,
+    neighbour_ratio (same-label neighbours / chance), mean_max_prob, untrained.
+    """
+    from . import capture
+    from .degrade import bicubic_downscale, modcrop, to_uint8
+    from .loading import load_checkpoint
+    from .timeline import checkpoint_step, list_checkpoints
+
+    paths = list_checkpoints(items)
+    rows = []
+    for i, path in enumerate(paths):
+        if progress is not None:
+            progress(i, len(paths), path)
+        net = load_checkpoint(path)
+        s = int(net.config.upscale)
+        if s == 1 or net.config.in_chans != 3:
+            raise ValueError(f"{path.name}: the series needs RGB SR checkpoints")
+        gt = modcrop(np.asarray(image, dtype=np.float32), s)
+        lr = to_uint8(bicubic_downscale(gt, s)).astype(np.float32) / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None]  # (1, 3, h, w)
+        h0, w0 = lr.shape[:2]
+        r0, c0 = max(0, (h0 - crop) // 2), max(0, (w0 - crop) // 2)
+        small = np.ascontiguousarray(lr[r0:r0 + crop, c0:c0 + crop])
+        with torch.no_grad():
+            out = net(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()  # (1, 3, H, W) -> (H, W, 3)
+            with capture(net) as rec:
+                net(torch.from_numpy(small).permute(2, 0, 1)[None])
+        if not rec.assm:
+            raise ValueError(f"{path.name} has no ASSM layers: the series needs MambaIRv2 checkpoints")
+        m = knockout_metrics({"as trained": out}, gt, s, True)[0]
+        q = prompt_quality_table(rec.assm, small)
+        rows.append({"path": str(path), "step": checkpoint_step(path), "psnr": m["psnr"], "ssim": m["ssim"],
+                     "input_ratio": float(np.mean([r["input_ratio"] for r in q])),
+                     "feature_ratio": float(np.mean([r["feature_ratio"] for r in q])),
+                     "neighbour_ratio": float(np.mean([r["neighbours"] / max(r["neighbours_chance"], 1e-12)
+                                                       for r in q])),
+                     "mean_max_prob": float(np.mean([mean_max_route_prob(r) for r in rec.assm])),
+                     "untrained": router_untrained(rec.assm)})
+    return rows
+
+
 __all__ = ["CLAIMS", "UNTRAINED_NOTE", "VARIANTS", "ASE_ORDERS", "mean_max_route_prob", "router_untrained",
            "ss2d_outputs_raster", "scan_redundancy", "redundancy_table", "label_distances",
            "ase_query_map", "ase_query_note", "knockouts", "knockout_metrics", "padded_input",
-           "within_group_fraction", "neighbour_agreement", "prompt_quality", "prompt_quality_table"]
+           "within_group_fraction", "neighbour_agreement", "prompt_quality", "prompt_quality_table",
+           "prompt_quality_series"]
 
 
 # ---------------------------------------------------------------------------

@@ -294,3 +294,33 @@ def test_command_line_report(tmp_path, v2net, v1net, capsys):
     ev.main([str(tmp_path / "v1.pth"), str(tmp_path / "p.png")])
     out = capsys.readouterr().out
     assert "state part only" in out and "PSNR" not in out
+
+
+def test_prompt_quality_series_over_checkpoints(tmp_path, v2net):
+    from model.degrade import bicubic_downscale, modcrop, to_uint8
+    from model.metrics import psnr
+    from viz.evidence import prompt_quality_series_figure
+
+    run = tmp_path / "run"
+    run.mkdir()
+    other = _randomize(build(V2_CFG), 7)
+    torch.save({"params": other.state_dict()}, run / "net_g_100.pth")
+    torch.save({"params": v2net.state_dict()}, run / "net_g_20.pth")
+    yy, xx = np.mgrid[0:24, 0:28] / 24
+    img = np.stack([0.5 + 0.4 * np.sin(6 * yy + c + 3 * xx) for c in range(3)], -1).astype(np.float32)
+    rows = ev.prompt_quality_series([run], img, crop=8)
+    assert [r["step"] for r in rows] == [20, 100]  # sorted by iteration
+    # The first row against a direct computation with v2net.
+    gt = modcrop(img, 2)
+    lr = to_uint8(bicubic_downscale(gt, 2)).astype(np.float32) / 255.0
+    with torch.no_grad():
+        out = v2net(torch.from_numpy(lr).permute(2, 0, 1)[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
+        small = np.ascontiguousarray(lr[2:10, 3:11])  # the centre 8x8 of the 12x14 LR
+        with capture(v2net) as rec:
+            v2net(torch.from_numpy(small).permute(2, 0, 1)[None])
+    assert rows[0]["psnr"] == pytest.approx(psnr(to_uint8(out), to_uint8(gt), 2, True))
+    want = np.mean([q["feature_ratio"] for q in ev.prompt_quality_table(rec.assm, small)])
+    assert rows[0]["feature_ratio"] == pytest.approx(want)
+    assert rows[0]["psnr"] != rows[1]["psnr"]
+    fig = prompt_quality_series_figure(rows)
+    assert list(fig.data[2].y) == pytest.approx([r["psnr"] for r in rows])

@@ -265,6 +265,29 @@ def prompt_quality_figure(rows: Sequence[dict[str, Any]], untrained: bool = Fals
     return _finish(fig)
 
 
+def prompt_quality_series_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Prompt quality (mean over layers) against the training step, PSNR on a second axis, from
+    ``model.evidence.prompt_quality_series``: does the grouping become semantic as the model learns?"""
+    x = [r["step"] if r["step"] is not None else i for i, r in enumerate(rows)]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=[r["input_ratio"] for r in rows], mode="lines+markers",
+                             name="input pixels: variance / random"))
+    fig.add_trace(go.Scatter(x=x, y=[r["feature_ratio"] for r in rows], mode="lines+markers",
+                             name="features: variance / random"))
+    fig.add_trace(go.Scatter(x=x, y=[r["psnr"] for r in rows], mode="lines+markers", name="PSNR-Y (dB)",
+                             yaxis="y2", line=dict(dash="dot", color="black")))
+    flat = [xi for xi, r in zip(x, rows, strict=True) if r["untrained"]]
+    if flat:
+        fig.add_trace(go.Scatter(x=flat, y=[1.0] * len(flat), mode="markers", name="router untrained",
+                                 marker=dict(symbol="x", size=10, color="crimson")))
+    fig.add_hline(y=1.0, line_dash="dash", line_color="gray", annotation_text="chance")
+    fig.update_layout(title=_title("Prompt quality across training", CLAIMS["quality"]),
+                      xaxis_title="training step", yaxis=dict(title="within-label variance / random"),
+                      yaxis2=dict(title="PSNR-Y (dB)", overlaying="y", side="right"),
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, b=10), height=420)
+    return _finish(fig)
+
+
 # ---------------------------------------------------------------------------
 # 6. Single-scan cost
 # ---------------------------------------------------------------------------
