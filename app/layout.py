@@ -220,6 +220,50 @@ def build_demo() -> gr.Blocks:
                 attn_v2 = gr.Plot(label="MambaIRv2 implicit attention", elem_id="attn-v2", min_width=PAIR_MIN)
                 attn_v1 = gr.Plot(label="MambaIR implicit attention", elem_id="attn-v1", min_width=PAIR_MIN)
 
+        with gr.Tab("Evidence", id="evidence"):
+            gr.Markdown(texts.fill(texts.EVIDENCE_HELP, size=handlers.INTERNALS_MAX))
+            with gr.Row():
+                ev_layer = gr.Dropdown(handlers.layer_choices(default_task) if default_task else ["0.0"],
+                                       value="0.0", label="Layer (stage.block)", elem_id="ev-layer")
+                ev_row = gr.Number(value=-1, precision=0, label="query row (-1 = centre)", elem_id="ev-row")
+                ev_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)",
+                                   elem_id="ev-col")
+            gr.Markdown(texts.EV_REDUNDANCY, latex_delimiters=LATEX)
+            red_btn = gr.Button("Measure scan redundancy (MambaIR)", elem_id="ev-redundancy-btn")
+            red_fig = gr.Plot(label="four-scan similarity")
+            red_md = gr.Markdown(elem_id="ev-redundancy")
+            gr.Markdown(texts.EV_DECAY, latex_delimiters=LATEX)
+            decay_btn = gr.Button("Measure decay", elem_id="ev-decay-btn")
+            with gr.Row():
+                decay_v2 = gr.Plot(label="MambaIRv2")
+                decay_v1 = gr.Plot(label="MambaIR")
+            decay_md = gr.Markdown(elem_id="ev-decay")
+            gr.Markdown(texts.EV_ASE, latex_delimiters=LATEX)
+            ase_btn = gr.Button("Draw the ASE query map", elem_id="ev-ase-btn")
+            with gr.Row():
+                ase_pick = gr.Image(label="click a pixel to query it", format="png", interactive=False,
+                                    elem_id="ev-ase-pick", scale=1)
+                ase_q_fig = gr.Plot(label="ASE query map", scale=3)
+            ase_md = gr.Markdown(elem_id="ev-ase")
+            gr.Markdown(texts.EV_ABLATION, latex_delimiters=LATEX)
+            abl_btn = gr.Button("Run the knock-outs", elem_id="ev-ablation-btn")
+            with gr.Row():
+                abl_out = gr.Gallery(label="outputs", format="png", columns=4, elem_id="ev-ablation-out")
+                abl_diff = gr.Gallery(label="difference to 'as trained' (x10)", format="png", columns=3,
+                                      elem_id="ev-ablation-diff")
+            abl_md = gr.Markdown(elem_id="ev-ablation")
+            gr.Markdown(texts.EV_QUALITY, latex_delimiters=LATEX)
+            pq_btn = gr.Button("Measure prompt quality", elem_id="ev-quality-btn")
+            pq_fig = gr.Plot(label="prompt quality")
+            pq_md = gr.Markdown(elem_id="ev-quality")
+            gr.Markdown(texts.EV_COST, latex_delimiters=LATEX)
+            with gr.Row():
+                cost_sizes = gr.Textbox(value=handlers.COST_SIZES, label="input sizes (N or HxW, comma "
+                                        "separated)", elem_id="ev-cost-sizes")
+                cost_btn = gr.Button("Count MACs and time", elem_id="ev-cost-btn")
+            cost_fig = gr.Plot(label="cost vs size")
+            cost_md = gr.Markdown(elem_id="ev-cost")
+
         with gr.Tab("Settings", id="settings"):
             routing = gr.Radio(handlers.ROUTINGS, value="argmax", label="Routing",
                                info="argmax = deterministic (official model with zero Gumbel noise); "
@@ -312,10 +356,30 @@ def build_demo() -> gr.Blocks:
         ckpt_file.upload(handlers.add_checkpoint, inputs=[ckpt_file],
                          outputs=[added_label, task, weights_md, added_msg], api_name="add_checkpoint",
                          **heavy)
+        ev_in = [inp, task, mode]
+        red_btn.click(handlers.scan_redundancy, inputs=ev_in, outputs=[red_fig, red_md],
+                      api_name="scan_redundancy", **heavy)
+        decay_btn.click(handlers.decay, inputs=[*ev_in, ev_layer], outputs=[decay_v2, decay_v1, decay_md],
+                        api_name="decay", **heavy)
+        ase_inputs = [*ev_in, ev_layer, ev_row, ev_col]
+        ase_outputs = [ase_q_fig, ase_md, ase_pick]
+        ase_btn.click(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs, api_name="ase_query",
+                      **heavy)
+        # A click on the enlarged crop picks the query pixel; the map itself is the plain `ase_query`.
+        ase_pick.select(handlers.select_query, outputs=[ev_row, ev_col], api_visibility="private",
+                        queue=False).then(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs,
+                               api_visibility="private", **heavy)
+        abl_btn.click(handlers.ablation, inputs=[*ev_in, tile], outputs=[abl_out, abl_diff, abl_md],
+                      api_name="ablation", **heavy)
+        pq_btn.click(handlers.prompt_quality, inputs=ev_in, outputs=[pq_fig, pq_md],
+                     api_name="prompt_quality", **heavy)
+        cost_btn.click(handlers.cost, inputs=[task, cost_sizes], outputs=[cost_fig, cost_md], api_name="cost",
+                       **heavy)
         tl_btn.click(handlers.timeline, inputs=[tl_files, tl_folder, inp, tl_layer],
                      outputs=[tl_curves, tl_maps, tl_info], api_name="timeline", **heavy)
         demo.load(handlers.weights_status, outputs=[top_status], api_visibility="private", queue=False)
-        task.change(handlers.layer_dropdown, inputs=[task], outputs=[layer], api_visibility="private",
-                    queue=False)
+        for dropdown in (layer, ev_layer):
+            task.change(handlers.layer_dropdown, inputs=[task], outputs=[dropdown], api_visibility="private",
+                        queue=False)
     demo.queue(max_size=QUEUE_SIZE)
     return demo

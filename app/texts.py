@@ -78,6 +78,40 @@ network (`MAMBAIR_WEIGHTS=official python app.py` fetches them all at start; a S
 configuration, e.g. a BasicSR `net_g_5000.pth`) is read safely (weights only; code in a pickle never runs)
 and offered as a task named by its file name, beside the other network's best model for the same task."""
 
+EVIDENCE_HELP = """### The paper's claims, on your image and checkpoint
+Each view tests one claim of the MambaIRv2 paper on the current input (Restore tab) and the task's
+checkpoints, and says in one line what would contradict the claim. Views that record a layer use the
+centre of the input (at most {size}×{size} pixels); the knock-outs run the whole image. With untrained
+routers (e.g. demo weights) the views still run and say so: they are meant for official and your own
+checkpoints."""
+
+EV_REDUNDANCY = """#### 1. Redundancy of MambaIR's four scans (paper Fig. 2a)
+Cosine similarity between the outputs of the row, column and reversed scans, each moved back to raster
+order; also without the skip term $D u$, which is the same in every scan."""
+
+EV_DECAY = """#### 2. Long-range decay: raster order vs SGN
+The exact implicit attention weight $|\\alpha_{i,j}|$ of the scan against the distance $i-j$ in the
+sequence, with the pure decay $e^{\\bar\\Delta A k}$; and how far apart same-label pixels are in raster
+order and in the order the scan reads them."""
+
+EV_ASE = """#### 3. ASE query map (paper Fig. 5)
+Cosine similarity between the prompt added to the query pixel's $C$ and the $C$ of every pixel. The
+official code adds the prompt of raster pixel $s$ at sorted position $s$ (not the pixel's own prompt):
+left as the weights were trained, right with the prompt moved with its pixel."""
+
+EV_ABLATION = """#### 4. Knock-outs at inference
+MambaIRv2 as trained; with SGN off (raster-order scan, same prompts); with the prompt removed from $C$;
+with aligned prompts. In ground-truth mode each variant is scored (PSNR/SSIM, BasicSR conventions)."""
+
+EV_QUALITY = """#### 5. Prompt quality per layer
+Within-label variance of the input pixels and of the layer's features, divided by that of random groups
+of the same sizes (below 1: the labels group similar pixels), and how often 4-neighbours share a label."""
+
+EV_COST = """#### 6. Single-scan cost
+MACs per component of the task's two networks, counted from the shapes of one forward with the
+selective scan, window attention and SGN sort/gather included (`python -m model.profile` prints the
+same table for any preset), and the measured time with the current scan backend."""
+
 TIMELINE_HELP = """### Prompts across training
 Give several checkpoints of one MambaIRv2 run (a BasicSR `experiments/<run>/models/net_g_*.pth` series,
 uploaded or as a folder): each is run on the centre of the Restore tab's input, and the curves show per

@@ -20,6 +20,16 @@ from .common import (
     to_image,
     to_tensor,
 )
+from .evidence import (
+    COST_SIZES,
+    ablation,
+    ase_query,
+    cost,
+    decay,
+    prompt_quality,
+    scan_redundancy,
+    select_query,
+)
 from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown, select_pixel
 from .lam import (
     LAM_CONTEXT,
@@ -51,4 +61,6 @@ __all__ = [
     "layer_choices", "layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
     "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
     "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "timeline",
+    "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "scan_redundancy",
+    "select_query",
 ]
