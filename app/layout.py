@@ -366,8 +366,9 @@ def build_demo() -> gr.Blocks:
         ase_btn.click(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs, api_name="ase_query",
                       **heavy)
         # A click on the enlarged crop picks the query pixel; the map itself is the plain `ase_query`.
-        ase_pick.select(handlers.select_query, outputs=[ev_row, ev_col], api_visibility="private",
-                        queue=False).then(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs,
+        ase_pick.select(handlers.explain_errors(handlers.select_query), outputs=[ev_row, ev_col],
+                        api_visibility="private", queue=False
+                        ).then(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs,
                                api_visibility="private", **heavy)
         abl_btn.click(handlers.ablation, inputs=[*ev_in, tile], outputs=[abl_out, abl_diff, abl_md],
                       api_name="ablation", **heavy)

@@ -45,6 +45,7 @@ def weights_table() -> str:
     return text
 
 
+@explain_errors
 def weights_status() -> str:
     """The one-line weights status shown at the top of the page and in the Weights tab."""
     line = cache.status_line()
@@ -78,6 +79,7 @@ def add_checkpoint(file: Any) -> tuple:
     return label, _task_menu(label), weights_table(), msg
 
 
+@explain_errors
 def fetch_official(preset: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
     """Fetch one official checkpoint now: (message, task menu, weights table, status line)."""
     from model import download
@@ -105,7 +107,7 @@ def fetcher(preset: str) -> Any:
     def fetch(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
         return fetch_official(preset, progress)
     fetch.__name__ = f"fetch_{preset}"
-    return fetch
+    return explain_errors(fetch)
 
 
 # ---------------------------------------------------------------------------
