@@ -243,3 +243,12 @@ def test_timeline_endpoint_over_a_checkpoint_series(client, tmp_path):
 
     with pytest.raises(AppError, match="not a folder"):
         client.predict([], str(tmp_path / "nope"), photo, "0.0", api_name="/timeline")
+
+
+def test_internals_flags_a_router_that_has_not_learned(client, tmp_path):
+    """Random routers (the tiny demo) are near uniform: the label pictures come with the plain warning."""
+    from model.router_stats import UNTRAINED_MESSAGE
+
+    photo = gradio_client.handle_file(_photo(tmp_path / "p.png", 16, 20))
+    summary, *_ = client.predict(photo, "SR x2", api_name="/internals")
+    assert UNTRAINED_MESSAGE in summary
