@@ -7,9 +7,9 @@ labelled random-weight demo models of the light presets. The environment variabl
 ``MAMBAIR_APP_DEMO=tiny`` swaps in tiny random models (used by the tests).
 
 Task labels: each task ("SR x4") is served by the best checkpoint per network (official, then
-trained here); any other checkpoint gets its own label with its file name ("SR x4 · net_g_5000.pth"),
-paired with the best checkpoint of the other network for the same task, so that it can still be
-compared side by side. User files always get such a label.
+trained here, then other files found in the weights folder); any other checkpoint gets its own label
+with its file name ("SR x4 · net_g_5000.pth"), paired with the best checkpoint of the other network
+for the same task, so that it can still be compared side by side. Uploads always get such a label.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class ModelSpec:
     config: Any = None          # the config for random models
     metrics: tuple = field(default=())  # ((name, value), ...) from the manifest
     base_task: str = ""         # task label without the file name ("SR x4"); "" = same as task
+    own_label: bool = False     # always offered under its file-named label (uploads)
 
     @property
     def key(self) -> str:
@@ -144,6 +145,7 @@ def _specs_from_weights() -> list[ModelSpec]:
         specs.append(ModelSpec(
             family=family, task=label, base_task=label, kind=kind, scale=scale, level=level,
             source=str(_get(e, "source", "user file")), path=str(_get(e, "path")), config=cfg,
+            own_label=_is_upload(str(_get(e, "path"))),
             metrics=tuple(sorted((str(k), v) for k, v in dict(_get(e, "metrics", {}) or {}).items()))))
     return specs
 
@@ -215,13 +217,13 @@ def tasks(refresh: bool = False) -> dict[str, dict[str, ModelSpec]]:
             specs = [] if demo_mode in ("tiny", "random") else _specs_from_weights()
             known = {sp.path for sp in specs}
             specs += [sp for path, sp in _uploaded.items() if path not in known]
-            if not [sp for sp in specs if sp.source != "user file"]:
+            if not [sp for sp in specs if not sp.own_label]:
                 specs += _demo_specs()
             found: dict[str, dict[str, ModelSpec]] = {}
             others: list[ModelSpec] = []
             for sp in sorted(specs, key=lambda s: (SOURCE_RANK.get(s.source, 4), s.path or "")):
                 slot = found.setdefault(sp.base_task or sp.task, {})
-                if sp.source == "user file" or sp.family in slot:
+                if sp.own_label or sp.family in slot:
                     others.append(sp)  # its own label, below
                 else:
                     slot[sp.family] = sp
@@ -308,6 +310,11 @@ def official_dir() -> str:
     from model.download import OFFICIAL_DIR
 
     return os.path.join(weights_dir(), OFFICIAL_DIR)
+
+
+def _is_upload(path: str) -> bool:
+    """True for files in ``user_dir()`` (uploads kept from earlier runs)."""
+    return os.path.abspath(path).startswith(os.path.abspath(user_dir()) + os.sep)
 
 
 def user_dir() -> str:
@@ -424,7 +431,7 @@ def add_user_checkpoint(path: str, name: str | None = None) -> ModelSpec:
     level, known = _level_of({"file": name}, kind)
     base = task_label(kind, int(cfg.upscale), level) + ("" if known else " (level assumed)")
     spec = ModelSpec(family=family, task=base, base_task=base, kind=kind, scale=int(cfg.upscale), level=level,
-                     source="user file", path=dest, config=cfg)
+                     source="user file", path=dest, config=cfg, own_label=True)
     with _lock:
         _uploaded[dest] = spec
         _models[spec.key] = net

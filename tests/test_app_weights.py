@@ -19,6 +19,7 @@ from model import build
 from model.config import MambaIRv2LightConfig
 
 gradio_client = pytest.importorskip("gradio_client")
+
 ROOT = Path(__file__).parent.parent
 
 # A MambaIRv2-light configuration that is no official preset, saved the way BasicSR saves it.
@@ -156,8 +157,9 @@ def test_broken_manifest_is_reported_not_replaced_by_random(tmp_path, monkeypatc
     monkeypatch.delenv("MAMBAIR_APP_DEMO", raising=False)
     cache.clear()
     try:
-        fams = cache.tasks()["SR x3 · mine.pth"]
+        fams = cache.tasks()["SR x3"]
         assert fams["MambaIRv2"].source == "user file"  # provenance unknown: never upgraded
+        assert not any(sp.is_random for f in cache.tasks().values() for sp in f.values())
         table = handlers.weights_table()
         assert "manifest.json" in table and "broken manifest" in table
         assert "manifest.json` is broken" in handlers.weights_status()
@@ -220,3 +222,33 @@ def test_add_checkpoint_refuses_bad_files_and_runs_no_code(client, user_weights,
     assert not (user_weights / "user" / "evil.pth").exists()
     with pytest.raises(AppError, match="unknown task"):
         client.predict(gradio_client.handle_file(png), "SR x3 · evil.pth", api_name="/restore")
+
+
+def test_timeline_endpoint_over_a_checkpoint_series(client, tmp_path):
+    """Three checkpoints of one run (uploaded) and the same run as a folder: curves, label maps, the
+    table per iteration, and the untrained flag for random routers."""
+    models = tmp_path / "experiments" / "run" / "models"
+    files = [basicsr_checkpoint(models / f"net_g_{step}.pth", seed=step) for step in (3000, 1000, 2000)]
+    photo = gradio_client.handle_file(_photo(tmp_path / "p.png", 20, 28))
+    curves, maps, info = client.predict([gradio_client.handle_file(str(f)) for f in files], "", photo, "1.0",
+                                        api_name="/timeline")
+    assert curves is not None and maps is not None
+    assert info.index("step 1000") < info.index("step 2000") < info.index("step 3000")
+    assert "router not trained" in info and "label maps of layer 1.0" in info
+    run = str(tmp_path / "experiments" / "run")
+    _, _, info2 = client.predict([], run, photo, "0.0", api_name="/timeline")
+    assert info2.count("step ") >= 3
+
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="not a folder"):
+        client.predict([], str(tmp_path / "nope"), photo, "0.0", api_name="/timeline")
+
+
+def test_internals_flags_a_router_that_has_not_learned(client, tmp_path):
+    """Random routers (the tiny demo) are near uniform: the label pictures come with the plain warning."""
+    from model.router_stats import UNTRAINED_MESSAGE
+
+    photo = gradio_client.handle_file(_photo(tmp_path / "p.png", 16, 20))
+    summary, *_ = client.predict(photo, "SR x2", api_name="/internals")
+    assert UNTRAINED_MESSAGE in summary

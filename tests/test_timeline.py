@@ -121,7 +121,9 @@ def test_figures_and_pictures_flag_untrained_routers(snaps) -> None:
     cap = 30
     assert _reddish(strip[:cap]) > 0 and _reddish(trained[:cap]) == 0
     grid = label_grid_image(snaps)
-    assert grid.shape[0] == 3 * label_strip(snaps, 0, zoom=2).shape[0]
+    row = label_strip(snaps, 0, zoom=2, sentence=False)
+    assert grid.shape[0] == 3 * row.shape[0] + 20  # three layers, the sentence once at the bottom
+    assert _reddish(grid[-20:]) > 0 and label_strip(snaps, 0, zoom=2).shape[0] > row.shape[0]
     table = timeline_table(snaps)
     rows = [r for r in table.splitlines() if r.strip().startswith("step")]
     assert len(rows) == 4 and rows[0].endswith("router not trained") and rows[3].endswith("routing")
@@ -138,3 +140,22 @@ def test_cli_writes_figures_and_table(series, tmp_path, capsys) -> None:
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"labels_all.png", "labels_0.0.png", "labels_1.0.png", "table.txt", "index.json"} <= names
     assert "timeline.png" in names or "timeline.html" in names  # PNG when kaleido finds a browser
+
+
+def test_training_curves_figure() -> None:
+    from viz.timeline import training_curves_figure
+
+    def ev(step: int, xt: list[float], lc: float, gain: float) -> dict:
+        layers = [{"mean_max_prob_xT": v, "logit_change": lc} for v in xt]
+        return {"step": step, "val_psnr_y": 30.0 + gain, "val_psnr_y_bicubic": 30.0,
+                "router": {"layers": layers}}
+
+    runs = {"a": [ev(0, [1.0, 1.0, 1.0], 0.0, 0.5), {"step": 5, "loss": 0.1},
+                  ev(10, [1.0, 3.0, 5.0], 0.2, 0.7)],
+            "b": [ev(0, [1.0, 1.0, 1.0], 0.0, 0.5)]}
+    fig = training_curves_figure(runs)
+    assert len(fig.data) == 8 and [t.name for t in fig.data[:4]] == ["a"] * 4
+    assert list(fig.data[0].x) == [0, 10] and list(fig.data[0].y) == [1.0, 3.0]  # medians
+    assert list(fig.data[1].y) == [1.0, 5.0] and fig.data[3].y[1] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="no validation event"):
+        training_curves_figure({"c": [{"step": 1, "loss": 0.2}]})

@@ -31,7 +31,7 @@ from model.timeline import Snapshot
 from .palette import label_colors
 
 __all__ = ["timeline_figure", "label_maps_figure", "label_strip", "label_grid_image", "timeline_table",
-           "main"]
+           "training_curves_figure", "main"]
 
 _METRICS = (  # (key in the stats, y-axis title); "xT" = mean max prob times T
     ("xT", "mean largest route prob. × T"),
@@ -145,10 +145,11 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, gap: int = 6) -> np.ndarray:
+def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, gap: int = 6,
+                sentence: bool = True) -> np.ndarray:
     """(h, w, 3) uint8: the label maps of one layer side by side (each ``zoom`` x, nearest), each under a
-    caption "step N  xT v"; a red "router not trained" under a near-uniform one, and the full sentence
-    at the bottom when any is flagged."""
+    caption "step N  xT v"; a red "router not trained" under a near-uniform one, and (``sentence``) the
+    full sentence at the bottom when any is flagged."""
     _check(snaps)
     j = _layer_index(snaps, layer)
     T = snaps[0].stats[j]["num_prompts"]
@@ -157,8 +158,9 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
     mh, mw = maps[0].shape[:2]
     cap, flag_h = 30, 16
     flagged = [layer_untrained(s.stats[j]) for s in snaps]
-    width = max(len(maps) * (mw + gap) + gap, 420 if any(flagged) else 0)
-    canvas = Image.new("RGB", (width, cap + mh + gap + (flag_h if any(flagged) else 0)), "white")
+    bottom = sentence and any(flagged)
+    width = max(len(maps) * (mw + gap) + gap, 420 if bottom else 0)
+    canvas = Image.new("RGB", (width, cap + mh + gap + (flag_h if bottom else 0)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (s, m) in enumerate(zip(snaps, maps, strict=True)):
         x = gap + i * (mw + gap)
@@ -170,7 +172,7 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
         else:
             note = f"×T {st['mean_max_prob'] * T:.2f}, {st['used']} used"
             draw.text((x, 14), note, fill="black", font=_font(10))
-    if any(flagged):
+    if bottom:
         draw.text((gap, cap + mh + 2), UNTRAINED_MESSAGE, fill=_RED, font=_font(11))
     return np.asarray(canvas)
 
@@ -178,19 +180,23 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
 def label_grid_image(snaps: Sequence[Snapshot], layers: Sequence[int | str] | None = None, zoom: int = 2
                      ) -> np.ndarray:
     """(h, w, 3) uint8: one row per layer ("stage.block" at the left), one column per checkpoint, of
-    SGN label maps; each row is a ``label_strip`` (captions and flags included)."""
+    SGN label maps; each row is a ``label_strip`` (captions and flags included), and the full "router
+    not trained" sentence once at the bottom when any map is flagged."""
     _check(snaps)
     idx = [_layer_index(snaps, v) for v in (layers if layers is not None else range(len(snaps[0].stats)))]
-    strips = [label_strip(snaps, j, zoom) for j in idx]
-    left = 44
-    width = left + max(s.shape[1] for s in strips)
-    canvas = Image.new("RGB", (width, sum(s.shape[0] for s in strips)), "white")
+    strips = [label_strip(snaps, j, zoom, sentence=False) for j in idx]
+    flagged = any(layer_untrained(s.stats[j]) for s in snaps for j in idx)
+    left, foot = 44, 20 if flagged else 0
+    width = max(left + max(s.shape[1] for s in strips), 470 if flagged else 0)
+    canvas = Image.new("RGB", (width, sum(s.shape[0] for s in strips) + foot), "white")
     draw = ImageDraw.Draw(canvas)
     y = 0
     for j, strip in zip(idx, strips, strict=True):
         canvas.paste(Image.fromarray(strip), (left, y))
         draw.text((2, y + 30), snaps[0].layers[j], fill="black", font=_font(12))
         y += strip.shape[0]
+    if flagged:
+        draw.text((4, y + 3), UNTRAINED_MESSAGE, fill=_RED, font=_font(12))
     return np.asarray(canvas)
 
 
@@ -214,6 +220,40 @@ def timeline_table(snaps: Sequence[Snapshot]) -> str:
     if snaps[-1].untrained:
         lines.append(f"latest checkpoint: {UNTRAINED_MESSAGE}")
     return "\n".join(lines)
+
+
+def training_curves_figure(runs: dict[str, list[dict]]) -> go.Figure:
+    """Router numbers next to PSNR against the training step, one colour per run: the validation events
+    of ``model.train``'s ``log.jsonl`` (those with a ``router`` summary). Panels: median and largest
+    (over layers) mean max route probability x T, median RMS change of the route logits since the
+    start, and validation PSNR-Y minus bicubic."""
+    if not runs:
+        raise ValueError("no runs to show")
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16, subplot_titles=(
+        "median over layers: mean max route prob. × T", "largest over layers: mean max route prob. × T",
+        "median over layers: RMS change of route logits", "validation PSNR-Y − bicubic (dB)"))
+    palette = sample_colorscale("Turbo", [0.1 + 0.8 * i / max(len(runs) - 1, 1) for i in range(len(runs))])
+    for color, (name, events) in zip(palette, runs.items(), strict=True):
+        ev = [e for e in events if "router" in e]
+        if not ev:
+            raise ValueError(f"run {name!r} has no validation event with router numbers")
+        steps = [e["step"] for e in ev]
+        xt = [[r["mean_max_prob_xT"] for r in e["router"]["layers"]] for e in ev]
+        lc = [[r.get("logit_change", 0.0) for r in e["router"]["layers"]] for e in ev]
+        panels = ([float(np.median(v)) for v in xt], [max(v) for v in xt], [float(np.median(v)) for v in lc],
+                  [e["val_psnr_y"] - e["val_psnr_y_bicubic"] for e in ev])
+        for k, ys in enumerate(panels):
+            trace = go.Scatter(x=steps, y=ys, name=name, legendgroup=name, showlegend=k == 0,
+                               mode="lines+markers", line=dict(color=color))
+            fig.add_trace(trace, row=k // 2 + 1, col=k % 2 + 1)
+    for col in (1, 2):
+        fig.add_hline(y=2.0, line=dict(dash="dot", color="grey"), annotation_text="untrained below",
+                      annotation_position="top left", row=1, col=col)
+    for k in range(4):
+        fig.update_xaxes(title_text="step", row=k // 2 + 1, col=k % 2 + 1)
+    fig.update_layout(title="Router while training (validation crops of held-out photos)",
+                      margin=dict(l=10, r=10, t=80, b=10))
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

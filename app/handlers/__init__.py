@@ -20,7 +20,17 @@ from .common import (
     to_image,
     to_tensor,
 )
-from .internals import INTERNALS_MAX, internals, layer_choices
+from .evidence import (
+    COST_SIZES,
+    ablation,
+    ase_query,
+    cost,
+    decay,
+    prompt_quality,
+    scan_redundancy,
+    select_query,
+)
+from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown, select_pixel
 from .lam import (
     LAM_CONTEXT,
     LAM_DEFAULT_STEPS,
@@ -31,7 +41,7 @@ from .lam import (
     lam_window,
     select_window,
 )
-from .restore import restore
+from .restore import new_photo, region_preview, restore
 from .settings import EFFECTS, settings_effect
 from .weights import (
     add_checkpoint,
@@ -39,6 +49,7 @@ from .weights import (
     fetcher,
     format_metric,
     official_name,
+    timeline,
     weights_status,
     weights_table,
 )
@@ -47,7 +58,9 @@ __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
     "LAM_WINDOW", "MODES", "MODE_AS_IS", "MODE_GT", "PROMPT_ORDERS", "ROUTINGS", "Prepared",
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
-    "layer_choices", "prepare", "restore", "run_network", "select_window", "settings_effect",
-    "to_image", "to_tensor", "weights_table", "add_checkpoint", "fetch_official", "fetcher",
-    "weights_status", "official_name",
+    "layer_choices", "layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
+    "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
+    "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "timeline",
+    "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "scan_redundancy",
+    "select_query",
 ]

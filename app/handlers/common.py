@@ -19,7 +19,8 @@ import torch
 from model.degrade import to_uint8
 
 from .. import cache
-from ..io import ImageError, load_image
+from ..io import MAX_SIDE, ImageError, check_size, load_image
+from ..region import LARGE_REGION, REGION_SIDE, Plan, apply_plan, plan_input
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Prepared:
     kind: str
     scale: int
     level: int
+    plan: Plan                # which part of the photo, at which size, the networks see
 
 
 def _gray3(img: np.ndarray) -> np.ndarray:
@@ -103,16 +105,35 @@ def _gray3(img: np.ndarray) -> np.ndarray:
     return np.repeat(y[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
 
 
-def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS) -> Prepared:
-    """Load/check the image and make the network input for ``task`` in ``mode``."""
+def plan_for(photo_hw: tuple[int, int], task: str | None, mode: str = MODE_AS_IS, region: str | None = "",
+             large: str = LARGE_REGION) -> Plan:
+    """``app.region.plan_input`` for a task and mode: in ground-truth mode SR networks see 1/scale."""
+    _, scale, _ = _kind_scale_level(specs_for(task))
+    factor = 1.0 / scale if mode == MODE_GT else 1.0
+    side = REGION_SIDE if cache.device().type == "cpu" else MAX_SIDE  # a GPU restores 1024^2 in seconds
+    try:
+        return plan_input(photo_hw, region, large, factor=factor, side=side)
+    except ImageError as exc:
+        raise _user_error(exc) from exc
+
+
+def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | None = "",
+            large: str = LARGE_REGION) -> Prepared:
+    """Load/check the image and make the network input for ``task`` in ``mode``.
+
+    A photo whose network input would exceed ``MAX_SIDE`` per side is cut to ``region`` (default:
+    the centre) or, with ``large`` = downscale to fit, resized (``app.region``).
+    """
     from model import degrade
 
     try:
-        rgb = load_image(image)
+        photo = load_image(image, max_side=None)
     except ImageError as exc:
         raise _user_error(exc) from exc
     specs = specs_for(task)
     kind, scale, level = _kind_scale_level(specs)
+    plan = plan_for(photo.shape[:2], task, mode, region, large)
+    rgb = apply_plan(photo, plan)
     img = rgb.astype(np.float64) / 255.0
     if kind == "car":
         img = _gray3(img)  # the official JPEG models are grayscale
@@ -128,12 +149,16 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS) -> Prepared:
             lr = degrade.jpeg_compress(gt, level).astype(np.float64)
     else:
         gt, lr = None, img
+    try:
+        check_size(lr, MAX_SIDE)  # holds by the plan; a plain check that the limit is kept
+    except ImageError as exc:
+        raise _user_error(exc) from exc
     if kind == "sr":
         baseline, name = degrade.bicubic_upscale(lr, scale), "bicubic"
     else:
         baseline, name = np.clip(lr, 0.0, 1.0), "input" if mode == MODE_AS_IS else "degraded input"
     return Prepared(lr=lr, gt=gt, baseline=baseline, baseline_name=name, kind=kind, scale=scale,
-                    level=level)
+                    level=level, plan=plan)
 
 
 # ---------------------------------------------------------------------------
@@ -200,13 +225,45 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
     return to_image(y)
 
 
+# Seconds per network-input pixel of the last run of each model (ModelSpec.key), for time estimates.
+_SECONDS_PER_PIXEL: dict[str, float] = {}
+# Before a model has run: MambaIRv2-light x4 on 128x128 took 1.56 s on the 2-core CPU (README, Speed).
+CPU_SECONDS_PER_PIXEL = 1.0e-4
+GPU_SECONDS_PER_PIXEL = 2.0e-6
+
+
+def record_speed(spec: cache.ModelSpec, seconds: float, n_pixels: int) -> None:
+    """Remember how fast ``spec`` ran, for the next estimate."""
+    if n_pixels > 0:
+        _SECONDS_PER_PIXEL[spec.key] = float(seconds) / n_pixels
+
+
+def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int]) -> float:
+    """Estimated seconds to restore a ``net_hw`` input with every model of a task (last measured speed,
+    else a figure measured on a 2-core CPU, or a rough one for a GPU)."""
+    default = CPU_SECONDS_PER_PIXEL if cache.device().type == "cpu" else GPU_SECONDS_PER_PIXEL
+    n = int(net_hw[0]) * int(net_hw[1])
+    return sum(_SECONDS_PER_PIXEL.get(sp.key, default) * n for sp in specs.values())
+
+
 def backend_name() -> str:
+    """Name of the scan backend the last forward pass used ("?" before any)."""
     try:
         from model.scan import last_backend
 
         return str(last_backend() or "?")
     except ImportError:
         return "?"
+
+
+def backend_line(device_type: str) -> str:
+    """``model.scan.backend_report``: which scan runs on ``device_type`` and, after a fallback, why."""
+    try:
+        from model.scan import backend_report
+
+        return backend_report(device_type)
+    except Exception as exc:  # the report is information; a broken import must not stop a restore
+        return f"unknown ({type(exc).__name__}: {exc})"
 
 
 def score_pair(pred: np.ndarray, gt: np.ndarray, kind: str, scale: int) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import numpy as np
 from viz.lam import FAST_NODES
 
 from .. import cache
+from ..region import LARGE_REGION
 from .common import (
     MODE_AS_IS,
     apply_options,
@@ -68,15 +69,16 @@ def _lam_crop(lr: np.ndarray, scale: int, x0: int, y0: int,
 @explain_errors
 def lam(image: Any, task: str | None = None, mode: str = MODE_AS_IS, x: float = -1, y: float = -1,
         method: str = "LAM", steps: float = LAM_DEFAULT_STEPS, routing: str = "argmax", seed: float = 0,
-        prompt_order: str = "official",
+        prompt_order: str = "official", region: str | None = "", large: str = LARGE_REGION,
         progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """LAM of the 16x16 output window centred on output pixel (x, y) for both models, with DI.
 
     Returns (MambaIRv2 LAM picture, MambaIR LAM picture, details). x, y < 0 picks the centre.
+    ``region``/``large``: the part of a large photo to use, as in ``restore`` (x, y are in its output).
     """
     from viz import lam as vlam
 
-    prep = prepare(image, task, mode)
+    prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
     s = prep.scale
     H, W = prep.lr.shape[:2]

@@ -10,6 +10,7 @@ import numpy as np
 from model.degrade import to_uint8
 
 from .. import cache
+from ..region import LARGE_REGION
 from .common import (
     DEFAULT_TILE,
     MODE_AS_IS,
@@ -35,12 +36,15 @@ def _magnitude_image(m: np.ndarray) -> np.ndarray:
 @gpu
 @explain_errors
 def settings_effect(image: Any, task: str | None = None, mode: str = MODE_AS_IS, what: str = EFFECTS[0],
-                    runs: float = 3, tile: float = DEFAULT_TILE,
+                    runs: float = 3, tile: float = DEFAULT_TILE, region: str | None = "",
+                    large: str = LARGE_REGION,
                     progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
-    """How much MambaIRv2's output changes with a setting: (difference/spread picture, details)."""
+    """How much MambaIRv2's output changes with a setting: (difference/spread picture, details).
+
+    ``region``/``large``: the part of a large photo to use, as in ``restore``."""
     from model.metrics import psnr
 
-    prep = prepare(image, task, mode)
+    prep = prepare(image, task, mode, region, large)
     spec = specs_for(task).get("MambaIRv2")
     if spec is None:
         raise gr.Error("no MambaIRv2 weights for this task")
