@@ -9,6 +9,8 @@ from typing import Any
 
 import gradio as gr
 
+from model.download import APP_PRESETS
+
 from . import cache, handlers, texts
 from .io import MAX_SIDE
 from .region import LARGE_CHOICES, LARGE_REGION, REGION_SIDE
@@ -102,13 +104,12 @@ def build_demo() -> gr.Blocks:
     """Build the Blocks (no model is loaded here: models load on the first request)."""
     task_names = cache.task_names()
     default_task = task_names[0] if task_names else None
-    any_random = any(sp.is_random for fams in cache.tasks().values() for sp in fams.values())
 
     with gr.Blocks(title="MambaIRv2 Explorer") as demo:
         gr.Markdown(texts.INTRO)
-        if any_random:
-            gr.Markdown(f"⚠️ **Demo models with {cache.RANDOM_NOTE}.** Put checkpoints in `weights/` "
-                        "(see the README) to restore real images.", elem_id="random-banner")
+        # One line on the weights (official fetched or not, random demo models, a broken manifest),
+        # refreshed on page load and after a fetch.
+        top_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status-top")
         result_state = gr.State(None)
 
         with gr.Tab("Restore", id="restore"):
@@ -120,7 +121,9 @@ def build_demo() -> gr.Blocks:
                     examples = example_files()
                     if examples:
                         gr.Examples(examples=examples, inputs=inp, label="Examples", cache_examples=False)
-                    task = gr.Dropdown(task_names, value=default_task, label="Task",
+                    # Custom values are allowed because checkpoints added while the app runs (Weights tab,
+                    # add_checkpoint) bring new labels; the handlers check every label against the cache.
+                    task = gr.Dropdown(task_names, value=default_task, label="Task", allow_custom_value=True,
                                        info="Only tasks with weights are listed.", elem_id="task")
                     mode = gr.Radio(handlers.MODES, value=handlers.MODE_AS_IS, label="Mode", elem_id="mode")
                     large = gr.Radio(LARGE_CHOICES, value=LARGE_REGION, elem_id="large",
@@ -147,11 +150,13 @@ def build_demo() -> gr.Blocks:
             scores = gr.Markdown(elem_id="scores")
 
             with gr.Accordion("LAM: which input pixels made this output window?", open=True):
-                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT), latex_delimiters=LATEX)
+                gr.Markdown(texts.fill(texts.LAM_HELP, context=handlers.LAM_CONTEXT,
+                                       steps=handlers.LAM_DEFAULT_STEPS), latex_delimiters=LATEX)
                 with gr.Row():
                     lam_method = gr.Radio(handlers.LAM_METHODS, value="LAM", label="Method")
-                    lam_steps = gr.Slider(1, 100, value=handlers.LAM_DEFAULT_STEPS, step=1,
-                                          label="Steps (LAM_Demo: 50; each is a forward + backward pass)",
+                    nodes = handlers.LAM_DEFAULT_STEPS
+                    lam_steps = gr.Slider(1, 100, value=nodes, step=1, label=(
+                        f"Steps (LAM: Gauss–Legendre nodes, {nodes} beat LAM_Demo's 50)"),
                                           elem_id="lam-steps")
                     lam_x = gr.Number(value=-1, precision=0, label="x (output pixel, -1 = centre)",
                                       elem_id="lam-x")
@@ -214,6 +219,50 @@ def build_demo() -> gr.Blocks:
                 attn_v2 = gr.Plot(label="MambaIRv2 implicit attention", elem_id="attn-v2", min_width=PAIR_MIN)
                 attn_v1 = gr.Plot(label="MambaIR implicit attention", elem_id="attn-v1", min_width=PAIR_MIN)
 
+        with gr.Tab("Evidence", id="evidence"):
+            gr.Markdown(texts.fill(texts.EVIDENCE_HELP, size=handlers.INTERNALS_MAX))
+            with gr.Row():
+                ev_layer = gr.Dropdown(handlers.layer_choices(default_task) if default_task else ["0.0"],
+                                       value="0.0", label="Layer (stage.block)", elem_id="ev-layer")
+                ev_row = gr.Number(value=-1, precision=0, label="query row (-1 = centre)", elem_id="ev-row")
+                ev_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)",
+                                   elem_id="ev-col")
+            gr.Markdown(texts.EV_REDUNDANCY, latex_delimiters=LATEX)
+            red_btn = gr.Button("Measure scan redundancy (MambaIR)", elem_id="ev-redundancy-btn")
+            red_fig = gr.Plot(label="four-scan similarity")
+            red_md = gr.Markdown(elem_id="ev-redundancy")
+            gr.Markdown(texts.EV_DECAY, latex_delimiters=LATEX)
+            decay_btn = gr.Button("Measure decay", elem_id="ev-decay-btn")
+            with gr.Row():
+                decay_v2 = gr.Plot(label="MambaIRv2")
+                decay_v1 = gr.Plot(label="MambaIR")
+            decay_md = gr.Markdown(elem_id="ev-decay")
+            gr.Markdown(texts.EV_ASE, latex_delimiters=LATEX)
+            ase_btn = gr.Button("Draw the ASE query map", elem_id="ev-ase-btn")
+            with gr.Row():
+                ase_pick = gr.Image(label="click a pixel to query it", format="png", interactive=False,
+                                    elem_id="ev-ase-pick", scale=1)
+                ase_q_fig = gr.Plot(label="ASE query map", scale=3)
+            ase_md = gr.Markdown(elem_id="ev-ase")
+            gr.Markdown(texts.EV_ABLATION, latex_delimiters=LATEX)
+            abl_btn = gr.Button("Run the knock-outs", elem_id="ev-ablation-btn")
+            with gr.Row():
+                abl_out = gr.Gallery(label="outputs", format="png", columns=4, elem_id="ev-ablation-out")
+                abl_diff = gr.Gallery(label="difference to 'as trained' (x10)", format="png", columns=3,
+                                      elem_id="ev-ablation-diff")
+            abl_md = gr.Markdown(elem_id="ev-ablation")
+            gr.Markdown(texts.EV_QUALITY, latex_delimiters=LATEX)
+            pq_btn = gr.Button("Measure prompt quality", elem_id="ev-quality-btn")
+            pq_fig = gr.Plot(label="prompt quality")
+            pq_md = gr.Markdown(elem_id="ev-quality")
+            gr.Markdown(texts.EV_COST, latex_delimiters=LATEX)
+            with gr.Row():
+                cost_sizes = gr.Textbox(value=handlers.COST_SIZES, label="input sizes (N or HxW, comma "
+                                        "separated)", elem_id="ev-cost-sizes")
+                cost_btn = gr.Button("Count MACs and time", elem_id="ev-cost-btn")
+            cost_fig = gr.Plot(label="cost vs size")
+            cost_md = gr.Markdown(elem_id="ev-cost")
+
         with gr.Tab("Settings", id="settings"):
             routing = gr.Radio(handlers.ROUTINGS, value="argmax", label="Routing",
                                info="argmax = deterministic (official model with zero Gumbel noise); "
@@ -239,7 +288,35 @@ def build_demo() -> gr.Blocks:
                 effect_info = gr.Markdown(elem_id="effect-info")
 
         with gr.Tab("Weights", id="weights"):
-            gr.Markdown(handlers.weights_table(), elem_id="weights-table")
+            tab_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status")
+            gr.Markdown(texts.WEIGHTS_HELP)
+            with gr.Row():
+                fetch_btns = {p: gr.Button(f"Fetch {handlers.official_name(p)}", size="sm",
+                                           elem_id=f"fetch-{p}") for p in APP_PRESETS}
+            fetch_msg = gr.Markdown(elem_id="fetch-msg")
+            with gr.Row():
+                ckpt_file = gr.File(label="Your checkpoint (.pth, .pt, .safetensors)", type="filepath",
+                                    file_types=[".pth", ".pt", ".safetensors"], elem_id="ckpt-upload")
+                with gr.Column():
+                    added_label = gr.Textbox(label="Offered as task", interactive=False,
+                                             elem_id="added-label")
+                    added_msg = gr.Markdown(elem_id="added-msg")
+            weights_md = gr.Markdown(handlers.weights_table(), elem_id="weights-table")
+
+            gr.Markdown(texts.TIMELINE_HELP)
+            with gr.Row():
+                tl_files = gr.File(label="Checkpoints of one run (several files)", file_count="multiple",
+                                   type="filepath", file_types=[".pth", ".pt", ".safetensors"],
+                                   elem_id="timeline-files")
+                with gr.Column():
+                    tl_folder = gr.Textbox(label="…or a folder on this machine",
+                                           placeholder="experiments/<run>/models", elem_id="timeline-folder")
+                    tl_layer = gr.Textbox(value="0.0", label="Layer for the label maps (stage.block)",
+                                          elem_id="timeline-layer")
+                    tl_btn = gr.Button("Show routing across checkpoints", elem_id="timeline-btn")
+            tl_info = gr.Markdown(elem_id="timeline-info")
+            tl_curves = gr.Plot(label="routing per layer across checkpoints", elem_id="timeline-curves")
+            tl_maps = gr.Plot(label="SGN label maps per checkpoint", elem_id="timeline-maps")
 
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
@@ -271,7 +348,38 @@ def build_demo() -> gr.Blocks:
                        outputs=[lam_x, lam_y, out_v2, out_v1], api_visibility="private", queue=False
                        ).then(handlers.lam, inputs=lam_inputs, outputs=lam_outputs,
                               api_visibility="private", **heavy)
-        task.change(handlers.layer_dropdown, inputs=[task], outputs=[layer], api_visibility="private",
-                    queue=False)
+        for preset, btn in fetch_btns.items():
+            btn.click(handlers.fetcher(preset), outputs=[fetch_msg, task, weights_md, tab_status],
+                      api_visibility="private").then(handlers.weights_status, outputs=[top_status],
+                                                     api_visibility="private", queue=False)
+        ckpt_file.upload(handlers.add_checkpoint, inputs=[ckpt_file],
+                         outputs=[added_label, task, weights_md, added_msg], api_name="add_checkpoint",
+                         **heavy)
+        ev_in = [inp, task, mode]
+        red_btn.click(handlers.scan_redundancy, inputs=ev_in, outputs=[red_fig, red_md],
+                      api_name="scan_redundancy", **heavy)
+        decay_btn.click(handlers.decay, inputs=[*ev_in, ev_layer], outputs=[decay_v2, decay_v1, decay_md],
+                        api_name="decay", **heavy)
+        ase_inputs = [*ev_in, ev_layer, ev_row, ev_col]
+        ase_outputs = [ase_q_fig, ase_md, ase_pick]
+        ase_btn.click(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs, api_name="ase_query",
+                      **heavy)
+        # A click on the enlarged crop picks the query pixel; the map itself is the plain `ase_query`.
+        ase_pick.select(handlers.explain_errors(handlers.select_query), outputs=[ev_row, ev_col],
+                        api_visibility="private", queue=False
+                        ).then(handlers.ase_query, inputs=ase_inputs, outputs=ase_outputs,
+                               api_visibility="private", **heavy)
+        abl_btn.click(handlers.ablation, inputs=[*ev_in, tile], outputs=[abl_out, abl_diff, abl_md],
+                      api_name="ablation", **heavy)
+        pq_btn.click(handlers.prompt_quality, inputs=ev_in, outputs=[pq_fig, pq_md],
+                     api_name="prompt_quality", **heavy)
+        cost_btn.click(handlers.cost, inputs=[task, cost_sizes], outputs=[cost_fig, cost_md], api_name="cost",
+                       **heavy)
+        tl_btn.click(handlers.timeline, inputs=[tl_files, tl_folder, inp, tl_layer],
+                     outputs=[tl_curves, tl_maps, tl_info], api_name="timeline", **heavy)
+        demo.load(handlers.weights_status, outputs=[top_status], api_visibility="private", queue=False)
+        for dropdown in (layer, ev_layer):
+            task.change(handlers.layer_dropdown, inputs=[task], outputs=[dropdown], api_visibility="private",
+                        queue=False)
     demo.queue(max_size=QUEUE_SIZE)
     return demo

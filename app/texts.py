@@ -23,8 +23,11 @@ $\\mathrm{LAM} = \\int_0^1 \\nabla_x D(F(\\gamma(\\alpha)))\\,\\gamma'(\\alpha)\
 $\\gamma$ the progressive-blur path. Red = strong attribution. The diffusion index
 $\\mathrm{DI} = (1 - \\mathrm{Gini}) \\times 100$ is higher when the model uses more input pixels — the paper
 uses it to show that MambaIRv2's attentive scan sees further than MambaIR's. Runs on a
-{context}×{context}-pixel crop of the input around the window (the paper uses 64×64, i.e. a 256×256
-output at ×4; smaller here to keep CPU runs to about a minute); fewer steps are faster and noisier."""
+{context}×{context}-pixel crop of the input around the window — the paper's setting (a 256×256 output at
+×4) — and computes the same integral as LAM_Demo with Gauss–Legendre nodes on the blur path: the default
+{steps} nodes are closer to the converged map than LAM_Demo's 50 steps, so the DI is comparable to the
+paper's (with the official weights; the demo weights are small). Each node is one forward + backward
+pass; fewer are faster and less exact."""
 
 INTERNALS_HELP = """Both networks are run once on the centre of the current input (at most {size}×{size}
 pixels) while every scan layer is recorded. Pick a layer (stage.block) of MambaIRv2; MambaIR pictures use the
@@ -67,3 +70,52 @@ def fill(text: str, **values: object) -> str:
     for k, v in values.items():
         text = text.replace("{" + k + "}", str(v))
     return text
+
+WEIGHTS_HELP = """**Official weights** come from the official Hugging Face repository (`cguoh/MambaIR`): each
+button lists the repository, downloads the matching file and accepts it only when its tensors are that
+network (`MAMBAIR_WEIGHTS=official python app.py` fetches them all at start; a Space does so by default).
+**Your own checkpoint** (`.pth`, `.pt` or `.safetensors` of MambaIRv2, MambaIRv2-light or MambaIR, any
+configuration, e.g. a BasicSR `net_g_5000.pth`) is read safely (weights only; code in a pickle never runs)
+and offered as a task named by its file name, beside the other network's best model for the same task."""
+
+EVIDENCE_HELP = """### The paper's claims, on your image and checkpoint
+Each view tests one claim of the MambaIRv2 paper on the current input (Restore tab) and the task's
+checkpoints, and says in one line what would contradict the claim. Views that record a layer use the
+centre of the input (at most {size}×{size} pixels); the knock-outs run the whole image. With untrained
+routers (e.g. demo weights) the views still run and say so: they are meant for official and your own
+checkpoints."""
+
+EV_REDUNDANCY = """#### 1. Redundancy of MambaIR's four scans (paper Fig. 2a)
+Cosine similarity between the outputs of the row, column and reversed scans, each moved back to raster
+order; also without the skip term $D u$, which is the same in every scan."""
+
+EV_DECAY = """#### 2. Long-range decay: raster order vs SGN
+The exact implicit attention weight $|\\alpha_{i,j}|$ of the scan against the distance $i-j$ in the
+sequence, with the pure decay $e^{\\bar\\Delta A k}$; and how far apart same-label pixels are in raster
+order and in the order the scan reads them."""
+
+EV_ASE = """#### 3. ASE query map (paper Fig. 5)
+Cosine similarity between the prompt added to the query pixel's $C$ and the $C$ of every pixel. The
+official code adds the prompt of raster pixel $s$ at sorted position $s$ (not the pixel's own prompt):
+left as the weights were trained, right with the prompt moved with its pixel."""
+
+EV_ABLATION = """#### 4. Knock-outs at inference
+MambaIRv2 as trained; with SGN off (raster-order scan, same prompts); with the prompt removed from $C$;
+with aligned prompts. In ground-truth mode each variant is scored (PSNR/SSIM, BasicSR conventions)."""
+
+EV_QUALITY = """#### 5. Prompt quality per layer
+Within-label variance of the input pixels and of the layer's features, divided by that of random groups
+of the same sizes (below 1: the labels group similar pixels), and how often 4-neighbours share a label."""
+
+EV_COST = """#### 6. Single-scan cost
+MACs per component of the task's two networks, counted from the shapes of one forward with the
+selective scan, window attention and SGN sort/gather included (`python -m model.profile` prints the
+same table for any preset), and the measured time with the current scan backend."""
+
+TIMELINE_HELP = """### Prompts across training
+Give several checkpoints of one MambaIRv2 run (a BasicSR `experiments/<run>/models/net_g_*.pth` series,
+uploaded or as a folder): each is run on the centre of the Restore tab's input, and the curves show per
+layer how sure the router is (mean largest route probability × T: 1 = every prompt equally likely),
+how many prompts the image uses, how evenly (perplexity) and how many are dead; below, one layer's SGN
+label map per checkpoint, side by side. A checkpoint whose router is near uniform is flagged: its labels
+are arbitrary."""

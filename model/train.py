@@ -2,6 +2,8 @@
 
     python -m model.train --preset mambairv2_lightSR_x4 --data data/photos --steps 2000 \\
         --batch 16 --patch 48 --out runs/v2light_x4 [--device cuda] [--init nearest] [--warmup 50] [--resume]
+        [--weights weights/mambairv2_lightSR_x4_demo.pth] [--router-lr-mult 10] [--router-eps 1e-16]
+        [--prompt-scale 100]
 
 Recipe (BasicSR / the official option files): L1 loss; Adam lr 2e-4, betas (0.9, 0.99);
 random LR patches of ``--patch`` px with the aligned HR patch (``patch * scale`` px); random
@@ -16,7 +18,24 @@ Files written to ``--out``: ``state.pt`` (model, optimizer, scheduler, step, num
 states; every ``--save-every`` steps and at the end; ``--resume`` continues from it),
 ``model.pth`` (BasicSR ``{'params': state_dict}``, float32, loadable by ``model.load_checkpoint``;
 written with every state), ``log.jsonl`` (one JSON object per log/validation event),
-``train_info.json`` (the training facts, for the weights manifest).
+``train_info.json`` (the training facts, for the weights manifest), ``router_ref.pt`` (MambaIRv2:
+the first validation's route log-probabilities, float16, the reference of ``logit_change``), and
+with ``--keep-checkpoints`` ``models/net_g_{step}.pth`` at step 0 and every save.
+
+Router and prompt pool (issue 13). The router's gradient reaches it only through the prompt
+(straight-through one-hot times the pool P = embeddingB @ embeddingA, entries ~1e-4 at the
+official initialisation), so its gradients (1e-13..1e-10) sit far below Adam's eps (1e-8) and
+Adam's steps, ~lr*g/eps, are nil. Three documented training choices, none of which changes the
+architecture, the keys or inference:
+- ``--router-lr-mult M`` and ``--router-eps E``: the router (``assm.route.*``) and the prompt pool
+  (``assm.embeddingB``, ``embeddingA``) form their own Adam parameter group with lr x M and eps E
+  (default: the same as the rest); with E well below the gradients Adam steps ~lr again;
+- ``--prompt-scale S``: multiply ``embeddingB`` by S once at the start (fresh runs only), so the
+  pool, and with it the router's gradient, is S times larger;
+- ``--weights FILE``: start from a checkpoint's weights (fine-tune), e.g. the shipped demo file.
+At each validation the router numbers of ``model.router_stats`` are logged per ASSM layer (mean
+largest route probability, prompts used, dead prompts, perplexity, and the RMS change of the route
+logits since the run's first validation, whose records are kept in ``router_ref.pt``).
 
 ``--init nearest`` starts the network *at* nearest-neighbour upsampling (NOTES.md section 10),
 so the first steps refine a sensible image instead of recovering colours from noise:
@@ -54,7 +73,8 @@ from torch import Tensor, nn
 from .degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
 from .metrics import psnr
 
-__all__ = ["nearest_init", "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor"]
+__all__ = ["nearest_init", "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor", "is_router_param",
+           "param_groups", "scale_prompt_pool"]
 
 
 # ----------------------------------------------------------------------------- initialisation
@@ -130,6 +150,53 @@ def nearest_init(net: nn.Module) -> nn.Module:
     return net
 
 
+# ----------------------------------------------------------------------------- router group
+
+
+def is_router_param(name: str) -> bool:
+    """True for the ASSM router (``assm.route.*``) and prompt pool (``assm.embeddingB``, ``embeddingA``)."""
+    return ".assm.route." in name or ".assm.embeddingB." in name or name.endswith("embeddingA.weight")
+
+
+def param_groups(net: nn.Module, router_lr_mult: float = 1.0, router_eps: float = 1e-8
+                 ) -> list[dict[str, Any]]:
+    """Adam parameter groups: everything else, then router + prompt pool with its own lr multiplier
+    and eps. Each group carries ``name`` and ``lr_mult`` (the schedule multiplies the base lr by it).
+    The router group is empty for MambaIR."""
+    rest, router = [], []
+    for name, p in net.named_parameters():
+        (router if is_router_param(name) else rest).append(p)
+    return [{"params": rest, "name": "rest", "lr_mult": 1.0, "eps": 1e-8},
+            {"params": router, "name": "router", "lr_mult": float(router_lr_mult), "eps": float(router_eps)}]
+
+
+def _one_group_state(state: dict[str, Any], net: nn.Module) -> dict[str, Any]:
+    """An optimizer state saved with a single group (before the router group existed), re-indexed for
+    ``param_groups``: Adam keys its per-parameter state by position over the groups in order."""
+    names = [n for n, _ in net.named_parameters()]
+    new_order = [n for n in names if not is_router_param(n)] + [n for n in names if is_router_param(n)]
+    old_index = {n: i for i, n in enumerate(names)}  # one group = net.parameters() order
+    old_group = state["param_groups"][0]
+    new_state = {j: state["state"][old_index[n]] for j, n in enumerate(new_order)
+                 if old_index[n] in state["state"]}
+    hyper = {k: v for k, v in old_group.items() if k != "params"}
+    n_rest = sum(not is_router_param(n) for n in names)
+    groups = [{**hyper, "name": "rest", "lr_mult": 1.0, "params": list(range(n_rest))},
+              {**hyper, "name": "router", "lr_mult": 1.0, "params": list(range(n_rest, len(names)))}]
+    return {"state": new_state, "param_groups": groups}
+
+
+def scale_prompt_pool(net: nn.Module, scale: float) -> nn.Module:
+    """Multiply every ASSM's ``embeddingB`` by ``scale``: the prompt pool P = B @ A scales with it."""
+    from model.archs import ASSM
+
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, ASSM):
+                m.embeddingB.weight.mul_(scale)
+    return net
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -197,27 +264,40 @@ def val_crops(pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, size: int,
 
 @torch.no_grad()
 def validate(net: nn.Module, crops: list[tuple[np.ndarray, np.ndarray]], scale: int,
-             device: torch.device) -> dict[str, float]:
-    """Mean PSNR-Y (crop = scale, output rounded to uint8) of the network and of bicubic.
+             device: torch.device, router_ref: list[dict[str, Any]] | None = None
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Mean PSNR-Y (crop = scale, output rounded to uint8) of the network and of bicubic, and for
+    MambaIRv2 the router numbers per ASSM layer over the crops' pixels (``router``, a
+    ``router_stats.summary``; ``logit_change`` against ``router_ref``). Also returns the slim
+    router records of this validation (empty for MambaIR), the reference for later ones.
 
     MambaIRv2 routes by argmax here, as the app does, whatever the training routing.
     """
     from model.archs import get_options, set_options
+    from model.capture import capture
+    from model.router_stats import pool_records, records_stats, slim_records, summary
 
     was_training, routing = net.training, get_options(net).get("routing")
     net.eval()
     if routing is not None:
         set_options(net, routing="argmax")
-    ours, bic = [], []
+    ours, bic, runs = [], [], []
     for hr, lr in crops:
         x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device)  # (1, C, h, w)
-        sr = net(x)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (h*s, w*s, C)
+        with capture(net) as rec:
+            out = net(x)
+        sr = out[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (h*s, w*s, C)
         ours.append(psnr(to_uint8(sr), to_uint8(hr), scale, True))
         bic.append(psnr(to_uint8(bicubic_upscale(lr, scale)), to_uint8(hr), scale, True))
+        runs.append(slim_records(rec.assm, lr.shape[:2]))
     net.train(was_training)
     if routing is not None:
         set_options(net, routing=routing)
-    return {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic))}
+    v: dict[str, Any] = {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic))}
+    records = pool_records(runs) if runs and runs[0] else []
+    if records:
+        v["router"] = summary(records_stats(records, router_ref))
+    return v, records
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -243,8 +323,9 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0) -> float:
 
 
 def _save(out: Path, net: nn.Module, opt: torch.optim.Optimizer, step: int, rng: np.random.Generator,
-          args: dict[str, Any], history: dict[str, Any]) -> None:
-    """Write state.pt (resumable) and model.pth (BasicSR weights); atomic renames."""
+          args: dict[str, Any], history: dict[str, Any], keep: bool = False) -> None:
+    """Write state.pt (resumable) and model.pth (BasicSR weights); atomic renames. With ``keep`` also
+    ``models/net_g_{step}.pth``, BasicSR's series of checkpoints (for ``python -m viz.timeline``)."""
     sd = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
           for k, v in net.state_dict().items()}
     state = {"model": sd, "optimizer": opt.state_dict(), "step": step, "np_rng": rng.bit_generator.state,
@@ -255,16 +336,23 @@ def _save(out: Path, net: nn.Module, opt: torch.optim.Optimizer, step: int, rng:
     os.replace(out / "state.pt.tmp", out / "state.pt")
     torch.save({"params": sd}, out / "model.pth.tmp")
     os.replace(out / "model.pth.tmp", out / "model.pth")
+    if keep:
+        (out / "models").mkdir(exist_ok=True)
+        torch.save({"params": sd}, out / "models" / f"net_g_{step}.pth")
 
 
 def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLike, *, batch: int = 16,
           patch: int = 48, lr: float = 2e-4, schedule: str = "none", device: str = "cpu",
           init: str = "default", routing: str = "gumbel", resume: bool = False, seed: int = 0,
           save_every: int = 100, val_every: int = 100, val_size: int = 64, log_every: int = 10,
-          warmup: int = 0, config: Any = None, progress: bool = True) -> dict[str, Any]:
+          warmup: int = 0, config: Any = None, progress: bool = True, weights: str | None = None,
+          router_lr_mult: float = 1.0, router_eps: float = 1e-8, prompt_scale: float = 1.0,
+          keep_checkpoints: bool = False) -> dict[str, Any]:
     """Train (or resume) and return the training facts (also in ``out/train_info.json``).
 
-    ``config`` overrides the preset's config (used by tests for tiny networks).
+    ``config`` overrides the preset's config (used by tests for tiny networks); ``weights``,
+    ``router_lr_mult``, ``router_eps``, ``prompt_scale``: see the module docstring;
+    ``keep_checkpoints``: also keep ``models/net_g_{step}.pth`` at every save (and step 0).
     """
     from tqdm import tqdm
 
@@ -284,7 +372,8 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
     dev = torch.device(device)
     args = {"preset": preset, "data": str(data), "steps": steps, "batch": batch, "patch": patch, "lr": lr,
             "schedule": schedule, "warmup": warmup, "device": device, "init": init, "routing": routing,
-            "seed": seed, "config": cfg.to_dict()}
+            "seed": seed, "config": cfg.to_dict(), "weights": weights, "router_lr_mult": router_lr_mult,
+            "router_eps": router_eps, "prompt_scale": prompt_scale}
 
     torch.manual_seed(seed)
     net = build(cfg)
@@ -292,10 +381,19 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
         nearest_init(net)
     elif init != "default":
         raise ValueError(f"unknown init {init!r}; expected default or nearest")
+    if weights is not None:
+        from model.loading import read_state_dict
+
+        missing, unexpected = net.load_state_dict(read_state_dict(weights), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights} does not fit {preset}: missing {missing[:3]}, unexpected "
+                             f"{unexpected[:3]} (choose the preset of that checkpoint)")
+    if prompt_scale != 1.0:
+        scale_prompt_pool(net, prompt_scale)  # overwritten by the saved state on --resume
     if cfg.arch != "MambaIR":
         set_options(net, routing=routing)
     net.to(dev).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam(param_groups(net, router_lr_mult, router_eps), lr=lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(seed)
     step, history = 0, {"seconds": 0.0}
 
@@ -305,7 +403,12 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
         if state["args"]["config"] != cfg.to_dict():
             raise ValueError(f"{state_path} was trained with another network config; use a new --out")
         net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        saved = state["optimizer"]
+        if len(saved["param_groups"]) == 1:  # a state from before the router group
+            saved = _one_group_state(saved, net)
+        for g_saved, g in zip(saved["param_groups"], opt.param_groups, strict=True):
+            g_saved.update(lr_mult=g["lr_mult"], eps=g["eps"])  # this run's router settings win
+        opt.load_state_dict(saved)
         step, history = int(state["step"]), state.get("history", history)
         rng.bit_generator.state = state["np_rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -323,15 +426,22 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
         log.write(json.dumps(d) + "\n")
         log.flush()
 
+    ref_path = out / "router_ref.pt"
+    router_ref = torch.load(ref_path, weights_only=True) if ref_path.exists() and step > 0 else None
+    if step == 0 and keep_checkpoints:
+        _save(out, net, opt, step, rng, args, history, keep=True)
     if step == 0 and crops:
-        v = validate(net, crops, s, dev)
+        v, router_ref = validate(net, crops, s, dev)
+        if router_ref:
+            torch.save([{**r, "route_logp": r["route_logp"].half()} for r in router_ref], ref_path)
+            router_ref = torch.load(ref_path, weights_only=True)  # the same float16 values as on resume
         event({"step": 0, **v})
         history["last_val"] = {"step": 0, **v}
     bar = tqdm(total=steps, initial=step, disable=not progress, unit="it", dynamic_ncols=True)
     t_run, losses = time.perf_counter(), []
     while step < steps:
         for g in opt.param_groups:
-            g["lr"] = lr * lr_factor(step, steps, schedule, warmup)
+            g["lr"] = lr * g["lr_mult"] * lr_factor(step, steps, schedule, warmup)
         x, y = sampler.batch(batch)
         t0 = time.perf_counter()
         loss = F.l1_loss(net(x.to(dev)), y.to(dev))
@@ -351,13 +461,17 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
                    "s_per_iter": dt, "time": time.time()})
             losses = []
         if crops and (step % val_every == 0 or step == steps):
-            v = validate(net, crops, s, dev)
+            v, _ = validate(net, crops, s, dev, router_ref)
             event({"step": step, **v})
             history["last_val"] = {"step": step, **v}
+            routed = ""
+            if "router" in v:
+                xt = [r["mean_max_prob_xT"] for r in v["router"]["layers"]]
+                routed = f"; router mean max prob x T: median {np.median(xt):.2f}, max {max(xt):.2f}"
             bar.write(f"step {step}: val PSNR-Y {v['val_psnr_y']:.2f} dB "
-                      f"(bicubic {v['val_psnr_y_bicubic']:.2f} dB)")
+                      f"(bicubic {v['val_psnr_y_bicubic']:.2f} dB){routed}")
         if step % save_every == 0 or step == steps:
-            _save(out, net, opt, step, rng, args, history)
+            _save(out, net, opt, step, rng, args, history, keep_checkpoints)
     bar.close()
     log.close()
     wall = time.perf_counter() - t_run
@@ -395,13 +509,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-size", type=int, default=64, help="LR side of the 2 validation crops")
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--weights", help="start from this checkpoint's weights (fine-tune; same preset)")
+    ap.add_argument("--router-lr-mult", type=float, default=1.0,
+                    help="lr multiplier of the router + prompt pool parameter group")
+    ap.add_argument("--router-eps", type=float, default=1e-8, help="Adam eps of that group")
+    ap.add_argument("--keep-checkpoints", action="store_true",
+                    help="also keep models/net_g_{step}.pth at every save (BasicSR's series)")
+    ap.add_argument("--prompt-scale", type=float, default=1.0,
+                    help="multiply embeddingB (the prompt pool) by this at the start of a fresh run")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     train(a.preset, a.data, a.steps, a.out, batch=a.batch, patch=a.patch, lr=a.lr, schedule=a.schedule,
           device=a.device, init=a.init, routing=a.routing, resume=a.resume, seed=a.seed,
           save_every=a.save_every, val_every=a.val_every, val_size=a.val_size, log_every=a.log_every,
-          warmup=a.warmup)
+          warmup=a.warmup, weights=a.weights, router_lr_mult=a.router_lr_mult, router_eps=a.router_eps,
+          prompt_scale=a.prompt_scale, keep_checkpoints=a.keep_checkpoints)
 
 
 if __name__ == "__main__":

@@ -15,39 +15,23 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .arrays import Record, as_numpy
+from model.router_stats import UNTRAINED_MESSAGE, layer_stats, usage_stats
+
+from .arrays import Record, image_hw_of
 from .palette import label_hex
 from .sgn import label_counts, num_labels
 
 
-def usage_stats(counts: np.ndarray) -> dict[str, float]:
-    """Entropy (nats and bits), perplexity, unused share and largest share of a (T,) count vector."""
-    counts = np.asarray(counts, dtype=np.float64)
-    T = counts.size
-    total = counts.sum()
-    p = counts / total if total > 0 else np.full(T, 1.0 / T)
-    nz = p[p > 0]
-    entropy = float(-(nz * np.log(nz)).sum())
-    return {
-        "num_prompts": int(T),
-        "used": int((counts > 0).sum()),
-        "entropy_nats": entropy,
-        "entropy_bits": entropy / np.log(2.0),
-        "perplexity": float(np.exp(entropy)),
-        "unused_share": float((counts == 0).sum() / T),
-        "largest_share": float(p.max()),
-    }
-
-
 def routing_stats(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> dict:
-    """Routing numbers of one layer: pixel count per prompt, entropy in nats and bits, perplexity
-    (exp of the entropy in nats), share of prompts no pixel chose, largest share of pixels on one
-    prompt, and the router's mean confidence (mean max probability, from ``route_logp``)."""
-    counts = label_counts(record, image_hw, batch)
-    stats: dict = {"counts": counts, **usage_stats(counts)}
-    if "route_logp" in record:
-        logp = as_numpy(record["route_logp"])[batch]  # (L, T)
-        stats["mean_confidence"] = float(np.exp(logp.max(axis=-1)).mean())
+    """Routing numbers of one layer (model.router_stats.layer_stats for one batch item, over the
+    image's pixels): pixel count per prompt, entropy in nats and bits, perplexity, used and dead
+    prompts, largest share, ``mean_confidence`` (the router's mean max probability) and
+    ``untrained`` (near-uniform router)."""
+    if "route_logp" not in record:  # a record without the router's output: label usage only
+        counts = label_counts(record, image_hw, batch)
+        return {"counts": counts, **usage_stats(counts)}
+    stats = layer_stats(record, image_hw=image_hw_of(record, image_hw), batch=batch)
+    stats["mean_confidence"] = stats["mean_max_prob"]
     return stats
 
 
@@ -79,8 +63,10 @@ def routing_histogram(record: Record, image_hw: tuple[int, int] | None = None, b
         title_font=dict(size=14),
     )
     if "mean_confidence" in st:
-        fig.add_annotation(text=f"router mean confidence {st['mean_confidence']:.2f}", xref="paper",
-                           yref="paper", x=1, y=1, xanchor="right", showarrow=False)
+        note = f"router mean confidence {st['mean_confidence']:.2f}"
+        if st["untrained"]:
+            note = f"{UNTRAINED_MESSAGE} ({note})"
+        fig.add_annotation(text=note, xref="paper", yref="paper", x=1, y=1, xanchor="right", showarrow=False)
     return fig
 
 
@@ -100,7 +86,8 @@ def usage_heatmap(records: Sequence[Record], image_hw: tuple[int, int] | None = 
         if sort_rows:
             share = np.sort(share)[::-1]
         z[row, : share.size] = share
-        names.append(f"{_layer_name(rec)} (ppl {st['perplexity']:.1f})")
+        flag = " untrained" if st.get("untrained") else ""  # near-uniform router: arbitrary labels
+        names.append(f"{_layer_name(rec)} (ppl {st['perplexity']:.1f}){flag}")
     fig = go.Figure(go.Heatmap(
         z=z, x=np.arange(T), y=names, colorscale="Magma", colorbar=dict(title="share"),
         hovertemplate="layer %{y}<br>" + ("rank" if sort_rows else "prompt")

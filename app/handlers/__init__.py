@@ -20,6 +20,16 @@ from .common import (
     to_image,
     to_tensor,
 )
+from .evidence import (
+    COST_SIZES,
+    ablation,
+    ase_query,
+    cost,
+    decay,
+    prompt_quality,
+    scan_redundancy,
+    select_query,
+)
 from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown, select_pixel
 from .lam import (
     LAM_CONTEXT,
@@ -33,7 +43,16 @@ from .lam import (
 )
 from .restore import new_photo, region_preview, restore
 from .settings import EFFECTS, settings_effect
-from .weights import format_metric, weights_table
+from .weights import (
+    add_checkpoint,
+    fetch_official,
+    fetcher,
+    format_metric,
+    official_name,
+    timeline,
+    weights_status,
+    weights_table,
+)
 
 __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
@@ -41,4 +60,7 @@ __all__ = [
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
     "layer_choices", "layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
     "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
+    "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "timeline",
+    "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "scan_redundancy",
+    "select_query",
 ]

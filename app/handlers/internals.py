@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from model.degrade import to_uint8
+from model.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, records_stats
 
 from .. import cache
 from ..region import LARGE_REGION
@@ -113,6 +114,10 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
         notes.append(f"MambaIRv2 layer {r['stage']}.{r['block']}: {st['used']} of {st['num_prompts']} "
                      f"prompts used, perplexity {st['perplexity']:.1f}, "
                      f"mean router confidence {st.get('mean_confidence', float('nan')):.2f}.")
+        if is_untrained(records_stats(v2recs)):
+            notes.insert(0, f"⚠️ **{UNTRAINED_MESSAGE}** (mean largest route probability below "
+                            f"{UNIFORM_FACTOR:g}/T in most layers): the label pictures below show no "
+                            "semantic groups.")
         notes.append(f"Route: label {own} ({group} pixels share it) → sort: position {at} of {len(rc_seq)} "
                      f"in the sequence → scan with prompt {added}"
                      + (" (its own)" if added == own else f" (official order; its own is {own})")
