@@ -126,11 +126,10 @@ def build_demo() -> gr.Blocks:
                     task = gr.Dropdown(task_names, value=default_task, label="Task", allow_custom_value=True,
                                        info="Only tasks with weights are listed.", elem_id="task")
                     mode = gr.Radio(handlers.MODES, value=handlers.MODE_AS_IS, label="Mode", elem_id="mode")
-                    with gr.Row():
-                        large = gr.Radio(LARGE_CHOICES, value=LARGE_REGION, elem_id="large",
-                                         label=f"Photos over {MAX_SIDE} px (what the networks see)")
-                        region = gr.Textbox(value="", label="Region (x,y or x0,y0,x1,y1; empty = centre)",
-                                            placeholder="click or drag on the input", elem_id="region")
+                    large = gr.Radio(LARGE_CHOICES, value=LARGE_REGION, elem_id="large",
+                                     label=f"Photos over {MAX_SIDE} px per side (what the networks see)")
+                    region = gr.Textbox(value="", label="Region (x,y or x0,y0,x1,y1; empty = centre)",
+                                        placeholder="click or drag on the input", elem_id="region")
                     region_info = gr.Markdown(elem_id="region-info")
                     region_img = gr.Image(label="Region of the photo", format="png", interactive=False,
                                           elem_id="region-preview", height=200, visible=False)

@@ -27,8 +27,8 @@ from model.evidence import (
     redundancy_table,
 )
 
+from .arrays import Record, as_rgb_uint8, image_axes
 from .attention import implicit_attention_row
-from .sgn import Record, as_rgb_uint8, image_axes
 
 
 def _wrap(text: str, width: int = 95) -> str:

@@ -233,9 +233,11 @@ GPU_SECONDS_PER_PIXEL = 2.0e-6
 
 
 def record_speed(spec: cache.ModelSpec, seconds: float, n_pixels: int) -> None:
-    """Remember how fast ``spec`` ran, for the next estimate."""
+    """Remember how fast ``spec`` ran, for the next estimate (the fastest run: the first one of a
+    process also compiles the numba scan)."""
     if n_pixels > 0:
-        _SECONDS_PER_PIXEL[spec.key] = float(seconds) / n_pixels
+        rate = float(seconds) / n_pixels
+        _SECONDS_PER_PIXEL[spec.key] = min(rate, _SECONDS_PER_PIXEL.get(spec.key, rate))
 
 
 def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int]) -> float:

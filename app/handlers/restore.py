@@ -48,13 +48,16 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
     outs: dict[str, np.ndarray | None] = {}
-    rows = ["| model | time (s) | params | device | scan | weights | trained for |",
-            "|---|---|---|---|---|---|---|"]
+    # Short columns in the table; the long words (weights, training) as lines under it, so that the
+    # table does not break words at a 1000 px window.
+    rows = ["| model | time (s) | params | device | scan |", "|---|---|---|---|---|"]
+    about: list[str] = []
     for i, fam in enumerate(cache.FAMILIES):
         spec = specs.get(fam)
         if spec is None:
             outs[fam] = None
-            rows.append(f"| {fam} | – | – | – | – | no weights for this task | – |")
+            rows.append(f"| {fam} | – | – | – | – |")
+            about.append(f"- **{fam}**: no weights for this task")
             continue
         progress((i, len(cache.FAMILIES)), desc=f"loading {fam}")
         net = cache.get_model(spec)
@@ -65,9 +68,11 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
         dt = time.perf_counter() - t0
         record_speed(spec, dt, prep.lr.shape[0] * prep.lr.shape[1])
         rows.append(f"| {fam} | {dt:.2f} | {cache.param_count(net):,} | {cache.device().type} | "
-                    f"{backend_name()} | {provenance(spec)} | {trained_for(spec)} |")
+                    f"{backend_name()} |")
+        about.append(f"- **{fam}** weights: {provenance(spec)}; trained for {trained_for(spec)}")
     v2, v1 = outs.get("MambaIRv2"), outs.get("MambaIR")
-    details = "\n".join(rows) + f"\n\nScan backend: {backend_line(cache.device().type)}."
+    details = ("\n".join(rows) + "\n\n" + "\n".join(about)
+               + f"\n\nScan backend: {backend_line(cache.device().type)}.")
     if prep.plan.how != "whole":
         details = describe(prep.plan, prep.scale, None) + "\n\n" + details
     if any(s.is_random for s in specs.values()):
