@@ -104,8 +104,8 @@ def test_app_started_with_official_weights_restores_with_both(hub, tmp_path):
         for task in ("SR x2", "SR x4"):
             v2, v1, _, details, *_ = client.predict(gradio_client.handle_file(_photo(tmp_path / "p.png")),
                                                     task, api_name="/restore")
-            rows = [r for r in details.splitlines() if r.startswith("| MambaIR")]
-            assert len(rows) == 2 and all("official" in r for r in rows), details
+            rows = [r for r in details.splitlines() if r.startswith("- **MambaIR")]  # one per network
+            assert len(rows) == 2 and all(" weights: official: `" in r for r in rows), details
             s = int(task[-1])
             assert np.asarray(Image.open(v2)).shape == np.asarray(Image.open(v1)).shape == (24 * s, 32 * s, 3)
         assert sorted(p.name for p in (tmp_path / "weights" / "official").glob("*.pth")) == [
