@@ -60,7 +60,8 @@ class Reported:
 _NOTES = ("third-party paper summary (a paper-notes markdown file found in the code index, repository not "
           "named) transcribing the MambaIRv2 paper's lightweight-SR table: #Param column only, no MACs")
 _UCAN = ("UCAN (arXiv 2603.11680, CVPR 2026) comparison table, as transcribed by a third-party paper "
-         "summary: UCAN's figure for MambaIRv2-light, x4 Manga109 (MACs at the usual 1280x720 output)")
+         "summary: UCAN's figure for MambaIRv2-light x4; the summary does not give the size: the usual "
+         "1280x720 output is assumed")
 REPORTED: tuple[Reported, ...] = (
     Reported("mambairv2_lightSR_x2", 774_000, None, (720, 1280), _NOTES),
     Reported("MambaIR_lightSR_x2", 905_000, None, (720, 1280), _NOTES),
