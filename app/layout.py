@@ -255,6 +255,18 @@ def build_demo() -> gr.Blocks:
             pq_btn = gr.Button("Measure prompt quality", elem_id="ev-quality-btn")
             pq_fig = gr.Plot(label="prompt quality")
             pq_md = gr.Markdown(elem_id="ev-quality")
+            gr.Markdown(texts.EV_SERIES, latex_delimiters=LATEX)
+            with gr.Row():
+                pqs_files = gr.File(label="Checkpoints of one SR run (several files)", file_count="multiple",
+                                    type="filepath", file_types=[".pth", ".pt", ".safetensors"],
+                                    elem_id="ev-series-files")
+                with gr.Column():
+                    pqs_folder = gr.Textbox(label="…or a folder on this machine",
+                                            placeholder="experiments/<run>/models",
+                                            elem_id="ev-series-folder")
+                    pqs_btn = gr.Button("Prompt quality and PSNR across checkpoints", elem_id="ev-series-btn")
+            pqs_fig = gr.Plot(label="prompt quality and PSNR across checkpoints", elem_id="ev-series-fig")
+            pqs_md = gr.Markdown(elem_id="ev-series")
             gr.Markdown(texts.EV_COST, latex_delimiters=LATEX)
             with gr.Row():
                 cost_sizes = gr.Textbox(value=handlers.COST_SIZES, label="input sizes (N or HxW, comma "
@@ -373,6 +385,8 @@ def build_demo() -> gr.Blocks:
                       api_name="ablation", **heavy)
         pq_btn.click(handlers.prompt_quality, inputs=ev_in, outputs=[pq_fig, pq_md],
                      api_name="prompt_quality", **heavy)
+        pqs_btn.click(handlers.prompt_quality_series, inputs=[pqs_files, pqs_folder, inp],
+                      outputs=[pqs_fig, pqs_md], api_name="prompt_quality_series", **heavy)
         cost_btn.click(handlers.cost, inputs=[task, cost_sizes], outputs=[cost_fig, cost_md], api_name="cost",
                        **heavy)
         tl_btn.click(handlers.timeline, inputs=[tl_files, tl_folder, inp, tl_layer],

@@ -107,6 +107,13 @@ EV_QUALITY = """#### 5. Prompt quality per layer
 Within-label variance of the input pixels and of the layer's features, divided by that of random groups
 of the same sizes (below 1: the labels group similar pixels), and how often 4-neighbours share a label."""
 
+EV_SERIES = """#### 5b. Prompt quality across training, next to PSNR
+Give several checkpoints of one MambaIRv2 SR run (uploaded, or the folder that holds them, e.g.
+`experiments/<run>/models`). The centre of the Restore tab's input is taken as ground truth: each
+checkpoint restores its bicubic-downscaled copy and is scored (PSNR/SSIM on Y), and its layers' label
+groups are measured as above. If the paper is right, the grouping should become more coherent than
+chance (ratios below 1) as PSNR rises; ratios that stay at 1 while PSNR rises contradict it."""
+
 EV_COST = """#### 6. Single-scan cost
 MACs per component of the task's two networks, counted from the shapes of one forward with the
 selective scan, window attention and SGN sort/gather included (`python -m model.profile` prints the

@@ -17,8 +17,9 @@ transpose of the K sequences, in and out: 2 K B L D). Element-wise work (norms, 
 softmax, additions) is not counted, as common counters do not count it either.
 The official repository's counter (analysis/flops_param_fvcore.py: fvcore, one MAC = one "flop", at a
 1280x720 output) charges a scan 9 B L D N (+ B L D for D); ``official_rule`` is our total with the scan
-rows replaced by that rule. The paper's own MAC figures are not known to this project (its tables are
-not in the stored sources), so no comparison with them is printed.
+rows replaced by that rule. Published figures (``REPORTED``) are printed beside ours where the preset
+and the input size match; the paper's own tables could not be read from the stored sources, so these are
+third-party transcriptions, labelled as such (see ``REPORTED``).
 
 Letters: B batch, L tokens, D scan channels (x K scans), N d_state, T prompts, r inner rank, C embed dim.
 """
@@ -30,6 +31,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +40,93 @@ from torch import nn
 COMPONENTS = ("conv", "linear", "window attn", "scan proj", "scan state", "scan output", "prompt")
 MOVES = ("sort", "gather/reorder")
 DEFAULT_PRESETS = ("mambairv2_lightSR_x4", "MambaIR_lightSR_x4")
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A published #Params / MACs figure for one preset, and where it comes from."""
+
+    preset: str
+    params: int | None  # parameter count as printed (e.g. 774K -> 774_000)
+    gmacs: float | None  # GMACs as printed, for an output of ``out_hw``
+    out_hw: tuple[int, int]  # (height, width) of the SR output the MACs refer to
+    source: str
+
+
+# The MambaIRv2 paper (arXiv 2411.15269) gives #Params and MACs of the light SR models in its
+# lightweight-SR table, but this project's stored sources hold only the opening of its arXiv page
+# (abstract and introduction), and the official README has no cost column; so the paper's own MAC
+# figures are NOT known here. What is known, each from where it is read (none checked against the paper):
+_NOTES = ("third-party paper summary (a paper-notes markdown file found in the code index, repository not "
+          "named) transcribing the MambaIRv2 paper's lightweight-SR table: #Param column only, no MACs")
+_UCAN = ("UCAN (arXiv 2603.11680, CVPR 2026) comparison table, as transcribed by a third-party paper "
+         "summary: UCAN's figure for MambaIRv2-light x4; the summary does not give the size: the usual "
+         "1280x720 output is assumed")
+REPORTED: tuple[Reported, ...] = (
+    Reported("mambairv2_lightSR_x2", 774_000, None, (720, 1280), _NOTES),
+    Reported("MambaIR_lightSR_x2", 905_000, None, (720, 1280), _NOTES),
+    Reported("mambairv2_lightSR_x4", 794_000, None, (720, 1280), _NOTES),
+    Reported("MambaIR_lightSR_x4", 925_000, None, (720, 1280), _NOTES),
+    Reported("mambairv2_lightSR_x4", 790_000, 75.6, (720, 1280), _UCAN),
+)
+# A first-hand check of the x2 figure: the paper's abstract (the stored opening of its arXiv page) says
+# MambaIRv2-light has "9.3% less parameters" than SRFormer-light; with SRFormer-light x2 at 853K (the
+# same transcription) that is 774K.
+
+
+def compare_reported(results: list[dict[str, Any]], reported: tuple[Reported, ...] = REPORTED
+                     ) -> list[dict[str, Any]]:
+    """Our counts beside each published figure for the profiled presets.
+
+    One row per (result, figure) of the same preset: params ours / reported always; MACs ours (and under
+    the official scan rule) / reported only when the result's input times the preset's scale is the
+    output size the figure refers to (else ``macs_ratio`` is None: a different input size).
+    """
+    from . import PRESETS
+
+    rows = []
+    for r in results:
+        cfg = PRESETS.get(r["preset"])
+        scale = int(getattr(cfg, "upscale", 1)) if cfg is not None else None
+        for rep in reported:
+            if rep.preset != r["preset"]:
+                continue
+            out_hw = (r["size"][0] * scale, r["size"][1] * scale) if scale is not None else None
+            same_size = out_hw == tuple(rep.out_hw)
+            macs_ok = rep.gmacs is not None and same_size
+            rows.append({
+                "preset": r["preset"], "size": list(r["size"]), "source": rep.source,
+                "params": r["params"], "reported_params": rep.params,
+                "params_ratio": r["params"] / rep.params if rep.params else None,
+                "gmacs": r["total"] / 1e9, "official_rule_gmacs": r["official_rule"] / 1e9,
+                "reported_gmacs": rep.gmacs, "out_hw": list(rep.out_hw),
+                "macs_ratio": r["total"] / 1e9 / rep.gmacs if macs_ok else None,
+                "official_rule_ratio": r["official_rule"] / 1e9 / rep.gmacs if macs_ok else None,
+            })
+    return rows
+
+
+def format_reported(rows: list[dict[str, Any]]) -> str:
+    """The ``compare_reported`` rows as plain text lines (one per figure, its source below it)."""
+    if not rows:
+        return "No published cost figures known for these presets."
+    lines = ["Published figures (third-party transcriptions, not read from the paper itself):"]
+    for c in rows:
+        size = f"{c['size'][0]}x{c['size'][1]}"
+        text = f"  {c['preset']} at {size}: params ours {c['params'] / 1e3:.1f}K"
+        if c["reported_params"]:
+            text += f" vs {c['reported_params'] / 1e3:.0f}K reported (ours/reported {c['params_ratio']:.3f})"
+        if c["reported_gmacs"] is not None:
+            oh, ow = c["out_hw"]
+            if c["macs_ratio"] is None:
+                text += (f"; MACs {c['reported_gmacs']:.1f}G reported for a {ow}x{oh} output: profile this "
+                         f"input size to compare")
+            else:
+                text += (f"; MACs ours {c['gmacs']:.1f}G (official scan rule {c['official_rule_gmacs']:.1f}G)"
+                         f" vs {c['reported_gmacs']:.1f}G reported (ours/reported {c['macs_ratio']:.2f}; "
+                         f"official rule / reported {c['official_rule_ratio']:.2f})")
+        lines += [text, f"    source: {c['source']}"]
+    return "\n".join(lines)
 
 
 def scan_macs(b: int, l: int, d: int, n: int) -> dict[str, int]:
@@ -206,7 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(format_table(results, timed=not a.no_time))
     print("\nCounted with forward hooks on one forward (see `python -m model.profile --help` and the module "
-          "docstring); the paper's MAC figures are not known to this project, so none are compared.")
+          "docstring). MACs of the paper's tables are for a 1280x720 output: --size 180x320 for x4, "
+          "360x640 for x2.\n")
+    print(format_reported(compare_reported(results)))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)

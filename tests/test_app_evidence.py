@@ -37,7 +37,8 @@ def _rows(md: str) -> list[list[str]]:
 
 def test_evidence_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/ablation", "/scan_redundancy", "/decay", "/ase_query", "/prompt_quality", "/cost"} <= names
+    assert {"/ablation", "/scan_redundancy", "/decay", "/ase_query", "/prompt_quality", "/cost",
+            "/prompt_quality_series"} <= names
 
 
 def test_ablation_ground_truth_mode_scores_every_variant(client, photo):
@@ -84,3 +85,51 @@ def test_bad_inputs_are_user_errors(client, photo):
         client.predict("SR x2", "big", api_name="/cost")
     with pytest.raises(Exception, match="outside"):
         client.predict(photo, "SR x2", "Restore as is", "0.0", 500, 3, api_name="/ase_query")
+
+
+def _series_checkpoint(path, seed: int):
+    """A BasicSR-style ``{'params': ...}`` file of one tiny MambaIRv2-light x2 configuration."""
+    import torch
+
+    from model import build
+    from model.config import MambaIRv2LightConfig
+
+    cfg = MambaIRv2LightConfig(upscale=2, embed_dim=16, d_state=4, depths=(1, 1), num_heads=(2, 2),
+                               window_size=8, inner_rank=8, num_tokens=8, convffn_kernel_size=3)
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"params": build(cfg).state_dict()}, path)
+    return path
+
+
+def test_prompt_quality_series_endpoint_over_a_checkpoint_series(client, tmp_path):
+    """Checkpoints of one run (uploaded, then as a folder): one row per checkpoint in iteration order,
+    scored on the centre 128x128 of the image exactly as model.evidence.prompt_quality_series does."""
+    from model.evidence import prompt_quality_series
+
+    models = tmp_path / "experiments" / "run" / "models"
+    files = [_series_checkpoint(models / f"net_g_{step}.pth", seed=step) for step in (3000, 1000, 2000)]
+    yy, xx = np.mgrid[0:140, 0:150]
+    rgb = np.stack([xx * 1.6, yy * 1.8, (xx + yy) * 0.8], axis=-1).astype(np.uint8)
+    rgb[40:90, 50:110] = 220
+    Image.fromarray(rgb).save(tmp_path / "gt.png")
+    photo = gradio_client.handle_file(str(tmp_path / "gt.png"))
+    fig, md = client.predict([gradio_client.handle_file(str(f)) for f in files], "", photo,
+                             api_name="/prompt_quality_series")
+    rows = _rows(md)
+    assert fig is not None and [r[0] for r in rows] == ["step 1000", "step 2000", "step 3000"]
+    gt = rgb[6:134, 11:139].astype(np.float32) / 255.0  # the centre 128x128 of the 140x150 image
+    want = prompt_quality_series(files, gt, crop=64)
+    for r, w in zip(rows, want, strict=True):
+        assert float(r[1]) == pytest.approx(w["psnr"], abs=0.006)
+        assert float(r[4]) == pytest.approx(w["feature_ratio"], abs=0.0006)
+    assert len({r[1] for r in rows}) == 3  # three different networks, three scores
+    assert "128×128" in md and "untrained" in md  # random routers are flagged
+    run = str(tmp_path / "experiments" / "run")
+    _, md2 = client.predict([], run, photo, api_name="/prompt_quality_series")
+    assert [r[0] for r in _rows(md2)] == ["step 1000", "step 2000", "step 3000"]
+
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="not a folder"):
+        client.predict([], str(tmp_path / "nope"), photo, api_name="/prompt_quality_series")

@@ -86,12 +86,23 @@ def test_evidence_tab_clicks_through_every_view(page, tmp_path):
     page.click("#ev-quality-btn")
     page.wait_for_selector("#ev-quality table")
 
+    # Prompt quality across a run: two uploaded checkpoints, one row each, next to PSNR.
+    from test_app_evidence import _series_checkpoint
+
+    ckpts = [str(_series_checkpoint(tmp_path / "run" / f"net_g_{s}.pth", s)) for s in (200, 100)]
+    page.locator("#ev-series-files input[type=file]").set_input_files(ckpts)
+    page.wait_for_function("document.querySelector('#ev-series-files').innerText.includes('net_g_200')")
+    page.click("#ev-series-btn")
+    page.wait_for_selector("#ev-series table")
+    text = page.inner_text("#ev-series")
+    assert text.index("step 100") < text.index("step 200") and "PSNR" in text
+
     page.locator("#ev-cost-sizes textarea, #ev-cost-sizes input").first.fill("16, 24")
     page.click("#ev-cost-btn")
     page.wait_for_selector("#ev-cost table")
     assert "scan state" in page.inner_text("#ev-cost")
 
-    # Redundancy, two decay plots, ASE, prompt quality and cost figures are drawn.
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6")
+    # Redundancy, two decay plots, ASE, prompt quality, the series and cost figures are drawn.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 7")
     page.screenshot(path=str(SHOTS / "evidence.png"), full_page=True)
     assert (SHOTS / "evidence.png").stat().st_size > 10_000

@@ -113,3 +113,32 @@ def test_table_and_sizes():
     assert parse_size("64") == (64, 64) and parse_size("180x320") == (180, 320)
     with pytest.raises(ValueError):
         parse_size("1x2x3")
+
+
+def test_reported_figures_sit_beside_ours_only_at_their_size():
+    """compare_reported: params ours/reported always; MACs only when input x scale = the figure's output."""
+    from model.profile import Reported, compare_reported, format_reported
+
+    rep = (Reported("mambairv2_lightSR_x4", 800_000, 80.0, (720, 1280), "test source"),)
+    r = {"preset": "mambairv2_lightSR_x4", "size": [180, 320], "params": 790_000, "total": 60_000_000_000,
+         "official_rule": 100_000_000_000}
+    (row,) = compare_reported([r], rep)
+    assert row["params_ratio"] == pytest.approx(790 / 800)
+    assert row["macs_ratio"] == pytest.approx(60 / 80)
+    assert row["official_rule_ratio"] == pytest.approx(100 / 80)
+    text = format_reported([row])
+    assert "ours/reported 0.75" in text and "official rule / reported 1.25" in text and "test source" in text
+    (other,) = compare_reported([{**r, "size": [64, 64]}], rep)  # another input size: no MAC ratio
+    assert other["macs_ratio"] is None and other["params_ratio"] == pytest.approx(790 / 800)
+    assert "profile this input size" in format_reported([other])
+    assert compare_reported([{**r, "preset": "MambaIR_SR_x2"}], rep) == []
+
+
+def test_reported_params_match_our_presets():
+    """Every published #Params agrees with our build of the preset to 1% (the figures are rounded to 1K)."""
+    from model import PRESETS
+    from model.profile import REPORTED
+
+    for rep in REPORTED:
+        ours = sum(p.numel() for p in build(PRESETS[rep.preset]).parameters())
+        assert abs(ours / rep.params - 1) < 0.01, (rep.preset, ours, rep.params)

@@ -27,6 +27,7 @@ from .evidence import (
     cost,
     decay,
     prompt_quality,
+    prompt_quality_series,
     scan_redundancy,
     select_query,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "layer_choices", "layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
     "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
     "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "timeline",
-    "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "scan_redundancy",
+    "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "prompt_quality_series",
+    "scan_redundancy",
     "select_query",
 ]

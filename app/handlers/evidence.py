@@ -33,6 +33,8 @@ from .internals import INTERNALS_MAX, _centre_crop, _pick
 COST_SIZES = "32, 64"
 QUERY_ZOOM = 4  # the crop is shown this many times enlarged for picking the ASE query pixel
 COST_MAX_SIDE = 256  # the cost view runs a forward per size; keep it to seconds on a CPU
+SERIES_GT_SIDE = 128  # the series scores every checkpoint on the centre this-many pixels of the image
+SERIES_CROP = 64  # LR pixels per side of the centre crop each checkpoint's layers are recorded on
 
 
 def _records(image: Any, task: str | None, mode: str, family: str,
@@ -199,6 +201,60 @@ def prompt_quality(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
               f"{r['neighbours']:.3f} | {r['neighbours_chance']:.3f} | {r['labels_used']} |" for r in rows]
     note = _note(untrained, rnd)
     return prompt_quality_figure(rows, untrained), "\n".join(lines) + (f"\n\n{note}" if note else "")
+
+
+@gpu
+@explain_errors
+def prompt_quality_series(files: Any = None, folder: str | None = None, image: Any = None,
+                          progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+    """Prompt quality (mean over layers) and PSNR for every checkpoint of one SR run: (figure, markdown).
+
+    The centre of ``image`` is the ground truth: MATLAB-style bicubic makes the LR, each checkpoint
+    restores it and is scored on Y (BasicSR conventions); its layers are recorded on the LR's centre.
+    """
+    import os
+
+    from model.evidence import CLAIMS, UNTRAINED_NOTE
+    from model.evidence import prompt_quality_series as series
+    from viz.evidence import prompt_quality_series_figure
+
+    from ..io import ImageError, load_image
+    from .weights import _timeline_items
+
+    items = _timeline_items(files, folder)
+    if image is None:
+        raise gr.Error("give an input image on the Restore tab (or pick an example there) first: it is "
+                       "the ground truth every checkpoint is scored against")
+    try:
+        rgb = load_image(image)
+    except ImageError as exc:
+        raise gr.Error(str(exc), title="Cannot use this image") from exc
+    h, w = rgb.shape[:2]
+    sh, sw = min(SERIES_GT_SIDE, h), min(SERIES_GT_SIDE, w)
+    r0, c0 = (h - sh) // 2, (w - sw) // 2
+    gt = rgb[r0:r0 + sh, c0:c0 + sw].astype(np.float32) / 255.0  # (sh, sw, 3) centre, the ground truth
+
+    def report(i: int, n: int, path: Any) -> None:
+        progress((i, n), desc=f"restoring and recording {os.path.basename(str(path))}")
+
+    try:
+        rows = series(items, gt, crop=SERIES_CROP, progress=report)
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
+        raise gr.Error(str(exc), title="Cannot use these checkpoints") from exc
+    lines = ["| checkpoint | PSNR-Y (dB) | SSIM-Y | input var / random | feature var / random "
+             "| neighbours / chance | router |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        name = f"step {r['step']}" if r["step"] is not None else os.path.basename(r["path"])
+        lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['input_ratio']:.3f} | "
+                     f"{r['feature_ratio']:.3f} | {r['neighbour_ratio']:.3f} | "
+                     f"{'untrained' if r['untrained'] else 'trained'} |")
+    head = (f"{len(rows)} checkpoints, scored on the centre {sw}×{sh} pixels of the image as ground truth "
+            f"(bicubic LR, PSNR/SSIM on Y, border = scale); layers recorded on the LR's centre "
+            f"{SERIES_CROP}×{SERIES_CROP} pixels at most.")
+    text = head + "\n\n" + "\n".join(lines) + f"\n\n{CLAIMS['quality']}"
+    if any(r["untrained"] for r in rows):
+        text += f"\n\n⚠️ rows marked untrained: {UNTRAINED_NOTE}"
+    return prompt_quality_series_figure(rows), text
 
 
 @gpu
