@@ -88,3 +88,15 @@ def hub(tmp_path_factory):
     server.paths = paths
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def ref_scan():
+    """The reference scan for a module's tests (``pytestmark = pytest.mark.usefixtures("ref_scan")``),
+    the previous choice restored afterwards."""
+    from model import scan
+
+    previous = scan._forced
+    scan.set_backend("ref")
+    yield
+    scan.set_backend(previous)

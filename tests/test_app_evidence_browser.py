@@ -5,35 +5,23 @@ Skipped when Playwright or /usr/bin/chromium is missing; tiny random models keep
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import SHOTS, chromium_page, require_browser
 from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).parent / "screenshots"
-TIMEOUT_MS = 180_000
-
-sync_api = pytest.importorskip("playwright.sync_api")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+require_browser()
 
 
 @pytest.fixture(scope="module")
 def page(tiny_app_url):
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(TIMEOUT_MS)
-        pg.goto(tiny_app_url)
+    """A chromium page on the tiny demo."""
+    with chromium_page(tiny_app_url) as pg:
         yield pg
-        browser.close()
 
 
 def _photo(path: Path) -> str:

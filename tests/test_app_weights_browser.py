@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT_MS, _photo
+from browser import SHOTS, chromium_page, require_browser
+from test_app_browser import _photo
 from test_app_weights import basicsr_checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-sync_api = pytest.importorskip("playwright.sync_api")
+require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,8 @@ def page(hub, tmp_path_factory):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
                             quiet=True)
     try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            pg.set_default_timeout(TIMEOUT_MS)
-            pg.goto(url)
+        with chromium_page(url) as pg:
             yield pg
-            browser.close()
     finally:
         demo.close()
         cache.clear()

@@ -8,53 +8,26 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import V1_CFG, V2_CFG, randomize
 
-import model.scan as scan
 from model.archs import SS2D, build, set_options
 from model.archs.mambairv2 import ASSM, route_policy
 from model.capture import capture, is_capturing, ss2d_orders
-from model.config import MambaIRConfig, MambaIRv2LightConfig
 from model.scan import selective_scan_ref
 
-V2_CFG = MambaIRv2LightConfig(upscale=2, img_size=16, embed_dim=12, d_state=4, depths=(2, 1),
-                              num_heads=(2, 2), window_size=8, inner_rank=4, num_tokens=6, mlp_ratio=1.0)
-V1_CFG = MambaIRConfig(upscale=2, img_size=16, embed_dim=30, d_state=4, depths=(2, 1), mlp_ratio=1.2,
-                       upsampler="pixelshuffledirect")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def ref_scan():
-    """Run everything here on the reference scan, restoring the previous choice afterwards."""
-    previous = scan._forced
-    scan.set_backend("ref")
-    yield
-    scan.set_backend(previous)
-
-
-def _randomize(net: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random weights everywhere (layer scales, prompts, routing too) so every branch matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith("A_logs"):
-                p.copy_(torch.rand(p.shape, generator=g) * 1.5)
-            elif "embedding" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-            else:
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    return net
+pytestmark = pytest.mark.usefixtures("ref_scan")
 
 
 @pytest.fixture(scope="module")
 def v2net():
     torch.manual_seed(0)
-    return _randomize(build(V2_CFG), 1)
+    return randomize(build(V2_CFG), 1)
 
 
 @pytest.fixture(scope="module")
 def v1net():
     torch.manual_seed(0)
-    return _randomize(build(V1_CFG), 2)
+    return randomize(build(V1_CFG), 2)
 
 
 @pytest.fixture(scope="module")

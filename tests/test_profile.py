@@ -8,25 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import V1_CFG, V2_CFG
 
 import model.scan as scan
 from model.archs import build
 from model.archs.mambair import ChannelAttention
-from model.config import MambaIRConfig, MambaIRv2LightConfig
 from model.profile import count, format_table, parse_size, scan_macs
 
-V2_CFG = MambaIRv2LightConfig(upscale=2, img_size=16, embed_dim=12, d_state=4, depths=(2, 1),
-                              num_heads=(2, 2), window_size=8, inner_rank=4, num_tokens=6, mlp_ratio=1.0)
-V1_CFG = MambaIRConfig(upscale=2, img_size=16, embed_dim=30, d_state=4, depths=(2, 1), mlp_ratio=1.2,
-                       upsampler="pixelshuffledirect")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def ref_scan():
-    previous = scan._forced
-    scan.set_backend("ref")
-    yield
-    scan.set_backend(previous)
+pytestmark = pytest.mark.usefixtures("ref_scan")
 
 
 def _conv_macs_per_pixel(net: torch.nn.Module, skip=()) -> int:

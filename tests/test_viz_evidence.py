@@ -5,27 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import V1_CFG, V2_CFG
 
-import model.scan as scan
 from model import evidence as ev
 from model.archs import build
 from model.capture import capture
-from model.config import MambaIRConfig, MambaIRv2LightConfig
 from model.scan import selective_scan_ref
 from viz import evidence as vz
 
-V2_CFG = MambaIRv2LightConfig(upscale=2, img_size=16, embed_dim=12, d_state=4, depths=(2, 1),
-                              num_heads=(2, 2), window_size=8, inner_rank=4, num_tokens=6, mlp_ratio=1.0)
-V1_CFG = MambaIRConfig(upscale=2, img_size=16, embed_dim=30, d_state=4, depths=(2, 1), mlp_ratio=1.2,
-                       upsampler="pixelshuffledirect")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def ref_scan():
-    previous = scan._forced
-    scan.set_backend("ref")
-    yield
-    scan.set_backend(previous)
+pytestmark = pytest.mark.usefixtures("ref_scan")
 
 
 @pytest.fixture(scope="module")
