@@ -100,3 +100,27 @@ def ref_scan():
     scan.set_backend("ref")
     yield
     scan.set_backend(previous)
+
+
+@pytest.fixture(scope="module")
+def v2net():
+    """The tiny MambaIRv2-light of tests/tiny_models.py with randomized weights (seeded)."""
+    import torch
+    from tiny_models import V2_CFG, randomize
+
+    from model import build
+
+    torch.manual_seed(0)
+    return randomize(build(V2_CFG), 1)
+
+
+@pytest.fixture(scope="module")
+def v1net():
+    """The tiny MambaIR of tests/tiny_models.py with randomized weights (seeded)."""
+    import torch
+    from tiny_models import V1_CFG, randomize
+
+    from model import build
+
+    torch.manual_seed(0)
+    return randomize(build(V1_CFG), 2)

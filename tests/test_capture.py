@@ -8,26 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import V1_CFG, V2_CFG, randomize
+from tiny_models import V1_CFG, V2_CFG
 
-from model.archs import SS2D, build, set_options
+from model.archs import SS2D, set_options
 from model.archs.mambairv2 import ASSM, route_policy
 from model.capture import capture, is_capturing, ss2d_orders
 from model.scan import selective_scan_ref
 
 pytestmark = pytest.mark.usefixtures("ref_scan")
-
-
-@pytest.fixture(scope="module")
-def v2net():
-    torch.manual_seed(0)
-    return randomize(build(V2_CFG), 1)
-
-
-@pytest.fixture(scope="module")
-def v1net():
-    torch.manual_seed(0)
-    return randomize(build(V1_CFG), 2)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import V1_CFG, V2_CFG, randomize
+from tiny_models import V2_CFG, randomize
 
 import model.scan as scan
 from model import evidence as ev
@@ -18,18 +18,6 @@ from model.archs.mambairv2 import ASSM
 from model.capture import capture
 
 pytestmark = pytest.mark.usefixtures("ref_scan")
-
-
-@pytest.fixture(scope="module")
-def v2net():
-    torch.manual_seed(0)
-    return randomize(build(V2_CFG), 1)
-
-
-@pytest.fixture(scope="module")
-def v1net():
-    torch.manual_seed(0)
-    return randomize(build(V1_CFG), 2)
 
 
 @pytest.fixture(scope="module")
