@@ -152,8 +152,8 @@ def decay_figure(record: Record, queries: int = 16, untrained: bool = False) -> 
     prof = decay_profile(record, queries)
     d = prof["distance"][1:]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.1,
-                        subplot_titles=("mean |weight| vs distance in the sequence",
-                                        "same-label pairs: mean distance"))
+                        subplot_titles=("|weight| vs distance",
+                                        "same-label distance"))
     fig.add_trace(go.Scatter(x=d, y=prof["weight"][1:], mode="lines", name="implicit attention (exact)"),
                   row=1, col=1)
     fig.add_trace(go.Scatter(x=d, y=prof["envelope"][1:], mode="lines", line=dict(dash="dot"),

@@ -49,7 +49,7 @@ def weights_table() -> str:
 def weights_status() -> str:
     """The one-line weights status shown at the top of the page and in the Weights tab."""
     line = cache.status_line()
-    return f"ℹ️ {line}" if line else ""
+    return line if not line or line.startswith("⚠️") else f"ℹ️ {line}"
 
 
 def _task_menu(value: str | None = None) -> gr.Dropdown:
