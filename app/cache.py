@@ -1,9 +1,15 @@
 """Which models the app offers, per task, and a module-level cache of the loaded networks.
 
 Models are loaded on first use and kept here (never in ``gr.State``, which is deep-copied per
-session). Sources, in order: checkpoints listed by ``model.weights.scan_weights`` (weights/);
-otherwise clearly labelled random-weight demo models of the light presets. The environment
-variable ``MAMBAIR_APP_DEMO=tiny`` swaps in tiny random models (used by the tests).
+session). Sources, in order: checkpoints listed by ``model.weights.scan_weights`` (weights/, with
+fetched official files in weights/official/ and uploads in weights/user/); otherwise clearly
+labelled random-weight demo models of the light presets. The environment variable
+``MAMBAIR_APP_DEMO=tiny`` swaps in tiny random models (used by the tests).
+
+Task labels: each task ("SR x4") is served by the best checkpoint per network (official, then
+trained here, then other files found in the weights folder); any other checkpoint gets its own label
+with its file name ("SR x4 · net_g_5000.pth"), paired with the best checkpoint of the other network
+for the same task, so that it can still be compared side by side. Uploads always get such a label.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -40,11 +46,13 @@ class ModelSpec:
     preset: str | None = None   # config preset name for random models
     config: Any = None          # the config for random models
     metrics: tuple = field(default=())  # ((name, value), ...) from the manifest
+    base_task: str = ""         # task label without the file name ("SR x4"); "" = same as task
+    own_label: bool = False     # always offered under its file-named label (uploads)
 
     @property
     def key(self) -> str:
         """Unique key of this model in the cache."""
-        return f"{self.family}|{self.task}|{self.path or self.preset}"
+        return f"{self.family}|{self.path or self.preset}"
 
     @property
     def is_random(self) -> bool:
@@ -135,8 +143,9 @@ def _specs_from_weights() -> list[ModelSpec]:
             cfg = None
         label = task_label(kind, scale, level) + ("" if known else " (level assumed)")
         specs.append(ModelSpec(
-            family=family, task=label, kind=kind, scale=scale, level=level,
+            family=family, task=label, base_task=label, kind=kind, scale=scale, level=level,
             source=str(_get(e, "source", "user file")), path=str(_get(e, "path")), config=cfg,
+            own_label=_is_upload(str(_get(e, "path"))),
             metrics=tuple(sorted((str(k), v) for k, v in dict(_get(e, "metrics", {}) or {}).items()))))
     return specs
 
@@ -184,30 +193,47 @@ _tasks: dict[str, dict[str, ModelSpec]] | None = None
 _models: dict[str, nn.Module] = {}
 
 
-def _task_order(label: str) -> tuple[int, int]:
-    kind_rank = {"S": 0, "D": 1, "J": 2}.get(label[:1], 3)
-    digits = "".join(ch for ch in label if ch.isdigit())
-    return kind_rank, int(digits or 0)
+SOURCE_RANK = {"official": 0, "trained here": 1, "user file": 2, RANDOM: 3}
+_uploaded: dict[str, ModelSpec] = {}  # path -> spec of files added while the app runs
+
+
+def file_label(spec: ModelSpec) -> str:
+    """'SR x4 · net_g_5000.pth': the task of a checkpoint with its file name."""
+    return f"{spec.base_task or spec.task} · {os.path.basename(spec.path or spec.preset or '?')}"
+
+
+def _task_order(item: tuple[str, dict[str, ModelSpec]]) -> tuple:
+    sp = next(iter(item[1].values()))
+    base = sp.base_task or sp.task
+    return {"sr": 0, "dn": 1, "car": 2}.get(sp.kind, 3), sp.scale, sp.level, base != item[0], item[0]
 
 
 def tasks(refresh: bool = False) -> dict[str, dict[str, ModelSpec]]:
-    """Task label -> {family: ModelSpec}; tasks with weights, else the random demo models."""
+    """Task label -> {family: ModelSpec}; checkpoints from weights/ (else the random demo models)."""
     global _tasks
     with _lock:
         if _tasks is None or refresh:
             demo_mode = os.environ.get("MAMBAIR_APP_DEMO", "").strip().lower()
             specs = [] if demo_mode in ("tiny", "random") else _specs_from_weights()
-            if not specs:
-                specs = _demo_specs()
+            known = {sp.path for sp in specs}
+            specs += [sp for path, sp in _uploaded.items() if path not in known]
+            if not [sp for sp in specs if not sp.own_label]:
+                specs += _demo_specs()
             found: dict[str, dict[str, ModelSpec]] = {}
-            for sp in specs:
-                slot = found.setdefault(sp.task, {})
-                # Prefer official weights over ones trained here over user files for a family.
-                rank = {"official": 0, "trained here": 1, "user file": 2}
-                old = slot.get(sp.family)
-                if old is None or rank.get(sp.source, 3) < rank.get(old.source, 3):
+            others: list[ModelSpec] = []
+            for sp in sorted(specs, key=lambda s: (SOURCE_RANK.get(s.source, 4), s.path or "")):
+                slot = found.setdefault(sp.base_task or sp.task, {})
+                if sp.own_label or sp.family in slot:
+                    others.append(sp)  # its own label, below
+                else:
                     slot[sp.family] = sp
-            _tasks = dict(sorted(found.items(), key=lambda kv: _task_order(kv[0])))
+            found = {k: v for k, v in found.items() if v}
+            for sp in others:
+                label = file_label(sp)
+                own = replace(sp, task=label, base_task=sp.base_task or sp.task)
+                pair = {f: s for f, s in found.get(own.base_task, {}).items() if f != sp.family}
+                found[label] = {own.family: own, **pair}
+            _tasks = dict(sorted(found.items(), key=_task_order))
         return _tasks
 
 
@@ -271,9 +297,152 @@ def param_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+# ---------------------------------------------------------------------------
+# Official weights (fetched through model.download) and the user's own checkpoints
+# ---------------------------------------------------------------------------
+
+MAX_CHECKPOINT_MB = 1024    # an upload larger than this is refused before it is read
+_status: list[str] = []     # one line: what the app has, and what it could not get
+
+
+def official_dir() -> str:
+    """Where fetched official checkpoints live: <weights>/official."""
+    from model.download import OFFICIAL_DIR
+
+    return os.path.join(weights_dir(), OFFICIAL_DIR)
+
+
+def _is_upload(path: str) -> bool:
+    """True for files in ``user_dir()`` (uploads kept from earlier runs)."""
+    return os.path.abspath(path).startswith(os.path.abspath(user_dir()) + os.sep)
+
+
+def user_dir() -> str:
+    """Where uploaded checkpoints are kept (so that they are there after a restart): <weights>/user."""
+    return os.path.join(weights_dir(), "user")
+
+
+def weights_mode() -> str:
+    """'official' when the app should fetch the official weights at start (``MAMBAIR_WEIGHTS``;
+    default 'official' on a Hugging Face Space, where ``SPACE_ID`` is set), else 'local'."""
+    mode = os.environ.get("MAMBAIR_WEIGHTS", "").strip().lower()
+    if not mode:
+        mode = "official" if os.environ.get("SPACE_ID") else "local"
+    return mode if mode in ("official", "local") else "local"
+
+
+def prepare_weights(log_fn: Any = None) -> str:
+    """Fetch the official light SR checkpoints when ``weights_mode()`` asks for it; returns the status line.
+
+    Never raises for hub trouble: offline or with files missing, the app starts with what it has.
+    """
+    from model.download import APP_PRESETS, fetch_many
+
+    say = log_fn or log.info
+    if weights_mode() == "official":
+        say(f"fetching the official weights into {official_dir()} ...")
+        report = fetch_many(APP_PRESETS, official_dir(), log=say)
+        line = report.line()
+        if report.problem or report.failed:
+            line += " The app starts with the weights it has."
+        say(line)
+    else:
+        line = ("Official weights are not fetched at start (MAMBAIR_WEIGHTS=official does, or the Weights "
+                "tab on demand).")
+    _status[:] = [line]
+    tasks(refresh=True)
+    return line
+
+
+def status_line() -> str:
+    """One line on the weights: official ones fetched or not, a broken manifest, random models."""
+    parts = list(_status)
+    broken = [s for s in skipped_files() if s["file"].endswith("manifest.json")]
+    parts += [f"`{s['file']}` is broken: provenance of its files unknown (see the Weights tab)."
+              for s in broken]
+    if any(sp.is_random for fams in tasks().values() for sp in fams.values()):
+        parts.append(f"⚠️ **Demo models with {RANDOM_NOTE}**: put checkpoints in `weights/` or fetch the "
+                     "official ones (Weights tab) to restore real images.")
+    return " ".join(parts)
+
+
+def official_summary() -> str:
+    """'Official weights: 3 of 6 light SR checkpoints present (...).' from the weights folder now."""
+    from model.download import APP_PRESETS
+
+    have = {sp.path for fams in tasks().values() for sp in fams.values() if sp.source == "official"}
+    entries = [e for e in _official_entries() if e.get("path") in have]
+    present = sorted({e["preset"] for e in entries if e.get("preset") in APP_PRESETS})
+    text = f"Official weights: {len(present)} of {len(APP_PRESETS)} light SR checkpoints present"
+    return text + (f" ({', '.join(present)})." if present else ".")
+
+
+def _official_entries() -> list[dict[str, Any]]:
+    from model.weights import scan_weights
+
+    try:
+        return scan_weights(official_dir())[0]
+    except OSError:
+        return []
+
+
+def set_status(line: str) -> None:
+    """Replace the status line (after an on-demand fetch)."""
+    _status[:] = [line]
+
+
+def add_user_checkpoint(path: str, name: str | None = None) -> ModelSpec:
+    """Check an uploaded checkpoint, keep a copy in ``user_dir()``, and offer it; returns its spec.
+
+    The file is read with ``torch.load(weights_only=True)`` (a pickle that wants to run code is refused
+    and runs nothing) and must load strictly into a detected MambaIRv2/MambaIRv2Light/MambaIR.
+    Raises ``model.CheckpointError`` (a ValueError) with the reason; the app is then as it was.
+    """
+    import shutil
+
+    from model import CheckpointError, inspect_checkpoint, load_checkpoint
+    from model.weights import CHECKPOINT_SUFFIXES, sha256_file, task_of
+
+    name = os.path.basename(name or path)
+    if not name.lower().endswith(CHECKPOINT_SUFFIXES):
+        raise CheckpointError(f"{name!r} is not a checkpoint file: use .pth, .pt or .safetensors")
+    size_mb = os.path.getsize(path) / 2**20
+    limit = float(os.environ.get("MAMBAIR_MAX_CHECKPOINT_MB", MAX_CHECKPOINT_MB))
+    if size_mb > limit:
+        raise CheckpointError(f"{name!r} is {size_mb:.0f} MB; the limit is {limit:.0f} MB")
+    cfg, desc = inspect_checkpoint(path)
+    if cfg is None:
+        raise CheckpointError(f"{name!r}: {desc}")
+    family = _family_of(cfg.arch)
+    kind = _KINDS.get(task_of(cfg))
+    if family is None or kind is None:
+        raise CheckpointError(f"{name!r} holds a {desc}, which the app cannot run")
+    net = load_checkpoint(path, device=str(device()))  # strict: every tensor must fit
+    net.eval()
+    os.makedirs(user_dir(), exist_ok=True)
+    stem, suffix = os.path.splitext(name)
+    dest, n = os.path.join(user_dir(), name), 1
+    digest = sha256_file(path)
+    while os.path.exists(dest) and sha256_file(dest) != digest:  # same name, other bytes: keep both
+        n += 1
+        dest = os.path.join(user_dir(), f"{stem}-{n}{suffix}")
+    if not os.path.exists(dest):
+        shutil.copyfile(path, dest)
+    level, known = _level_of({"file": name}, kind)
+    base = task_label(kind, int(cfg.upscale), level) + ("" if known else " (level assumed)")
+    spec = ModelSpec(family=family, task=base, base_task=base, kind=kind, scale=int(cfg.upscale), level=level,
+                     source="user file", path=dest, config=cfg, own_label=True)
+    with _lock:
+        _uploaded[dest] = spec
+        _models[spec.key] = net
+        tasks(refresh=True)
+    return spec
+
+
 def clear() -> None:
     """Forget loaded models and the task list (tests, or after new weights appear)."""
     global _tasks
     with _lock:
         _models.clear()
+        _uploaded.clear()
         _tasks = None

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Largest low-resolution input the app accepts (pixels per side); bigger inputs are refused
-# with a message because a CPU forward pass would take minutes (tiling keeps memory bounded,
-# not time).
+# Largest input the networks are given (pixels per side): a CPU forward pass would take minutes
+# beyond it (tiling keeps memory bounded, not time). Larger photos are not refused: the app
+# restores a region of them or downscales them to fit (app.region).
 MAX_SIDE = 1024
 # Smallest input side: the networks pad to their window size (16), below 8 pixels the
 # restoration is meaningless.
@@ -27,16 +27,25 @@ class ImageError(ValueError):
     """An upload the app cannot use; the message is shown to the user as is."""
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale integer/float pixel data of any depth to uint8 [0, 255]."""
+def _to_uint8(arr: np.ndarray, full_scale: float | None = None) -> np.ndarray:
+    """Scale integer/float pixel data of any depth to uint8 [0, 255].
+
+    ``full_scale`` is the value that means white; by default it follows the dtype (255 for 8-bit,
+    65535 for 16-bit), never the values, so a dark 16-bit image stays dark.
+    """
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.integer):
-        # 16-bit files (PNG/TIFF) arrive as uint16 or int32 with values up to 65535.
-        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        return np.clip(np.round(arr.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+        if full_scale is None:
+            if arr.dtype.itemsize <= 2:  # int8/uint16/int16: the dtype is the bit depth
+                full_scale = 255.0 if arr.dtype.itemsize == 1 else 65535.0
+            else:
+                # Wider integers say nothing about the depth (numpy's default int): a caller's
+                # 0..255 array stays 8-bit, anything above is taken as 16-bit.
+                full_scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return np.clip(np.round(arr.astype(np.float64) * (255.0 / full_scale)), 0, 255).astype(np.uint8)
     # Float images ("F" mode): assume [0, 1] when they fit, else min-max scale.
     arr = arr.astype(np.float64)
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -46,15 +55,20 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.round((arr - lo) * (255.0 / scale)).astype(np.uint8)
 
 
+# PIL modes of high-bit-depth greyscale files, with the value that means white. PIL opens 16-bit
+# PNG/TIFF as "I;16*" (or "I" in older versions): the file's depth, whatever values it holds.
+_DEEP_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": None}
+
+
 def pil_to_rgb(im: Image.Image) -> np.ndarray:
     """Any PIL image -> (H, W, 3) uint8: EXIF rotation applied, alpha over white, grey copied."""
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not block the image itself
         pass
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if im.mode in _DEEP_MODES:
         # High bit depth greyscale: scale to 8 bits ourselves (PIL's convert("L") clips).
-        grey = _to_uint8(np.asarray(im))
+        grey = _to_uint8(np.asarray(im), _DEEP_MODES[im.mode])
         return np.repeat(grey[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
@@ -79,20 +93,26 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_size(rgb: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
-    """Refuse images that are too small or too large for the app; return the image unchanged."""
+def check_size(rgb: np.ndarray, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """Refuse images that are too small or (``max_side`` not None) too large; return the image unchanged."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise ImageError(f"image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
-    if max(h, w) > max_side:
+    if h * w > MAX_DECODED_PIXELS:
+        raise ImageError(f"image is {w}x{h} pixels, too large to handle here")
+    if max_side is not None and max(h, w) > max_side:
         raise ImageError(
             f"image is {w}x{h} pixels; the limit is {max_side} pixels per side on this machine. "
             "Crop or downscale it first.")
     return rgb
 
 
-def load_image(source: Any, max_side: int = MAX_SIDE) -> np.ndarray:
-    """Path, PIL image or numpy array -> checked (H, W, 3) uint8 RGB array; ImageError otherwise."""
+def load_image(source: Any, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """Path, PIL image or numpy array -> checked (H, W, 3) uint8 RGB array; ImageError otherwise.
+
+    ``max_side=None`` accepts any size up to ``MAX_DECODED_PIXELS`` (the app then picks a region or
+    downscales, ``app.region``); files beyond that are refused before they are decoded.
+    """
     if source is None:
         raise ImageError("no image: upload one or pick an example")
     if isinstance(source, np.ndarray):

@@ -13,7 +13,8 @@ unaffected. All tensors are detached CPU copies (float32 / int64).
 Dimension letters: B batch, L = H*W tokens of the (padded) grid, T num_tokens, N d_state,
 D channels of the scan.
 
-ASSM record: "stage", "block", "grid" (H, W), "route_logp" (B,L,T), "labels" (B,L),
+ASSM record: "stage", "block", "grid" (H, W), "sgn" and "prompt_switch" (knock-out options),
+"route_logp" (B,L,T), "labels" (B,L),
 "perm" (B,L) (sorted position i holds raster pixel perm[i]; stable sort of labels), "inv_perm"
 (B,L), "prompt" (B,L,N) raster order, "C" (B,L,N) scan's C before the prompt, in scan order,
 "prompt_pool" (T,N), "prompt_order", "routing", "scan" (the exact selective-scan arguments:

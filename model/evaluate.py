@@ -1,7 +1,16 @@
-"""PSNR/SSIM of a checkpoint on a prepared photo folder, next to the classical baseline.
+"""PSNR/SSIM of a checkpoint on a folder of images, next to the classical baseline and the paper.
 
     python -m model.evaluate weights/mambairv2_lightSR_x4.pth --data data/photos --split test \\
         [--scale 4] [--update-manifest] [--json out.json]
+    python -m model.evaluate mambairv2_lightSR_x4.pth --data benchmarks/Urban100   # HR/ + LRbicx4/
+    python -m model.evaluate mambairv2_lightSR_x4.pth --data my_photos/            # plain images
+
+The folder is a prepared photo set (``split.json`` from ``python -m model.data prepare``; ``--split``
+picks its part), or any folder (``model.benchsets.find_pairs``): plain images, or the benchmarks'
+HR + LR layouts (``HR/`` + ``LR_bicubic/X4/``, ``GTmod12/`` + ``LRbicx4/``, ``*_HR``/``*_LR`` files),
+where the given LR is used as is and the HR is cropped to LR x scale. When the folder is a known
+benchmark (its name: Set5, Urban100, ...) and the paper's number for the checkpoint's preset on it is
+known (``model.benchsets.PAPER``, from the official README), it is printed beside the mean.
 
 SR (BasicSR conventions): HR mod-cropped to the scale, LR = MATLAB bicubic rounded to uint8,
 output clamped and rounded to uint8, PSNR/SSIM on Y (BT.601) with crop_border = scale; the
@@ -30,10 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .benchsets import PAPER_SOURCE, Pair, dataset_name, find_pairs, paper_result
 from .degrade import add_gaussian_noise, bicubic_downscale, bicubic_upscale, jpeg_compress, modcrop, to_uint8
 from .metrics import psnr, ssim
 
-__all__ = ["evaluate", "degrade_for", "run_net", "router_table", "main"]
+__all__ = ["evaluate", "degrade_for", "run_net", "router_table", "images_to_test", "paired_sr", "main"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # full-range luma, as a grayscale image file
 
@@ -97,17 +107,35 @@ def router_table(router: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def images_to_test(data: str | os.PathLike, split: str, scale: int) -> tuple[list[Pair], str]:
+    """The images to test on: a prepared folder's split (``split.json``), else any folder's layout."""
+    from .data import list_images
+
+    if (Path(data) / "split.json").exists():
+        return [Pair(p.name, p, None) for p in list_images(data, split)], f"prepared photo set, {split} split"
+    return find_pairs(data, scale)
+
+
+def paired_sr(hr: np.ndarray, lr: np.ndarray, scale: int, name: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ground truth, input, bicubic baseline) from a given LR: the HR cropped to LR x scale."""
+    h, w = lr.shape[0] * scale, lr.shape[1] * scale
+    if hr.shape[0] < h or hr.shape[1] < w:
+        raise ValueError(f"{name}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale} ({w}x{h})")
+    return np.ascontiguousarray(hr[:h, :w]), lr, bicubic_upscale(lr, scale)
+
+
 def evaluate(ckpt: str | os.PathLike, data: str | os.PathLike = "data/photos", split: str = "test", *,
              scale: int | None = None, sigma: float = 15.0, quality: int = 10, tile: int = 256,
              device: str = "cpu", limit: int | None = None, verbose: bool = True,
              router_crop: int = 64) -> dict[str, Any]:
-    """Per-image and mean metrics of the checkpoint and of the baseline on the split, and for
-    MambaIRv2 the router numbers per layer (``router``) over the centre ``router_crop`` crops."""
+    """Per-image and mean metrics of the checkpoint and of the baseline, the paper's number where known,
+    and for MambaIRv2 the router numbers per layer (``router``) over the centre ``router_crop`` crops."""
     from model import load_checkpoint
     from model.router_stats import pool_records, records_stats, router_records, summary
-    from model.weights import task_of
+    from model.weights import preset_of, task_of
 
-    from .data import list_images, load_image
+    from .data import load_image
 
     net = load_checkpoint(ckpt, device=device)
     cfg = net.config
@@ -116,10 +144,17 @@ def evaluate(ckpt: str | os.PathLike, data: str | os.PathLike = "data/photos", s
         raise ValueError(f"{Path(ckpt).name} is a x{cfg.upscale} model, not x{scale}")
     s = int(cfg.upscale)
     y_only, crop = (True, s) if task == "sr" else (False, 0)
+    pairs, layout = images_to_test(data, split, s)
+    if verbose:
+        print(f"{data}: {layout}, {len(pairs[:limit])} images")
     rows, runs = [], []
-    for path in list_images(data, split)[:limit]:
-        seed = zlib.crc32(path.name.encode())  # a fixed noise per image, whatever the order
-        gt, inp, base = degrade_for(load_image(path), task, s, sigma, quality, seed)
+    for pair in pairs[:limit]:
+        path = pair.hr
+        if task == "sr" and pair.lr is not None:
+            gt, inp, base = paired_sr(load_image(path), load_image(pair.lr), s, path.name)
+        else:
+            seed = zlib.crc32(path.name.encode())  # a fixed noise per image, whatever the order
+            gt, inp, base = degrade_for(load_image(path), task, s, sigma, quality, seed)
         if cfg.in_chans == 1 and inp.shape[2] != 1:
             raise ValueError("a one-channel model needs the jpeg task")
         out = run_net(net, inp, tile, device)
@@ -136,15 +171,21 @@ def evaluate(ckpt: str | os.PathLike, data: str | os.PathLike = "data/photos", s
             print(f"{row['file']:<24} {row['psnr']:7.2f} dB {row['ssim']:.4f}   "
                   f"baseline {row['baseline_psnr']:7.2f} dB {row['baseline_ssim']:.4f}")
     if not rows:
-        raise ValueError(f"no images in the {split!r} split of {data}")
+        raise ValueError(f"no images to test in {data} ({layout})")
     keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    setting = {"sr": f"x{s}, Y channel, crop {crop}, MATLAB bicubic LR",
+    lr_note = "given LR" if any(p.lr is not None for p in pairs) else "MATLAB bicubic LR"
+    setting = {"sr": f"x{s}, Y channel, crop {crop}, {lr_note}",
                "denoise": f"sigma {sigma:g}, RGB", "jpeg": f"quality {quality}, gray"}[task]
     baseline = {"sr": "bicubic", "denoise": "noisy input", "jpeg": "JPEG input"}[task]
-    result = {"checkpoint": str(ckpt), "arch": cfg.arch, "task": task, "scale": s, "data": str(data),
-              "split": split, "n_images": len(rows), "setting": setting, "baseline": baseline,
-              "date": datetime.date.today().isoformat(), **mean, "per_image": rows}
+    preset, dataset = preset_of(cfg), dataset_name(data)
+    level = {"sr": None, "denoise": sigma, "jpeg": quality}[task]
+    known = paper_result(preset, dataset, level)
+    paper = None if known is None else {"psnr": known[0], "ssim": known[1], "source": PAPER_SOURCE}
+    result = {"checkpoint": str(ckpt), "arch": cfg.arch, "preset": preset, "task": task, "scale": s,
+              "data": str(data), "dataset": dataset, "layout": layout, "split": split, "n_images": len(rows),
+              "setting": setting, "baseline": baseline, "date": datetime.date.today().isoformat(), **mean,
+              "paper": paper, "per_image": rows}
     if runs:
         result["router"] = {**summary(records_stats(pool_records(runs))), "crop": router_crop}
     if verbose:
@@ -152,6 +193,12 @@ def evaluate(ckpt: str | os.PathLike, data: str | os.PathLike = "data/photos", s
               f"{baseline} {mean['baseline_psnr']:7.2f} dB {mean['baseline_ssim']:.4f}   ({setting})")
         print(f"gain over {baseline}: {mean['psnr'] - mean['baseline_psnr']:+.2f} dB PSNR, "
               f"{mean['ssim'] - mean['baseline_ssim']:+.4f} SSIM")
+        if paper is not None:
+            ss = f" {paper['ssim']:.4f}" if paper["ssim"] is not None else ""
+            print(f"{'paper':<24} {paper['psnr']:7.2f} dB{ss}   ({preset} on {dataset}; {PAPER_SOURCE})")
+        else:
+            print(f"paper: no published number known here for {preset or 'this (non-preset) model'} "
+                  f"on {dataset or 'this folder'}")
         if "router" in result:
             print(router_table(result["router"]))
     return result
@@ -190,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--data", default="data/photos")
-    ap.add_argument("--split", default="test", choices=("test", "train", "all"))
+    ap.add_argument("--split", default="test", choices=("test", "train", "all"),
+                    help="part of a prepared photo set (folders with split.json only)")
     ap.add_argument("--scale", type=int, default=None, help="check that the model has this scale")
     ap.add_argument("--sigma", type=float, default=15.0, help="noise level for denoising models")
     ap.add_argument("--quality", type=int, default=10, help="JPEG quality for JPEG models")

@@ -115,19 +115,31 @@ def scan_weights(folder: str | os.PathLike = "weights") -> tuple[list[dict[str, 
 
     entries: one dict per usable file with the manifest fields plus ``path``, ``description``
     (one line from the detected config), ``config`` (``to_dict()``) and ``in_manifest``; a file
-    the manifest does not know gets source "user file". skipped: ``{"file", "reason"}`` for
-    files that cannot be used (not a checkpoint, unknown network, damaged).
+    the manifest does not know gets source "user file". Each file is joined with the
+    ``manifest.json`` of its own folder (``weights/`` has the files trained here, ``weights/official/``
+    the fetched ones). skipped: ``{"file", "reason"}`` for files that cannot be used (not a checkpoint,
+    unknown network, damaged) and for a broken manifest, whose files are then listed as of unknown
+    provenance ("user file"), never upgraded.
     """
     from model import inspect_checkpoint
 
     folder = Path(folder)
-    manifest = load_manifest(folder / MANIFEST)
-    by_sha = {e["sha256"]: e for e in manifest if e.get("sha256")}
-    by_name = {e["file"]: e for e in manifest}
     entries: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     if not folder.is_dir():
         return entries, skipped
+    manifests: dict[Path, list[dict[str, Any]]] = {}
+
+    def manifest_of(sub: Path) -> list[dict[str, Any]]:
+        if sub not in manifests:
+            try:
+                manifests[sub] = load_manifest(sub / MANIFEST)
+            except ValueError as exc:  # also json.JSONDecodeError
+                manifests[sub] = []
+                skipped.append({"file": (sub / MANIFEST).relative_to(folder).as_posix(),
+                                "reason": f"broken manifest, provenance of its files unknown: {exc}"})
+        return manifests[sub]
+
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
     for path in files:
         rel = path.relative_to(folder).as_posix()
@@ -135,16 +147,19 @@ def scan_weights(folder: str | os.PathLike = "weights") -> tuple[list[dict[str, 
         if cfg is None:
             skipped.append({"file": rel, "reason": desc})
             continue
+        manifest = manifest_of(path.parent)
+        by_sha = {e["sha256"]: e for e in manifest if e.get("sha256")}
+        by_name = {e["file"]: e for e in manifest}
         digest = sha256_file(path)
         known = by_sha.get(digest)
         if known is None:
-            named = by_name.get(rel)
+            named = by_name.get(path.name)
             # A name match counts only if the manifest has no hash for it (else the file was replaced).
             known = named if named is not None and not named.get("sha256") else None
         notes = []
         if known is not None and known.get("arch") not in (None, cfg.arch):
             notes.append(f"manifest says {known['arch']}, the tensors are {cfg.arch}")
-        if known is not None and known["file"] != rel:
+        if known is not None and known["file"] != path.name:
             notes.append(f"listed in the manifest as {known['file']}")
         base = dict(known) if known is not None else {
             "source": "user file", "training": None, "metrics": {}, "url": None, "notes": ""}

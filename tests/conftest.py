@@ -39,3 +39,52 @@ def tiny_app_url():
         os.environ.pop("MAMBAIR_APP_DEMO", None)
     else:
         os.environ["MAMBAIR_APP_DEMO"] = old
+
+
+def official_repo_files(root, presets=("mambairv2_lightSR_x2", "mambairv2_lightSR_x4", "MambaIR_lightSR_x2",
+                                       "MambaIR_lightSR_x4")):
+    """Fill ``root`` like the official hub repository: official-shaped random checkpoints in its
+    folders, plus files that are not checkpoints and one checkpoint of the wrong network.
+
+    Returns {preset: repository path}. Names vary the way people write them (``lightSR_x4``,
+    ``lightSRx4``) so that nothing relies on one spelling.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from model import PRESETS, build
+
+    root = Path(root)
+    names = {"mambairv2_lightSR_x2": "MambaIRv2_ckpt/mambairv2_lightSR_x2.pth",
+             "mambairv2_lightSR_x4": "MambaIRv2_ckpt/mambairv2_lightSR_x4.pth",
+             "MambaIR_lightSR_x2": "MambaIRv1_ckpt/MambaIR_lightSR_x2.pth",
+             "MambaIR_lightSR_x4": "MambaIRv1_ckpt/MambaIR_lightSRx4.pth"}
+    out = {}
+    for i, preset in enumerate(presets):
+        torch.manual_seed(100 + i)
+        path = root / names[preset]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"params": build(PRESETS[preset]).state_dict()}, path)
+        out[preset] = names[preset]
+    # Not checkpoints, or not the network the name says.
+    (root / "README.md").write_text("# MambaIR checkpoints\n")
+    (root / "MambaIRv2_ckpt" / "train_mambairv2_lightSR_x2.log").write_text("iter 1 loss 0.1\n")
+    (root / "MambaIRv2_ckpt" / "mambairv2_lightSR_x3.pth").write_text("this is not a checkpoint\n")
+    torch.manual_seed(99)
+    torch.save({"params": build(PRESETS["mambairv2_lightSR_x3"]).state_dict()},
+               root / "MambaIRv1_ckpt" / "MambaIR_lightSR_x3.pth")  # a MambaIRv2 under a MambaIR name
+    return out
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A local hub (tests/hub_server.py) serving an official-shaped repository; yields the server."""
+    from hub_server import HubServer
+
+    root = tmp_path_factory.mktemp("hub_repo")
+    paths = official_repo_files(root)
+    server = HubServer(root).start()
+    server.paths = paths
+    yield server
+    server.stop()

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.handlers.internals import LESSON_SIDE as INTERNALS_ZOOM
+
 gradio_client = pytest.importorskip("gradio_client")
 
 
@@ -54,6 +56,7 @@ def test_restore_defaults_to_sr_x2_and_returns_both_models(client, images):
     assert before.shape == (32, 40, 3)
     np.testing.assert_array_equal(after, a)
     assert "MambaIRv2" in details and "MambaIR" in details and "random weights" in details
+    assert "Scan backend: " in details and "(CPU, " in details  # model.scan.backend_report
     assert scores == ""
 
 
@@ -72,10 +75,36 @@ def test_internals_returns_every_picture(client, images):
     out = client.predict(gradio_client.handle_file(images["good"]), layer="1.0", api_name="/internals")
     summary, overlay, label_fig, ribbon = out[:4]
     assert "layer 1.0" in summary
-    assert _png(overlay).shape == (16 * 12, 20 * 12, 3)  # enlarged to about 256 pixels
+    zoom = INTERNALS_ZOOM // 20  # enlarged to about LESSON_SIDE pixels
+    assert _png(overlay).shape == (16 * zoom, 20 * zoom, 3)
     assert _png(ribbon).shape[1] >= 20
     plots = out[4:]
     assert len(plots) == 9 and all(p is not None for p in plots)
+
+
+def _cyan_marks(plot) -> list[tuple[float, float]]:
+    """(x, y) of the followed-pixel crosses in a gr.Plot value returned by gradio_client."""
+    import json
+
+    fig = json.loads(plot["plot"])
+    return [(t["x"][0], t["y"][0]) for t in fig["data"]
+            if t.get("type") == "scatter" and t.get("marker", {}).get("color") == "cyan"
+            and t.get("x") and t["x"][0] is not None]
+
+
+def test_internals_follows_the_requested_pixel(client, images):
+    out = client.predict(gradio_client.handle_file(images["good"]), query_row=3, query_col=7,
+                         api_name="/internals")
+    summary, _, label_fig, _, seq_fig, scan_fig, *_rest = out
+    assert "row 3, column 7" in summary
+    assert _cyan_marks(label_fig) == [(7, 3), (7, 3)]
+    assert _cyan_marks(scan_fig) == [(7, 3)] * 4
+    (pos, raster), = _cyan_marks(seq_fig)
+    assert raster == 3 * 20 + 7  # the 16x20 input: raster index of (3, 7)
+    assert f"position {pos} of 320" in summary
+    ase_fig, attn_v2, attn_v1 = out[10:13]
+    for fig in (ase_fig, attn_v2, attn_v1):
+        assert _cyan_marks(fig) == [(7, 3), (7, 3)]
 
 
 def test_lam_gives_two_maps_and_diffusion_index(client, images):
@@ -193,3 +222,67 @@ def test_unexpected_failures_become_messages():
     with pytest.raises(gr.Error, match="RuntimeError: shape mismatch 3"):
         broken(3)
     assert broken.__doc__ == "Fails like a model bug would."  # signature/doc kept for Gradio
+
+
+@pytest.fixture(scope="module")
+def camera_photo(tmp_path_factory):
+    """A 2560x1600 camera-size JPEG (smooth gradients: a small file) and its decoded pixels."""
+    yy, xx = np.mgrid[0:1600, 0:2560]
+    rgb = np.stack([(xx // 10) % 256, (yy // 7) % 256, ((xx + yy) // 13) % 256], axis=-1).astype(np.uint8)
+    path = tmp_path_factory.mktemp("camera") / "camera.jpg"
+    Image.fromarray(rgb).save(path, quality=90)
+    with Image.open(path) as im:
+        return str(path), np.asarray(im.convert("RGB"))
+
+
+def _bicubic_of(crop: np.ndarray, scale: int) -> np.ndarray:
+    from model.degrade import bicubic_upscale, to_uint8
+
+    return to_uint8(bicubic_upscale(crop.astype(np.float64) / 255.0, scale))
+
+
+def test_large_photo_restores_the_centre_region_by_default(client, camera_photo):
+    from app.region import REGION_SIDE
+
+    path, rgb = camera_photo
+    v2, v1, slider, details, *_ = client.predict(gradio_client.handle_file(path), api_name="/restore")
+    side = REGION_SIDE
+    assert _png(v2).shape == _png(v1).shape == (2 * side, 2 * side, 3)
+    t, left = 800 - side // 2, 1280 - side // 2
+    assert f"x {left}–{left + side - 1}, y {t}–{t + side - 1}" in details
+    # The "before" image is the bicubic upscaling of exactly that centre crop of the photo.
+    before = _png(slider[0])
+    np.testing.assert_array_equal(before, _bicubic_of(rgb[t:t + side, left:left + side], 2))
+
+
+def test_large_photo_restores_a_given_region(client, camera_photo):
+    path, rgb = camera_photo
+    # A box drawn from (x 2000, y 100) to (x 2064, y 148), corners in either order.
+    v2, v1, slider, details, *_ = client.predict(gradio_client.handle_file(path), region="2064,148,2000,100",
+                                                 api_name="/restore")
+    assert _png(v2).shape == (96, 128, 3)
+    np.testing.assert_array_equal(_png(slider[0]), _bicubic_of(rgb[100:148, 2000:2064], 2))
+    # A point: the default-size window around it, kept inside the photo (here: the top-left corner).
+    v2, *_ = client.predict(gradio_client.handle_file(path), region="3,4", api_name="/restore", tile=512)
+    assert _png(v2).shape[:2] == (512, 512)
+
+
+def test_large_photo_downscaled_to_fit(client, tmp_path):
+    from app.io import MAX_SIDE
+
+    rgb = np.zeros((40, MAX_SIDE + 16, 3), dtype=np.uint8)
+    rgb[:, ::2] = 200  # a wide strip: cheap to restore once downscaled
+    path = tmp_path / "wide.png"
+    Image.fromarray(rgb).save(path)
+    v2, *_ = client.predict(gradio_client.handle_file(str(path)), large="Downscale to fit",
+                            api_name="/restore")
+    assert _png(v2).shape == (2 * 39, 2 * MAX_SIDE, 3)  # 1040x40 -> 1024x39, then x2
+
+
+def test_pixel_bomb_and_bad_region_are_app_errors(client, camera_photo, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 8000)).save(bomb)  # 72 million pixels in a few kB
+    with pytest.raises(gradio_client.exceptions.AppError, match="too large to decode"):
+        client.predict(gradio_client.handle_file(str(bomb)), api_name="/restore")
+    with pytest.raises(gradio_client.exceptions.AppError, match="region"):
+        client.predict(gradio_client.handle_file(camera_photo[0]), region="1,2,3", api_name="/restore")

@@ -51,6 +51,21 @@ def test_16bit_png_is_scaled_not_clipped(tmp_path):
     assert out[5, 5, 0] == 0
 
 
+def test_dark_16bit_png_stays_dark(tmp_path):
+    # All values <= 255 in a 16-bit file: still 16-bit (255/65535 of white), not taken for 8-bit.
+    a = np.full((10, 10), 255, dtype=np.uint16)
+    a[0, 0] = 0
+    path = _save(tmp_path, "dark.png", Image.fromarray(a))
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    out = load_image(path)
+    assert out[0, 0, 0] == 0 and out[5, 5, 0] == 1  # 255 * 255 / 65535 = 0.99 -> 1
+    # The same for a uint16 array handed in directly: the dtype says 16-bit.
+    np.testing.assert_array_equal(array_to_rgb(a)[..., 0], out[..., 0])
+    # A plain int64 array of 0..255 (numpy's default integer) stays 8-bit.
+    assert array_to_rgb(a.astype(np.int64))[5, 5, 0] == 255
+
+
 def test_exif_orientation_is_applied(tmp_path):
     img = np.zeros((20, 40, 3), dtype=np.uint8)
     img[:, :20] = 255  # left half white

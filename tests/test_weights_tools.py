@@ -6,15 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 from PIL import Image
 
-import model.download as dl
 from model import build, load_checkpoint
 from model.config import MambaIRConfig, MambaIRv2Config, MambaIRv2LightConfig
 from model.weights import load_manifest, manifest_entry, scan_weights, sha256_file, upsert_manifest
@@ -107,79 +104,6 @@ def test_scan_replaced_file_is_not_joined_by_name(tmp_path):
     (entry,), _ = scan_weights(tmp_path)
     assert entry["source"] == "user file" and entry["arch"] == "MambaIR"
     assert scan_weights(tmp_path / "nope") == ([], [])
-
-
-# ----------------------------------------------------------------------------- download
-
-
-def _fake_hub(files: dict[str, Path], calls: list, tmp_path: Path):
-    def fake(repo_id: str, filename: str, **kwargs):
-        calls.append((repo_id, filename))
-        if filename not in files:
-            raise RemoteEntryNotFoundError(
-                "404", response=httpx.Response(404, request=httpx.Request("HEAD", "https://hf.co/x")))
-        cache = tmp_path / "cache" / filename
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(files[filename], cache)
-        return str(cache)
-    return fake
-
-
-def test_download_verifies_and_registers(tmp_path, monkeypatch):
-    calls: list = []
-    monkeypatch.setattr(dl, "hf_hub_download",
-                        _fake_hub({"MambaIRv2_ckpt/mambairv2_lightSR_x2.pth": V2}, calls, tmp_path))
-    dest = tmp_path / "weights"
-    path = dl.download("mambairv2_lightSR_x2", dest)
-    assert path == dest / "mambairv2_lightSR_x2.pth"
-    assert calls == [("cguoh/MambaIR", "MambaIRv2_ckpt/mambairv2_lightSR_x2.pth")]
-    (entry,) = load_manifest(dest / "manifest.json")
-    assert entry["source"] == "official" and entry["arch"] == "MambaIRv2Light"
-    assert entry["sha256"] == sha256_file(V2)
-    assert entry["url"].endswith("MambaIRv2_ckpt/mambairv2_lightSR_x2.pth")
-    assert "differs" in entry["notes"]  # the test file is a tiny model, not the full preset
-    load_checkpoint(path)
-    # Present already: verified and registered again without a download.
-    dl.download("mambairv2_lightSR_x2", dest)
-    assert len(calls) == 1
-
-
-def test_download_tries_next_name_and_rejects_wrong_network(tmp_path, monkeypatch):
-    calls: list = []
-    monkeypatch.setattr(dl, "hf_hub_download",
-                        _fake_hub({"MambaIRv1_ckpt/MambaIR_lightSR_x2.pth": V1,
-                                   "MambaIRv2_ckpt/mambairv2_lightSR_x3.pth": V1}, calls, tmp_path))
-    path = dl.download("MambaIR_lightSR_x2", tmp_path)
-    assert [c[1] for c in calls] == ["MambaIRv1_ckpt/MambaIR_lightSRx2.pth",
-                                     "MambaIRv1_ckpt/MambaIR_lightSR_x2.pth"]
-    assert path.name == "MambaIR_lightSR_x2.pth"
-    with pytest.raises(dl.DownloadError, match="not the mambairv2_lightSR_x3"):
-        dl.download("mambairv2_lightSR_x3", tmp_path)
-    assert not (tmp_path / "mambairv2_lightSR_x3.pth").exists()
-    with pytest.raises(dl.DownloadError, match="unknown preset"):
-        dl.download("no_such_preset", tmp_path)
-
-
-def test_download_without_network_says_what_to_do(tmp_path, monkeypatch, capsys):
-    def offline(repo_id, filename, **kwargs):
-        raise LocalEntryNotFoundError("cannot reach huggingface.co and the file is not in the cache")
-
-    monkeypatch.setattr(dl, "hf_hub_download", offline)
-    with pytest.raises(dl.DownloadError) as info:
-        dl.download("mambairv2_lightSR_x4", tmp_path / "w")
-    msg = str(info.value)
-    assert "huggingface.co/cguoh/MambaIR/resolve/main/MambaIRv2_ckpt/mambairv2_lightSR_x4.pth" in msg
-    assert "releases/tag/v1.0" in msg and str(tmp_path / "w") in msg
-    assert not list((tmp_path / "w").glob("*.pth"))
-    assert dl.main(["mambairv2_lightSR_x4", "--dest", str(tmp_path / "w")]) == 1
-    assert "could not reach" in capsys.readouterr().err
-    # The manual route: a file fetched by hand is copied in, verified and registered.
-    assert dl.main(["mambairv2_lightSR_x2", "--dest", str(tmp_path / "w"), "--local", str(V2)]) == 0
-    (entry,) = load_manifest(tmp_path / "w" / "manifest.json")
-    assert entry["file"] == V2.name and entry["source"] == "official"
-    assert (tmp_path / "w" / V2.name).exists()
-    assert dl.main(["mambairv2_lightSR_x4", "--dest", str(tmp_path / "w"), "--local", str(V1)]) == 1
-    assert not (tmp_path / "w" / V1.name).exists()  # a rejected file is not left behind
 
 
 # ----------------------------------------------------------------------------- training

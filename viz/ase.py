@@ -25,7 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .sgn import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of
+from .arrays import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of, mark_pixel, pixel_rc
 
 
 def added_prompt_raster(record: Record, batch: int = 0, use: str = "added") -> np.ndarray:
@@ -49,6 +49,20 @@ def c_raster(record: Record, batch: int = 0) -> np.ndarray:
     C = as_numpy(record["C"])[batch].astype(np.float64)  # (L, N), sorted order
     inv = as_numpy(record["inv_perm"])[batch].astype(np.int64)  # (L,)
     return C[inv]
+
+
+def prompt_indices(record: Record, pixel: tuple[int, int], batch: int = 0) -> tuple[int, int]:
+    """(own, added) prompt indices of image pixel (row, col): the prompt it was routed to, and the one
+    the layer actually added to C at its sorted position (the same in aligned order; in official order
+    the prompt of raster pixel inv_perm[j])."""
+    hp, wp = grid_hw(record)
+    r, c = pixel_rc(pixel, (hp, wp))
+    j = r * wp + c  # raster index in the padded grid
+    labels = as_numpy(record["labels"])[batch].astype(np.int64)  # (L,) raster order
+    if record.get("prompt_order", "official") == "aligned":
+        return int(labels[j]), int(labels[j])
+    inv = as_numpy(record["inv_perm"])[batch].astype(np.int64)  # (L,)
+    return int(labels[j]), int(labels[inv[j]])
 
 
 def ase_maps(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0,
@@ -75,32 +89,69 @@ def ase_maps(record: Record, image_hw: tuple[int, int] | None = None, batch: int
 
 
 def ase_figure(record_or_maps: Record | dict[str, np.ndarray], image: Any | None = None,
-               image_hw: tuple[int, int] | None = None, batch: int = 0) -> go.Figure:
+               image_hw: tuple[int, int] | None = None, batch: int = 0,
+               pixel: tuple[int, int] | None = None, height: int = 420) -> go.Figure:
     """Two heat maps: cosine(prompt, C) and ||prompt||/||C|| per pixel: where the ratio is large the
     prompt dominates the query and pixels of one semantic group read the state alike; where it is
-    small the pixel's own C decides."""
+    small the pixel's own C decides.
+
+    With ``pixel`` (row, col) and a capture record: the pixel is crossed on both maps and a third
+    panel shows its C, the prompt added to it, and their sum, state by state (the query it scans with).
+    """
+    rec = None
     if "cos" in record_or_maps:
         maps = record_or_maps
         head = "ASE"
     else:
+        rec = record_or_maps
         if image_hw is None and image is not None:
             image_hw = as_rgb_uint8(image).shape[:2]
-        maps = ase_maps(record_or_maps, image_hw, batch)
-        r = record_or_maps
-        head = (f"ASE, layer {r.get('stage', '?')}.{r.get('block', '?')} "
-                f"({r.get('prompt_order', 'official')} order)")
+        maps = ase_maps(rec, image_hw, batch)
+        head = (f"ASE, layer {rec.get('stage', '?')}.{rec.get('block', '?')} "
+                f"({rec.get('prompt_order', 'official')} order)")
     cos, ratio = maps["cos"], maps["norm_ratio"]
+    rc = pixel_rc(pixel, cos.shape)
     finite = ratio[np.isfinite(ratio)]
     median = float(np.median(finite)) if finite.size else 0.0
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=(f"cos(prompt, C): mean {cos.mean():.2f}",
-                                        f"||prompt|| / ||C||: median {median:.2f}"))
-    fig.add_trace(go.Heatmap(z=cos, zmin=-1, zmax=1, colorscale="RdBu_r", colorbar=dict(title="cos", x=0.44),
+    bars = rc is not None and rec is not None
+    titles = [f"cos(prompt, C): mean {cos.mean():.2f}", f"||prompt|| / ||C||: median {median:.2f}"]
+    if bars:  # the pixel's vectors in a second row, under both maps: beside them it crowded the colour bars
+        titles.append("your pixel: C, the prompt added to it, and their sum (the query), per state n")
+        fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.14, vertical_spacing=0.14,
+                            subplot_titles=titles, row_heights=[0.65, 0.35],
+                            specs=[[{}, {}], [{"colspan": 2}, None]])
+    else:
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14, subplot_titles=titles)
+    cb = dict(len=0.55, y=1.0, yanchor="top") if bars else dict(len=0.9)
+    fig.add_trace(go.Heatmap(z=cos, zmin=-1, zmax=1, colorscale="RdBu_r",
+                             colorbar=dict(title="cos", x=0.43, **cb),
                              hovertemplate="row %{y}, col %{x}<br>cos %{z:.2f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=np.log10(np.clip(ratio, 1e-6, 1e6)), colorscale="Viridis",
-                             colorbar=dict(title="log10 ratio", x=1.0), customdata=ratio,
+                             colorbar=dict(title="log10<br>ratio", x=1.0, **cb), customdata=ratio,
                              hovertemplate="row %{y}, col %{x}<br>ratio %{customdata:.3g}<extra></extra>"),
                   row=1, col=2)
+    if rc is not None:
+        mark_pixel(fig, rc, 1, 1)
+        mark_pixel(fig, rc, 1, 2, showlegend=False)
+        head += f"; your pixel: cos {cos[rc]:.2f}, ratio {ratio[rc]:.3g}"
+    if bars:
+        hp, wp = grid_hw(rec)
+        j = rc[0] * wp + rc[1]
+        C = c_raster(rec, batch)[j]  # (N,)
+        P = added_prompt_raster(rec, batch)[j]  # (N,)
+        n = np.arange(C.shape[0])
+        own, added = prompt_indices(rec, rc, batch)
+        for vals, name, colour in ((C, "C (from the pixel)", "#1f77b4"),
+                                   (P, f"prompt {added} (added)", "#d62728"),
+                                   (C + P, "C + prompt (the query)", "#2ca02c")):
+            fig.add_trace(go.Bar(x=n, y=vals, name=name, marker_color=colour,
+                                 hovertemplate=name + " state %{x}: %{y:.3g}<extra></extra>"), row=2, col=1)
+        fig.update_xaxes(title_text="state n", dtick=1, row=2, col=1)
+        if own != added:
+            head += f"<br>it was routed to prompt {own}; official order added prompt {added}"
     image_axes(fig, 1, 2)
-    fig.update_layout(title=head, margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)),
+                      height=height if not bars else max(height, 720),
+                      margin=dict(l=10, r=10, t=90, b=10), barmode="group",
+                      legend=dict(orientation="h", x=1, xanchor="right", y=-0.06, yanchor="top"))
     return fig

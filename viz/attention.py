@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from .sgn import Record, as_rgb_uint8, grid_hw, image_axes, image_hw_of
+from .arrays import Record, as_rgb_uint8, grid_hw, image_axes, image_hw_of, mark_pixel
 
 _CHUNK = 64  # channels per step: bounds memory at _CHUNK * L * N float64 values
 
@@ -151,7 +151,7 @@ def implicit_attention_map(record: Record, pixel: int | tuple[int, int],
 
 
 def attention_figure(attn: np.ndarray, image: Any | None = None, pixel: int | tuple[int, int] | None = None,
-                     title: str | None = None, grid_w: int | None = None) -> go.Figure:
+                     title: str | None = None, grid_w: int | None = None, height: int = 380) -> go.Figure:
     """Heat map of one pixel's implicit attention over the image (beside the image), query marked with
     a cross: shows which pixels the scan lets this pixel read from; the colour scale ignores the query
     pixel itself (its skip term D usually dwarfs the rest).
@@ -191,14 +191,13 @@ def attention_figure(attn: np.ndarray, image: Any | None = None, pixel: int | tu
                   row=1, col=cols)
     if rc is not None:
         for c in range(1, cols + 1):
-            fig.add_trace(go.Scatter(x=[rc[1]], y=[rc[0]], mode="markers", name="query pixel",
-                                     marker=dict(symbol="x", size=12, color="cyan", line=dict(width=2)),
-                                     showlegend=(c == cols)), row=1, col=c)
+            mark_pixel(fig, rc, 1, c, name="query pixel", showlegend=(c == cols))
     image_axes(fig, 1, cols)
     where = f" of pixel {rc}" if rc is not None else ""
-    head = (title or "Implicit attention") + f"{where}: {nz} other pixels with non-zero weight"
-    fig.update_layout(title=head, legend=dict(orientation="h", x=1, xanchor="right", y=-0.02, yanchor="top"),
-                      margin=dict(l=10, r=10, t=60, b=10))
+    head = (title or "Implicit attention") + f"{where}<br>{nz} other pixels with non-zero weight"
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)), height=height,
+                      legend=dict(orientation="h", x=1, xanchor="right", y=-0.02, yanchor="top"),
+                      margin=dict(l=10, r=10, t=70, b=30))
     return fig
 
 

@@ -13,8 +13,10 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
+from .arrays import PIXEL_COLOR, Record, as_numpy
+from .ase import prompt_indices
 from .palette import label_hex
-from .sgn import Record, as_numpy, label_counts
+from .sgn import label_counts
 
 
 def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0, tsne_iter: int = 500
@@ -45,10 +47,13 @@ def project_prompts(pool: np.ndarray, method: str = "pca", seed: int = 0, tsne_i
 
 
 def prompt_projection(record: Record, method: str = "pca", image_hw: tuple[int, int] | None = None,
-                      batch: int = 0, seed: int = 0, tsne_iter: int = 500) -> go.Figure:
+                      batch: int = 0, seed: int = 0, tsne_iter: int = 500,
+                      pixel: tuple[int, int] | None = None, height: int = 420) -> go.Figure:
     """2-D map of the T prompts (PCA, or t-SNE with a fixed seed), marker size = pixels routed to each:
     prompts close together add similar queries to C, and unused prompts (hollow) show pool capacity
-    the image did not need. ``tsne_iter`` (>= 250) trades t-SNE quality for time."""
+    the image did not need. ``tsne_iter`` (>= 250) trades t-SNE quality for time. With ``pixel``
+    (row, col): a cyan ring on the prompt it was routed to, and a cyan diamond on the prompt the layer
+    added at its sorted position when that is another one (official prompt order)."""
     pool = as_numpy(record["prompt_pool"]).astype(np.float64)  # (T, N)
     T = pool.shape[0]
     counts = label_counts(record, image_hw, batch)
@@ -71,9 +76,22 @@ def prompt_projection(record: Record, method: str = "pca", image_hw: tuple[int, 
             customdata=np.stack([idx, counts[idx]], axis=1),
             hovertemplate="prompt %{customdata[0]}: %{customdata[1]} px<extra></extra>",
         ))
-    fig.update_layout(title=f"Prompt pool ({T} prompts, N={pool.shape[1]}): {note}",
-                      xaxis_title="component 1", yaxis_title="component 2",
-                      margin=dict(l=10, r=10, t=60, b=10))
+    head = f"Prompt pool ({T} prompts, N={pool.shape[1]})<br>{note}"
+    if pixel is not None:
+        own, added = prompt_indices(record, pixel, batch)
+        marks = [(own, "circle-open", f"your pixel's prompt ({own})")]
+        if added != own:
+            marks.append((added, "diamond-open", f"prompt added at its position ({added})"))
+        for k, symbol, name in marks:
+            fig.add_trace(go.Scatter(x=[xy[k, 0]], y=[xy[k, 1]], mode="markers", name=name,
+                                     marker=dict(symbol=symbol, size=float(size[k]) + 14, color=PIXEL_COLOR,
+                                                 line=dict(width=3, color=PIXEL_COLOR)),
+                                     hovertemplate=name + "<extra></extra>"))
+        head += f"<br>your pixel: prompt {own}" + (f", added {added}" if added != own else "")
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)),
+                      xaxis_title="component 1", yaxis_title="component 2", height=height,
+                      margin=dict(l=10, r=10, t=90, b=10),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=-0.15, yanchor="top"))
     return fig
 
 
@@ -99,7 +117,8 @@ def prompt_similarity(record: Record, image_hw: tuple[int, int] | None = None, b
         hovertemplate="prompt %{y} vs %{x}: %{z:.2f}<extra></extra>",
     ))
     used = int((counts > 0).sum())
-    fig.update_layout(title=f"Prompt cosine similarity (sorted by usage; first {used} are used)",
+    fig.update_layout(title=f"Prompt cosine similarity<br>(sorted by usage; first {used} are used)",
+                      height=420,
                       xaxis=dict(type="category", title="prompt"),
                       yaxis=dict(type="category", autorange="reversed", title="prompt", scaleanchor="x"),
                       margin=dict(l=10, r=10, t=60, b=10))

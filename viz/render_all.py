@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from . import ase, attention, prompts, routing, sequence, sgn
+from . import arrays, ase, attention, prompts, routing, sequence, sgn
 
 
 def default_image(size: int) -> np.ndarray:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             y = net(xin)
         secs = time.time() - t0
         out = (y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-        w.image(f"{tag}_output", sgn.as_rgb_uint8(out), f"output of {tag}", zoom=2)
+        w.image(f"{tag}_output", arrays.as_rgb_uint8(out), f"output of {tag}", zoom=2)
         if rec.assm:
             render_v2(w, tag, rec.assm, image, args.layer, pixel)
         if rec.ss2d:

@@ -17,8 +17,9 @@ import plotly.graph_objects as go
 
 from model.router_stats import UNTRAINED_MESSAGE, layer_stats, usage_stats
 
+from .arrays import Record, image_hw_of
 from .palette import label_hex
-from .sgn import Record, image_hw_of, label_counts, num_labels
+from .sgn import label_counts, num_labels
 
 
 def routing_stats(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> dict:
@@ -54,11 +55,12 @@ def routing_histogram(record: Record, image_hw: tuple[int, int] | None = None, b
         hovertemplate="prompt %{customdata}: %{y} px (%{hovertext})<extra></extra>",
     ))
     fig.update_layout(
-        title=(f"Routing, layer {_layer_name(record)}: entropy {st['entropy_nats']:.2f} nats, "
+        title=(f"Routing, layer {_layer_name(record)}: entropy {st['entropy_nats']:.2f} nats,<br>"
                f"perplexity {st['perplexity']:.1f} of {T}, unused {100 * st['unused_share']:.0f}%, "
                f"largest {100 * st['largest_share']:.1f}%"),
         xaxis=dict(type="category", title="prompt index, sorted by pixel count"),
-        yaxis_title="pixels", bargap=0.1, margin=dict(l=10, r=10, t=60, b=10),
+        yaxis_title="pixels", bargap=0.1, margin=dict(l=10, r=10, t=70, b=10), height=400,
+        title_font=dict(size=14),
     )
     if "mean_confidence" in st:
         note = f"router mean confidence {st['mean_confidence']:.2f}"
@@ -92,7 +94,8 @@ def usage_heatmap(records: Sequence[Record], image_hw: tuple[int, int] | None = 
         + " %{x}: %{z:.3f}<extra></extra>",
     ))
     fig.update_layout(
-        title="Prompt usage per layer (share of pixels; ppl = perplexity, effective number of prompts)",
+        title=dict(text="Prompt usage per layer<br>(share of pixels; ppl = perplexity, effective number of "
+                        "prompts)", font=dict(size=14)), height=400,
         xaxis_title="prompt rank (sorted per layer)" if sort_rows else "prompt index",
         yaxis=dict(autorange="reversed", title="stage.block"), margin=dict(l=10, r=10, t=60, b=10),
     )

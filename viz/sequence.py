@@ -18,8 +18,19 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .arrays import (
+    Record,
+    as_numpy,
+    as_rgb_uint8,
+    box_pixel,
+    grid_hw,
+    image_axes,
+    image_hw_of,
+    mark_pixel,
+    pixel_rc,
+)
 from .palette import label_colors, label_hex
-from .sgn import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of, num_labels
+from .sgn import num_labels
 
 SCAN_NAMES = ("row-major", "column-major", "reversed row-major", "reversed column-major")
 
@@ -53,6 +64,14 @@ def scan_sequence(record: Record, image_hw: tuple[int, int] | None = None, batch
     return rc, labels[rc[:, 0], rc[:, 1]]
 
 
+def sequence_position(rc: np.ndarray, pixel: tuple[int, int]) -> int:
+    """Position of image pixel (row, col) in a (S, 2) sequence of (row, col)."""
+    hit = np.flatnonzero((rc[:, 0] == int(pixel[0])) & (rc[:, 1] == int(pixel[1])))
+    if hit.size == 0:
+        raise ValueError(f"pixel {tuple(pixel)} is not in the sequence")
+    return int(hit[0])
+
+
 def neighbour_distances(rc: np.ndarray) -> np.ndarray:
     """(S-1,) Euclidean image distance (pixels) between consecutive entries of a (S, 2) sequence."""
     rc = np.asarray(rc, dtype=np.float64)
@@ -61,7 +80,7 @@ def neighbour_distances(rc: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- pictures
 def sequence_ribbon(record: Record, image: Any, width: int | None = None, bar: int = 2, zoom: int = 1,
-                    batch: int = 0) -> np.ndarray:
+                    batch: int = 0, pixel: tuple[int, int] | None = None) -> np.ndarray:
     """uint8 image of the input's pixels in the order the MambaIRv2 scan reads them, wrapped into rows
     of ``width`` (default: the image width), each row of pixels followed by ``bar`` rows in the pixels'
     label colours with a black tick where a new label group starts: similar-looking pixels from all
@@ -69,6 +88,8 @@ def sequence_ribbon(record: Record, image: Any, width: int | None = None, bar: i
 
     Layout: row r of the ribbon holds sequence entries r*width .. r*width+width-1 at image row
     r*(1+bar); unfilled cells of the last row are white. ``zoom`` enlarges every cell (nearest).
+    With ``pixel`` (row, col of the image): its cell is boxed in cyan and entries of other labels are
+    faded, so its label group shows as one run of the sequence.
     """
     img = as_rgb_uint8(image)
     hw = image_hw_of(record, img.shape[:2])
@@ -83,6 +104,12 @@ def sequence_ribbon(record: Record, image: Any, width: int | None = None, bar: i
     starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])  # first entry of each group
     tick = colors.copy()
     tick[starts] = 0
+    at = None
+    if pixel is not None:
+        at = sequence_position(rc, pixel_rc(pixel, hw))
+        other = np.ones(n_rows * width, dtype=bool)
+        other[:n] = labels != labels[at]
+        pix[other] = (0.25 * pix[other] + 0.75 * 255.0 + 0.5).astype(np.uint8)  # fade other groups
     rows = [pix.reshape(n_rows, 1, width, 3)]  # (n_rows*width, 3) -> (n_rows, 1, width, 3)
     if bar > 0:
         bars = [tick.reshape(n_rows, 1, width, 3)] + [colors.reshape(n_rows, 1, width, 3)] * (bar - 1)
@@ -90,14 +117,18 @@ def sequence_ribbon(record: Record, image: Any, width: int | None = None, bar: i
     out = np.concatenate(rows, axis=1).reshape(n_rows * (1 + max(bar, 0)), width, 3)  # rows interleaved
     if zoom > 1:
         out = np.repeat(np.repeat(out, zoom, axis=0), zoom, axis=1)
+    if at is not None:
+        out = box_pixel(out, ((at // width) * (1 + max(bar, 0)), at % width), zoom)
     return out
 
 
 def sequence_distance_figure(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0,
-                             max_points: int = 20000) -> go.Figure:
+                             max_points: int = 20000, pixel: tuple[int, int] | None = None,
+                             height: int = 420) -> go.Figure:
     """Where each sequence entry comes from, and how far apart (in the image) consecutive entries are:
     MambaIRv2's sorted sequence jumps across the image to connect same-label pixels, while a raster
-    scan's neighbours are almost always adjacent pixels (mean distance ~1)."""
+    scan's neighbours are almost always adjacent pixels (mean distance ~1). With ``pixel`` (row, col)
+    its (sorted position, raster index) is marked with a cyan cross."""
     hw = image_hw_of(record, image_hw)
     rc, labels = scan_sequence(record, hw, batch)
     T = num_labels(record)
@@ -107,9 +138,8 @@ def sequence_distance_figure(record: Record, image_hw: tuple[int, int] | None = 
     raster_rc = crop_sequence(raster_orders(hw)[0], hw, hw)
     d_raster = neighbour_distances(raster_rc)
 
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.1,
-                        subplot_titles=("sequence position vs raster position",
-                                        "distance between sequence neighbours"))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12,
+                        subplot_titles=("sorted position vs raster position", "neighbour distances"))
     step = max(1, len(rc) // max_points)  # thin very long sequences; the picture is the same
     pos = np.arange(len(rc))[::step]
     fig.add_trace(go.Scattergl(
@@ -129,10 +159,17 @@ def sequence_distance_figure(record: Record, image_hw: tuple[int, int] | None = 
     for val, colour in ((d_sgn.mean(), "#d62728"), (d_raster.mean(), "#1f77b4")):
         fig.add_vline(x=float(val), line=dict(color=colour, dash="dash"), row=1, col=2)
     within = d_sgn[same].mean() if same.any() else float("nan")
+    head = (f"SGN sequence of {len(rc)} pixels: mean neighbour distance {d_sgn.mean():.1f} px<br>"
+            f"(within a label group {within:.1f} px) vs {d_raster.mean():.2f} px for a raster scan")
+    if pixel is not None:
+        prc = pixel_rc(pixel, hw)
+        at = sequence_position(rc, prc)
+        mark_pixel(fig, (int(raster_idx[at]), at), 1, 1)
+        head += f"; your pixel: raster {int(raster_idx[at])} → sorted {at}"
     fig.update_layout(
-        barmode="overlay", margin=dict(l=10, r=10, t=80, b=10),
-        title=(f"SGN sequence of {len(rc)} pixels: mean neighbour distance {d_sgn.mean():.1f} px "
-               f"(within a label group {within:.1f} px) vs {d_raster.mean():.2f} px for a raster scan"),
+        barmode="overlay", margin=dict(l=10, r=10, t=90, b=10), height=height,
+        title=dict(text=head, x=0.01, xanchor="left", font=dict(size=14)),
+        legend=dict(orientation="h", x=1, xanchor="right", y=-0.18, yanchor="top"),
     )
     fig.update_xaxes(title_text="position in the sorted sequence", row=1, col=1)
     fig.update_yaxes(title_text="raster index in the image", row=1, col=1)
@@ -142,10 +179,13 @@ def sequence_distance_figure(record: Record, image_hw: tuple[int, int] | None = 
 
 
 def scan_orders_figure(record_or_grid: Record | tuple[int, int], image_hw: tuple[int, int] | None = None,
-                       arrows: int = 3) -> go.Figure:
+                       arrows: int = 3, pixel: tuple[int, int] | None = None, height: int = 720) -> go.Figure:
     """The four raster scans of MambaIR as small panels coloured by visit order (dark = early), with the
     path of the first rows drawn as arrows: each scan only ever links a pixel to its row or column
-    neighbour, so distant similar regions are far apart in every one of the four sequences."""
+    neighbour, so distant similar regions are far apart in every one of the four sequences.
+
+    With ``pixel`` (row, col): the pixel is crossed in every panel and the pixels each scan reads
+    *after* it are faded: what is left is what that scan has seen when it reaches the pixel."""
     if isinstance(record_or_grid, dict):
         grid = grid_hw(record_or_grid)
         orders = (as_numpy(record_or_grid["orders"]).astype(np.int64) if "orders" in record_or_grid
@@ -156,13 +196,18 @@ def scan_orders_figure(record_or_grid: Record | tuple[int, int], image_hw: tuple
         orders = raster_orders(grid)
         hw = grid if image_hw is None else (int(image_hw[0]), int(image_hw[1]))
     h, w = hw
+    prc = pixel_rc(pixel, hw)
     titles = []
     seqs = []
     for k in range(4):
         rc = crop_sequence(orders[k], grid, hw)
         seqs.append(rc)
-        titles.append(f"{SCAN_NAMES[k]} (mean step {neighbour_distances(rc).mean():.2f} px)")
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.1)
+        if prc is None:
+            titles.append(f"{SCAN_NAMES[k]} (mean step {neighbour_distances(rc).mean():.2f} px)")
+        else:
+            titles.append(f"{SCAN_NAMES[k]}<br>{sequence_position(rc, prc)} pixels before yours")
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.06,
+                        vertical_spacing=0.12 if prc is not None else 0.08)
     for k, rc in enumerate(seqs):
         r, c = k // 2 + 1, k % 2 + 1
         visit = np.empty((h, w), dtype=np.int64)
@@ -177,7 +222,16 @@ def scan_orders_figure(record_or_grid: Record | tuple[int, int], image_hw: tuple
                                  line=dict(color="white", width=1.5),
                                  marker=dict(symbol="arrow", angleref="previous", size=7, color="white"),
                                  hoverinfo="skip"), row=r, col=c)
+        if prc is not None:
+            later = np.where(visit > visit[prc], 1.0, np.nan)  # (H, W): read after the pixel
+            fig.add_trace(go.Heatmap(z=later, colorscale=[[0, "rgba(255,255,255,0.8)"],
+                                                          [1, "rgba(255,255,255,0.8)"]],
+                                     showscale=False, hoverinfo="skip"), row=r, col=c)
+            mark_pixel(fig, prc, r, c, showlegend=False)  # the title says what the cross is
     image_axes(fig, 2, 2)
-    fig.update_layout(title="MambaIR: four raster scans of the same image, summed (arrows: first steps)",
-                      margin=dict(l=10, r=10, t=80, b=10))
+    head = "MambaIR: four raster scans of the same image, summed (arrows: first steps)"
+    if prc is not None:
+        head += f"<br>your pixel (cross): row {prc[0]}, col {prc[1]}; faded = read after it"
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=15)),
+                      margin=dict(l=10, r=10, t=130 if prc is not None else 80, b=10), height=height)
     return fig

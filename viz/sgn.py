@@ -6,7 +6,6 @@ L = Hp*Wp. The network pads at the bottom and right, so the image's (H, W)
 pixels are the top-left corner of the grid; every picture crops to it.
 
 Letters: B batch, L = Hp*Wp tokens, T number of prompts/labels, H, W image size.
-Also holds small array helpers shared by the other ``viz`` modules.
 """
 
 from __future__ import annotations
@@ -17,49 +16,19 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .arrays import (
+    Record,
+    as_numpy,
+    as_rgb_uint8,
+    box_pixel,
+    grid_hw,
+    image_axes,
+    image_hw_of,
+    mark_pixel,
+    pixel_rc,
+    resize_nearest,
+)
 from .palette import discrete_colorscale, label_colors, label_hex
-
-Record = dict[str, Any]
-
-
-# ---------------------------------------------------------------- shared helpers
-def as_numpy(x: Any) -> np.ndarray:
-    """A torch tensor or array-like as a numpy array (detached, on CPU)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def as_rgb_uint8(image: Any) -> np.ndarray:
-    """(H, W, 3) uint8 from uint8 or float-in-[0, 1] (H, W), (H, W, 1) or (H, W, 3) arrays/tensors."""
-    img = as_numpy(image)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
-    img = img[:, :, :3]
-    if img.dtype == np.uint8:
-        return np.ascontiguousarray(img)
-    return (np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def grid_hw(record: Record) -> tuple[int, int]:
-    """The padded grid (Hp, Wp) the layer worked on."""
-    hp, wp = record["grid"]
-    return int(hp), int(wp)
-
-
-def image_hw_of(record: Record, image_hw: tuple[int, int] | None) -> tuple[int, int]:
-    """The image size to crop to (default: the whole grid); checked to fit inside the grid."""
-    hp, wp = grid_hw(record)
-    if image_hw is None:
-        return hp, wp
-    h, w = int(image_hw[0]), int(image_hw[1])
-    if not (0 < h <= hp and 0 < w <= wp):
-        raise ValueError(f"image size {(h, w)} does not fit in the layer's padded grid {(hp, wp)}")
-    return h, w
 
 
 def num_labels(record: Record) -> int:
@@ -75,23 +44,6 @@ def label_grid(record: Record, image_hw: tuple[int, int] | None = None, batch: i
     h, w = image_hw_of(record, image_hw)
     labels = as_numpy(record["labels"])[batch].astype(np.int64)  # (L,)
     return labels.reshape(hp, wp)[:h, :w]  # (L,) -> (Hp, Wp) -> (H, W)
-
-
-def resize_nearest(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of the first two axes to hw (pixel-centre sampling)."""
-    h, w = a.shape[:2]
-    rows = np.minimum(((np.arange(hw[0]) + 0.5) * h / hw[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(hw[1]) + 0.5) * w / hw[1]).astype(np.int64), w - 1)
-    return a[rows][:, cols]
-
-
-def image_axes(fig: go.Figure, rows: int, cols: int) -> None:
-    """Make every subplot an image: y down, square pixels, no tick labels."""
-    for k in range(rows * cols):
-        r, c = k // cols + 1, k % cols + 1
-        anchor = "x" if k == 0 else f"x{k + 1}"
-        fig.update_yaxes(autorange="reversed", scaleanchor=anchor, showticklabels=False, row=r, col=c)
-        fig.update_xaxes(showticklabels=False, constrain="domain", row=r, col=c)
 
 
 def _default_lr_hw(record: Record, image: np.ndarray, image_hw: tuple[int, int] | None) -> tuple[int, int]:
@@ -113,21 +65,43 @@ def label_map(record: Record, image_hw: tuple[int, int] | None = None, batch: in
     return label_colors(num_labels(record))[labels]  # (H, W) -> (H, W, 3)
 
 
+def same_label_mask(record: Record, pixel: tuple[int, int], image_hw: tuple[int, int] | None = None,
+                    batch: int = 0) -> np.ndarray:
+    """(H, W) bool: the pixels routed to the same label as ``pixel`` (row, col), itself included: after
+    the sort they are its neighbours in the 1-D sequence, wherever they are in the image."""
+    labels = label_grid(record, image_hw, batch)
+    r, c = pixel_rc(pixel, labels.shape)
+    return labels == labels[r, c]
+
+
+def _dim(img: np.ndarray, keep: np.ndarray, amount: float = 0.75) -> np.ndarray:
+    """Pixels outside ``keep`` faded towards white by ``amount`` (uint8 in, uint8 out)."""
+    out = img.astype(np.float64)
+    out[~keep] = (1.0 - amount) * out[~keep] + amount * 255.0
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def label_overlay(image: Any, record: Record, alpha: float = 0.5, image_hw: tuple[int, int] | None = None,
-                  batch: int = 0) -> np.ndarray:
+                  batch: int = 0, pixel: tuple[int, int] | None = None) -> np.ndarray:
     """(h, w, 3) uint8 blend of the label colours over the image: shows which objects/textures the
     router groups together (labels follow content, not position).
 
     ``image`` may be displayed at any size (e.g. the SR output): the labels of the LR image's
     ``image_hw`` (default: the image's own size if it fits in the grid) are resized to it with
-    nearest neighbour.
+    nearest neighbour. With ``pixel`` (row, col in the LR image) the pixels of other labels are faded
+    and the pixel is boxed in cyan: the lesson view's "your pixel and its new neighbours".
     """
     img = as_rgb_uint8(image)
     lr_hw = _default_lr_hw(record, img, image_hw)
     colors = label_map(record, lr_hw, batch)
     colors = resize_nearest(colors, img.shape[:2])
     out = (1.0 - alpha) * img.astype(np.float64) + alpha * colors.astype(np.float64)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if pixel is None:
+        return out
+    keep = resize_nearest(same_label_mask(record, pixel, lr_hw, batch), img.shape[:2])
+    zoom = max(1, img.shape[0] // lr_hw[0])
+    return box_pixel(_dim(out, keep), pixel_rc(pixel, lr_hw), zoom)
 
 
 def label_counts(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> np.ndarray:
@@ -136,10 +110,18 @@ def label_counts(record: Record, image_hw: tuple[int, int] | None = None, batch:
     return np.bincount(labels.ravel(), minlength=num_labels(record)).astype(np.int64)
 
 
+LEGEND_MAX = 12  # legend entries of a label map (largest groups first); the rest are summed in one
+
+
 def label_map_figure(record: Record, image: Any | None = None, image_hw: tuple[int, int] | None = None,
-                     batch: int = 0, title: str | None = None) -> go.Figure:
+                     batch: int = 0, title: str | None = None, pixel: tuple[int, int] | None = None,
+                     height: int = 620) -> go.Figure:
     """Figure of the image beside its SGN label map, one legend entry (colour, pixel count) per label in
-    use: the router splits the image into a few semantic groups and each group is scanned as a block."""
+    use: the router splits the image into a few semantic groups and each group is scanned as a block.
+
+    With ``pixel`` (row, col): a cyan cross on both panels, and on the input every pixel that shares
+    its label kept while the rest is faded: the pixels it will sit next to in the sorted sequence.
+    """
     if image is not None:
         img = as_rgb_uint8(image)
         hw = _default_lr_hw(record, img, image_hw)
@@ -153,19 +135,22 @@ def label_map_figure(record: Record, image: Any | None = None, image_hw: tuple[i
     order = used[np.argsort(-counts[used], kind="stable")]  # legend: largest group first
     hexes = label_hex(T)
     n_pix = labels.size
+    rc = pixel_rc(pixel, hw)
 
     cols = 2 if img is not None and img.shape[:2] == labels.shape else 1
-    fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.04,
-                        subplot_titles=(["input", "SGN labels"] if cols == 2 else None))
+    left = "input" if rc is None else "input: same label as your pixel"
+    fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.03,
+                        subplot_titles=([left, "SGN labels"] if cols == 2 else None))
     if cols == 2:
-        fig.add_trace(go.Image(z=img, name="input", hoverinfo="skip"), row=1, col=1)
+        shown = img if rc is None else _dim(img, labels == labels[rc])
+        fig.add_trace(go.Image(z=shown, name="input", hoverinfo="skip"), row=1, col=1)
     fig.add_trace(
         go.Heatmap(z=labels, zmin=-0.5, zmax=T - 0.5, colorscale=discrete_colorscale(T), showscale=False,
                    name="labels", hovertemplate="row %{y}, col %{x}<br>label %{z}<extra></extra>"),
         row=1, col=cols,
     )
     # Invisible markers give the legend one entry per used label (a heat map has no legend).
-    for k in order:
+    for k in order[:LEGEND_MAX]:
         share = 100.0 * counts[k] / n_pix
         fig.add_trace(
             go.Scatter(x=[None], y=[None], mode="markers",
@@ -174,9 +159,25 @@ def label_map_figure(record: Record, image: Any | None = None, image_hw: tuple[i
                        showlegend=True),
             row=1, col=cols,
         )
+    if len(order) > LEGEND_MAX:
+        rest = order[LEGEND_MAX:]
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(color="white", size=1),
+                                 name=f"{len(rest)} more labels: {int(counts[rest].sum())} px",
+                                 showlegend=True), row=1, col=cols)
+    if rc is not None:
+        for c in range(1, cols + 1):
+            mark_pixel(fig, rc, 1, c, showlegend=(c == cols))
     image_axes(fig, 1, cols)
     where = f"stage {record.get('stage', '?')}, block {record.get('block', '?')}"
     head = title or f"SGN labels ({where})"
-    fig.update_layout(title=f"{head}: {len(used)} of {T} labels in use", legend_title_text="label: pixels",
-                      margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white")
+    head = f"{head}: {len(used)} of {T} labels in use"
+    if rc is not None:
+        k = int(labels[rc])
+        head += f"<br>your pixel (row {rc[0]}, col {rc[1]}): label {k}, shared by {int(counts[k])} pixels"
+    # Legend under the maps: beside them it took a third of the width from the pictures.
+    fig.update_layout(title=dict(text=head, x=0.01, xanchor="left", font=dict(size=15)),
+                      legend=dict(title_text="label: pixels", orientation="h", x=0, y=-0.02, yanchor="top",
+                                  entrywidth=200),  # fixed columns: wrapped, never cut
+                      margin=dict(l=10, r=10, t=90 if rc is not None else 60, b=10), plot_bgcolor="white",
+                      height=height)
     return fig

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .mambair import SS2D, MambaIR
-from .mambairv2 import ASSM, PROMPT_ORDERS, ROUTINGS, MambaIRv2, MambaIRv2Light
+from .mambairv2 import ASSM, PROMPT_ORDERS, ROUTINGS, SWITCHES, MambaIRv2, MambaIRv2Light
 
 ARCHS: dict[str, type[nn.Module]] = {
     "MambaIRv2": MambaIRv2, "MambaIRv2Light": MambaIRv2Light, "MambaIR": MambaIR}
@@ -27,17 +27,24 @@ def build(config: Any) -> nn.Module:
 
 
 def set_options(model: nn.Module, routing: str | None = None, generator: Any = _KEEP,
-                prompt_order: str | None = None) -> nn.Module:
+                prompt_order: str | None = None, sgn: str | None = None,
+                prompt: str | None = None) -> nn.Module:
     """Set ASSM options on every ASSM of ``model``; arguments left out keep their current value.
 
     routing: "argmax" (default, deterministic) or "gumbel" (official noisy routing);
     generator: torch.Generator for the Gumbel noise (None = global RNG);
-    prompt_order: "official" (prompt in raster order added to sorted C) or "aligned".
+    prompt_order: "official" (prompt in raster order added to sorted C) or "aligned";
+    sgn: "on" (default, label-sorted scan) or "off" (raster-order scan, same prompts);
+    prompt: "on" (default, prompt added to C) or "off" (C alone). Both "off" are knock-outs
+    for inference experiments; the trained weights expect "on".
     """
     if routing is not None and routing not in ROUTINGS:
         raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
     if prompt_order is not None and prompt_order not in PROMPT_ORDERS:
         raise ValueError(f"unknown prompt_order {prompt_order!r}; expected one of {PROMPT_ORDERS}")
+    for name, v in (("sgn", sgn), ("prompt", prompt)):
+        if v is not None and v not in SWITCHES:
+            raise ValueError(f"unknown {name} {v!r}; expected one of {SWITCHES}")
     if generator is not _KEEP and generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError("generator must be a torch.Generator or None")
     for m in model.modules():
@@ -48,6 +55,10 @@ def set_options(model: nn.Module, routing: str | None = None, generator: Any = _
                 m.generator = generator
             if prompt_order is not None:
                 m.prompt_order = prompt_order
+            if sgn is not None:
+                m.sgn = sgn
+            if prompt is not None:
+                m.prompt = prompt
     return model
 
 
@@ -55,7 +66,8 @@ def get_options(model: nn.Module) -> dict[str, Any]:
     """The ASSM options of the first ASSM (empty dict for MambaIR, which has none)."""
     for m in model.modules():
         if isinstance(m, ASSM):
-            return {"routing": m.routing, "generator": m.generator, "prompt_order": m.prompt_order}
+            return {"routing": m.routing, "generator": m.generator, "prompt_order": m.prompt_order,
+                    "sgn": m.sgn, "prompt": m.prompt}
     return {}
 
 

@@ -42,6 +42,7 @@ from .common import (
 
 ROUTINGS = ("argmax", "gumbel")
 PROMPT_ORDERS = ("official", "aligned")
+SWITCHES = ("on", "off")  # knock-out options ``sgn`` and ``prompt`` (inference experiments)
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +219,10 @@ class ASSM(CaptureMixin, nn.Module):
         self.routing = "argmax"
         self.generator: torch.Generator | None = None
         self.prompt_order = "official"
+        # Knock-outs for experiments, default "on" = the official forward: sgn="off" scans in raster
+        # order (identity permutation, same prompts); prompt="off" adds nothing to C.
+        self.sgn = "on"
+        self.prompt = "on"
 
     def forward(self, x: Tensor, x_size: tuple[int, int], token: nn.Embedding) -> Tensor:
         """x (b, l, c) raster order -> (b, l, c); ``token`` is the layer's embeddingA (r, n)."""
@@ -228,7 +233,12 @@ class ASSM(CaptureMixin, nn.Module):
         policy = route_policy(logp, self.routing, self.generator)  # (b, l, t)
         prompt = policy @ pool  # (b, l, n), raster order
         labels = policy.detach().argmax(dim=-1)  # (b, l)
-        perm = torch.sort(labels, dim=-1, stable=True)[1]  # (b, l): sorted position -> raster pixel
+        if self.sgn == "on":
+            perm = torch.sort(labels, dim=-1, stable=True)[1]  # (b, l): sorted position -> raster pixel
+        elif self.sgn == "off":
+            perm = torch.arange(l, device=x.device).expand(b, l)  # (b, l) identity: raster order
+        else:
+            raise ValueError(f"unknown sgn {self.sgn!r}; expected one of {SWITCHES}")
         inv_perm = inverse_permutation(perm)  # (b, l): raster pixel -> sorted position
 
         f = self.in_proj(x.transpose(1, 2).reshape(b, c, h, w))  # (b, d, h, w)
@@ -240,6 +250,10 @@ class ASSM(CaptureMixin, nn.Module):
             scan_prompt = prompt  # raster order added to sorted C, as the official code does
         else:
             raise ValueError(f"unknown prompt_order {self.prompt_order!r}; expected {PROMPT_ORDERS}")
+        if self.prompt == "off":
+            scan_prompt = torch.zeros_like(scan_prompt)  # C without the ASE term
+        elif self.prompt != "on":
+            raise ValueError(f"unknown prompt {self.prompt!r}; expected one of {SWITCHES}")
 
         rec: dict[str, Any] | None = {} if self._capture is not None else None
         y = self.selectiveScan(seq, scan_prompt, rec)  # (b, l, d)
@@ -250,7 +264,8 @@ class ASSM(CaptureMixin, nn.Module):
                 "grid": (h, w), "route_logp": detach_cpu(logp), "labels": detach_cpu(labels),
                 "perm": detach_cpu(perm), "inv_perm": detach_cpu(inv_perm), "prompt": detach_cpu(prompt),
                 "C": rec["C"], "prompt_pool": detach_cpu(pool), "prompt_order": self.prompt_order,
-                "routing": self.routing, "scan": rec["scan"], "scan_out": rec["scan_out"]})
+                "sgn": self.sgn, "prompt_switch": self.prompt, "routing": self.routing,
+                "scan": rec["scan"], "scan_out": rec["scan_out"]})
         return out
 
 

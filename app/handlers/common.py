@@ -1,0 +1,298 @@
+"""What every tab's handlers share: input preparation, running a network, errors, scores.
+
+Images travel as numpy uint8 (H, W, 3) arrays; inside, as float (H, W, C) in [0, 1].
+H, W = LR size; s = scale; C = channels (3, or 1 for JPEG models).
+User mistakes raise ``gr.Error`` (``AppError`` in ``gradio_client``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+
+from model.degrade import to_uint8
+
+from .. import cache
+from ..io import MAX_SIDE, ImageError, check_size, load_image
+from ..region import LARGE_REGION, REGION_SIDE, Plan, apply_plan, plan_input
+
+log = logging.getLogger(__name__)
+
+try:  # On Hugging Face ZeroGPU, spaces.GPU attaches a GPU for the call; elsewhere a no-op.
+    import spaces
+
+    gpu = spaces.GPU(duration=120)
+except Exception:  # spaces not installed (local runs, tests)
+    def gpu(fn):  # type: ignore[no-redef]
+        """No-op stand-in for ``spaces.GPU``."""
+        return fn
+
+MODE_AS_IS = "Restore as is"
+MODE_GT = "Treat as ground truth: degrade, restore, score"
+MODES = [MODE_AS_IS, MODE_GT]
+ROUTINGS = ["argmax", "gumbel"]
+PROMPT_ORDERS = ["official", "aligned"]
+DEFAULT_TILE = 256
+NOISE_SEED = 0         # fixed noise so that restore, internals and LAM see the same input
+
+
+def explain_errors(fn: Any) -> Any:
+    """Turn unexpected failures of a handler into ``gr.Error`` messages (logged with the traceback).
+
+    Without this the user sees only "Error" (Gradio hides messages of other exceptions).
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except torch.OutOfMemoryError as exc:
+            raise gr.Error("out of memory: lower the tile size in Settings, or use a smaller image",
+                           title="Out of memory") from exc
+        except Exception as exc:
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(f"{type(exc).__name__}: {exc}", title="The model run failed") from exc
+    return wrapper
+
+
+def _user_error(exc: Exception) -> gr.Error:
+    return gr.Error(str(exc), title="Cannot use this image")
+
+
+def specs_for(task: str | None) -> dict[str, cache.ModelSpec]:
+    tasks = cache.tasks()
+    if not task:
+        task = next(iter(tasks))
+    if task not in tasks:
+        raise gr.Error(f"unknown task {task!r}; choose one of: {', '.join(tasks)}")
+    return tasks[task]
+
+
+def _kind_scale_level(specs: dict[str, cache.ModelSpec]) -> tuple[str, int, int]:
+    sp = next(iter(specs.values()))
+    return sp.kind, sp.scale, sp.level
+
+
+# ---------------------------------------------------------------------------
+# Inputs: the LR image the networks see, and the ground truth in scoring mode
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """The network input (float (H, W, 3) in [0, 1]), the ground truth if any, and the baseline."""
+
+    lr: np.ndarray
+    gt: np.ndarray | None
+    baseline: np.ndarray      # bicubic upscaling (SR) or the degraded input itself (denoise/JPEG)
+    baseline_name: str
+    kind: str
+    scale: int
+    level: int
+    plan: Plan                # which part of the photo, at which size, the networks see
+
+
+def _gray3(img: np.ndarray) -> np.ndarray:
+    """Full-range luma (BT.601 weights) copied to 3 channels: what a grayscale JPEG model sees."""
+    y = img[..., :3] @ np.array([0.299, 0.587, 0.114])  # (H, W, 3) -> (H, W)
+    return np.repeat(y[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
+
+
+def plan_for(photo_hw: tuple[int, int], task: str | None, mode: str = MODE_AS_IS, region: str | None = "",
+             large: str = LARGE_REGION) -> Plan:
+    """``app.region.plan_input`` for a task and mode: in ground-truth mode SR networks see 1/scale."""
+    _, scale, _ = _kind_scale_level(specs_for(task))
+    factor = 1.0 / scale if mode == MODE_GT else 1.0
+    side = REGION_SIDE if cache.device().type == "cpu" else MAX_SIDE  # a GPU restores 1024^2 in seconds
+    try:
+        return plan_input(photo_hw, region, large, factor=factor, side=side)
+    except ImageError as exc:
+        raise _user_error(exc) from exc
+
+
+def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | None = "",
+            large: str = LARGE_REGION) -> Prepared:
+    """Load/check the image and make the network input for ``task`` in ``mode``.
+
+    A photo whose network input would exceed ``MAX_SIDE`` per side is cut to ``region`` (default:
+    the centre) or, with ``large`` = downscale to fit, resized (``app.region``).
+    """
+    from model import degrade
+
+    try:
+        photo = load_image(image, max_side=None)
+    except ImageError as exc:
+        raise _user_error(exc) from exc
+    specs = specs_for(task)
+    kind, scale, level = _kind_scale_level(specs)
+    plan = plan_for(photo.shape[:2], task, mode, region, large)
+    rgb = apply_plan(photo, plan)
+    img = rgb.astype(np.float64) / 255.0
+    if kind == "car":
+        img = _gray3(img)  # the official JPEG models are grayscale
+    if mode == MODE_GT:
+        gt = degrade.modcrop(img, scale)
+        if kind == "sr":
+            if min(gt.shape[:2]) < 8 * scale:
+                raise gr.Error(f"image too small to downscale by {scale}")
+            lr = degrade.bicubic_downscale(gt, scale)
+        elif kind == "dn":
+            lr = degrade.add_gaussian_noise(gt, level, seed=NOISE_SEED).astype(np.float64)
+        else:
+            lr = degrade.jpeg_compress(gt, level).astype(np.float64)
+    else:
+        gt, lr = None, img
+    try:
+        check_size(lr, MAX_SIDE)  # holds by the plan; a plain check that the limit is kept
+    except ImageError as exc:
+        raise _user_error(exc) from exc
+    if kind == "sr":
+        baseline, name = degrade.bicubic_upscale(lr, scale), "bicubic"
+    else:
+        baseline, name = np.clip(lr, 0.0, 1.0), "input" if mode == MODE_AS_IS else "degraded input"
+    return Prepared(lr=lr, gt=gt, baseline=baseline, baseline_name=name, kind=kind, scale=scale,
+                    level=level, plan=plan)
+
+
+# ---------------------------------------------------------------------------
+# Running a network
+# ---------------------------------------------------------------------------
+
+
+def apply_options(net: torch.nn.Module, family: str, routing: str = "argmax", seed: int = 0,
+                  prompt_order: str = "official") -> None:
+    """Routing / prompt-order settings for MambaIRv2 networks (MambaIR has none)."""
+    if family != "MambaIRv2":
+        return
+    from model.archs import set_options
+
+    gen = None
+    if routing == "gumbel":
+        gen = torch.Generator(device=next(net.parameters()).device.type).manual_seed(int(seed))
+    set_options(net, routing=routing, generator=gen, prompt_order=prompt_order)
+
+
+def in_chans(net: torch.nn.Module) -> int:
+    cfg = getattr(net, "config", None)
+    return int(getattr(cfg, "in_chans", 3))
+
+
+def to_tensor(img: np.ndarray, in_chans: int, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) float image -> (1, in_chans, H, W) float32 tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]  # (1,3,H,W)
+    if in_chans == 1:
+        x = x[:, :1]  # grayscale models: the three channels are equal (see _gray3)
+    return x.to(device)
+
+
+def to_image(y: torch.Tensor) -> np.ndarray:
+    """(1, C, h, w) network output -> (h, w, 3) float64 in [0, 1]."""
+    out = y[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64)  # (h,w,C)
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)  # (h, w, 1) -> (h, w, 3)
+    return out
+
+
+def progress_fn(progress: Any, desc: str) -> Any:
+    """Adapter from a (done, total) callback to ``gr.Progress``."""
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress((int(done), int(total)), desc=desc)
+    return report
+
+
+def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
+                progress: Any = None) -> np.ndarray:
+    """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels."""
+    dev = next(net.parameters()).device
+    x = to_tensor(lr, in_chans(net), dev)
+    h, w = lr.shape[:2]
+    with torch.no_grad():
+        if tile and max(h, w) > int(tile):
+            from model.tiling import tiled_forward
+
+            y = tiled_forward(net, x, tile=int(tile), overlap=max(8, int(tile) // 16),
+                              progress=progress_fn(progress, "tiles"))
+        else:
+            y = net(x)
+    return to_image(y)
+
+
+# Seconds per network-input pixel of the last run of each model (ModelSpec.key), for time estimates.
+_SECONDS_PER_PIXEL: dict[str, float] = {}
+# Before a model has run: MambaIRv2-light x4 on 128x128 took 1.56 s on the 2-core CPU (README, Speed).
+CPU_SECONDS_PER_PIXEL = 1.0e-4
+GPU_SECONDS_PER_PIXEL = 2.0e-6
+
+
+def record_speed(spec: cache.ModelSpec, seconds: float, n_pixels: int) -> None:
+    """Remember how fast ``spec`` ran, for the next estimate (the fastest run: the first one of a
+    process also compiles the numba scan)."""
+    if n_pixels > 0:
+        rate = float(seconds) / n_pixels
+        _SECONDS_PER_PIXEL[spec.key] = min(rate, _SECONDS_PER_PIXEL.get(spec.key, rate))
+
+
+def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int]) -> float:
+    """Estimated seconds to restore a ``net_hw`` input with every model of a task (last measured speed,
+    else a figure measured on a 2-core CPU, or a rough one for a GPU)."""
+    default = CPU_SECONDS_PER_PIXEL if cache.device().type == "cpu" else GPU_SECONDS_PER_PIXEL
+    n = int(net_hw[0]) * int(net_hw[1])
+    return sum(_SECONDS_PER_PIXEL.get(sp.key, default) * n for sp in specs.values())
+
+
+def backend_name() -> str:
+    """Name of the scan backend the last forward pass used ("?" before any)."""
+    try:
+        from model.scan import last_backend
+
+        return str(last_backend() or "?")
+    except ImportError:
+        return "?"
+
+
+def backend_line(device_type: str) -> str:
+    """``model.scan.backend_report``: which scan runs on ``device_type`` and, after a fallback, why."""
+    try:
+        from model.scan import backend_report
+
+        return backend_report(device_type)
+    except Exception as exc:  # the report is information; a broken import must not stop a restore
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
+def score_pair(pred: np.ndarray, gt: np.ndarray, kind: str, scale: int) -> tuple[float, float]:
+    """PSNR/SSIM with BasicSR conventions: SR on Y with crop = scale; denoise RGB; JPEG grayscale."""
+    from model.metrics import psnr, ssim
+
+    a, b = to_uint8(pred), to_uint8(gt)
+    if kind == "sr":
+        kw = dict(crop_border=scale, test_y_channel=True)
+    elif kind == "car":
+        a, b = a[..., :1], b[..., :1]  # the three channels are equal
+        kw = dict(crop_border=0, test_y_channel=False)
+    else:
+        kw = dict(crop_border=0, test_y_channel=False)
+    return float(psnr(a, b, **kw)), float(ssim(a, b, **kw))
+
+
+def provenance(spec: cache.ModelSpec) -> str:
+    if spec.is_random:
+        return f"**{cache.RANDOM_NOTE}** (preset `{spec.preset}`)"
+    name = spec.path.rsplit("/", 1)[-1] if spec.path else "?"
+    return f"{spec.source}: `{name}`"
+
+
+def trained_for(spec: cache.ModelSpec) -> str:
+    if spec.kind == "sr":
+        return f"bicubic-downscaled x{spec.scale} inputs (blurs real camera noise/JPEG)"
+    if spec.kind == "dn":
+        return f"Gaussian noise σ={spec.level}"
+    return f"grayscale JPEG at quality {spec.level}"

@@ -1,0 +1,167 @@
+"""The Internals tab: record both networks and draw every picture of one layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+
+from model.degrade import to_uint8
+from model.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, records_stats
+
+from .. import cache
+from ..region import LARGE_REGION
+from .common import (
+    MODE_AS_IS,
+    apply_options,
+    explain_errors,
+    gpu,
+    in_chans,
+    prepare,
+    specs_for,
+    to_tensor,
+)
+
+INTERNALS_MAX = 96     # LR pixels per side the internals tab looks at (centre crop)
+LESSON_SIDE = 384      # pixels per side of the enlarged pictures (a 96-pixel crop: 4 per LR pixel)
+
+
+def layer_choices(task: str | None = None) -> list[str]:
+    """'stage.block' of every ASSM layer of the task's MambaIRv2 network (from its config)."""
+    spec = specs_for(task).get("MambaIRv2")
+    depths = getattr(cache.config_of(spec), "depths", (1,)) if spec is not None else (1,)
+    return [f"{i}.{j}" for i, d in enumerate(depths) for j in range(int(d))]
+
+
+@explain_errors
+def layer_dropdown(task: str | None = None) -> gr.Dropdown:
+    """The layer dropdown for a newly chosen task (its layers, first one selected)."""
+    return gr.Dropdown(choices=layer_choices(task), value="0.0")
+
+
+def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    H, W = img.shape[:2]
+    r0, c0 = max(0, (H - size) // 2), max(0, (W - size) // 2)
+    return img[r0:r0 + size, c0:c0 + size]
+
+
+def _pick(records: list[dict], layer: str) -> dict:
+    """The record of 'stage.block' (the nearest earlier one when that layer does not exist)."""
+    try:
+        st, bl = (int(v) for v in str(layer).split("."))
+    except ValueError as exc:
+        raise gr.Error(f"layer must look like 'stage.block', e.g. '0.0'; got {layer!r}") from exc
+    best = records[0]
+    for r in records:
+        if (int(r["stage"]), int(r["block"])) <= (st, bl):
+            best = r
+    return best
+
+
+@gpu
+@explain_errors
+def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = "0.0",
+              query_row: float = -1, query_col: float = -1, routing: str = "argmax", seed: float = 0,
+              prompt_order: str = "official", region: str | None = "", large: str = LARGE_REGION,
+              progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+    """Record both networks on the (centre-cropped) input and draw every internals picture of one layer,
+    each marking the followed pixel (query_row, query_col; -1 = centre) of the crop: the lesson view.
+
+    Returns (summary, label overlay with the pixel, label figure, sequence ribbon, sequence figure,
+    MambaIR scan orders, routing histogram, usage heatmap, prompt projection, prompt similarity, ASE
+    figure, MambaIRv2 attention, MambaIR attention, view state for clicks). ``region``/``large``: the
+    part of a large photo to use, as in ``restore``.
+    """
+    from model.capture import capture
+    from viz import ase, attention, prompts, sequence, sgn
+    from viz import routing as vrouting
+
+    prep = prepare(image, task, mode, region, large)
+    specs = specs_for(task)
+    lr = np.clip(_centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
+    lr_u8 = to_uint8(lr)
+    hw = lr.shape[:2]
+    records: dict[str, list[dict]] = {}
+    for i, fam in enumerate(cache.FAMILIES):
+        spec = specs.get(fam)
+        if spec is None:
+            continue
+        progress((i, 2), desc=f"recording {fam}")
+        net = cache.get_model(spec)
+        apply_options(net, fam, routing, int(seed), prompt_order)
+        x = to_tensor(lr, in_chans(net), next(net.parameters()).device)
+        with torch.no_grad(), capture(net) as rec:
+            net(x)
+        records[fam] = list(rec.assm) if fam == "MambaIRv2" else list(rec.ss2d)
+    qr = int(query_row) if query_row is not None and query_row >= 0 else hw[0] // 2
+    qc = int(query_col) if query_col is not None and query_col >= 0 else hw[1] // 2
+    px = (min(qr, hw[0] - 1), min(qc, hw[1] - 1))
+    progress((1, 2), desc="drawing")
+    zoom = max(1, LESSON_SIDE // max(hw))  # small crops are shown enlarged (nearest neighbour)
+    out: list[Any] = []
+    notes = [f"Input: {hw[1]}x{hw[0]} LR pixels (centre crop, at most {INTERNALS_MAX}). "
+             f"**Your pixel: row {px[0]}, column {px[1]}** (click the picture to follow another)."]
+    v2recs = records.get("MambaIRv2")
+    if v2recs:
+        r = _pick(v2recs, layer)
+        st = vrouting.routing_stats(r, hw)
+        rc_seq, _ = sequence.scan_sequence(r, hw)
+        at = sequence.sequence_position(rc_seq, px)
+        own, added = ase.prompt_indices(r, px)
+        group = int(sgn.same_label_mask(r, px, hw).sum())
+        notes.append(f"MambaIRv2 layer {r['stage']}.{r['block']}: {st['used']} of {st['num_prompts']} "
+                     f"prompts used, perplexity {st['perplexity']:.1f}, "
+                     f"mean router confidence {st.get('mean_confidence', float('nan')):.2f}.")
+        if is_untrained(records_stats(v2recs)):
+            notes.insert(0, f"⚠️ **{UNTRAINED_MESSAGE}** (mean largest route probability below "
+                            f"{UNIFORM_FACTOR:g}/T in most layers): the label pictures below show no "
+                            "semantic groups.")
+        notes.append(f"Route: label {own} ({group} pixels share it) → sort: position {at} of {len(rc_seq)} "
+                     f"in the sequence → scan with prompt {added}"
+                     + (" (its own)" if added == own else f" (official order; its own is {own})")
+                     + f" → unsort: the output goes back to row {px[0]}, column {px[1]}.")
+        big = np.repeat(np.repeat(lr_u8, zoom, axis=0), zoom, axis=1)  # (H, W, 3) -> (zH, zW, 3)
+        out += [sgn.label_overlay(big, r, image_hw=hw, pixel=px),
+                sgn.label_map_figure(r, image=lr_u8, image_hw=hw, pixel=px),
+                # Two image rows per ribbon row: half as tall, and as wide as a 1000 px window allows.
+                sequence.sequence_ribbon(r, lr_u8, width=2 * hw[1], zoom=max(1, LESSON_SIDE // hw[1]),
+                                         pixel=px),
+                sequence.sequence_distance_figure(r, image_hw=hw, pixel=px)]
+    else:
+        out += [None, None, None, None]
+    v1recs = records.get("MambaIR")
+    out.append(sequence.scan_orders_figure(_pick(v1recs, layer), image_hw=hw, pixel=px) if v1recs else None)
+    if v2recs:
+        out += [vrouting.routing_histogram(r, hw), vrouting.usage_heatmap(v2recs, hw),
+                prompts.prompt_projection(r, image_hw=hw, pixel=px),
+                prompts.prompt_similarity(r, image_hw=hw),
+                ase.ase_figure(r, image=lr_u8, image_hw=hw, pixel=px)]
+        amap = attention.implicit_attention_map(r, px, image_hw=hw)
+        out.append(attention.attention_figure(amap, image=lr_u8, pixel=px,
+                                              title=f"MambaIRv2 {r['stage']}.{r['block']}"))
+    else:
+        out += [None] * 6
+    if v1recs:
+        r1 = _pick(v1recs, layer)
+        amap1 = attention.implicit_attention_map(r1, px, image_hw=hw)
+        out.append(attention.attention_figure(amap1, image=lr_u8, pixel=px,
+                                              title=f"MambaIR {r1['stage']}.{r1['block']}"))
+    else:
+        out.append(None)
+    if any(sp.is_random for sp in specs.values()):
+        notes.insert(0, f"⚠️ {cache.RANDOM_NOTE}.")
+    view = {"zoom": zoom, "hw": [int(hw[0]), int(hw[1])]}
+    return ("\n\n".join(notes), *out, view)
+
+
+@explain_errors
+def select_pixel(view: dict | None, evt: gr.SelectData) -> tuple[int, int]:
+    """Click on the lesson picture: the (row, col) of the LR pixel under the pointer."""
+    if not view:
+        raise gr.Error("run 'Show internals' first")
+    zoom = int(view["zoom"])
+    x, y = (int(v) for v in evt.index[:2])
+    h, w = view["hw"]
+    return min(y // zoom, int(h) - 1), min(x // zoom, int(w) - 1)
