@@ -170,7 +170,7 @@ def label_strip(snaps: Sequence[Snapshot], layer: int | str = 0, zoom: int = 3, 
         if flagged[i]:
             draw.text((x, 14), "router not trained", fill=_RED, font=_font(10))
         else:
-            note = f"×T {st['mean_max_prob'] * T:.2f}, {st['used']} used"
+            note = f"xT {st['mean_max_prob'] * T:.2f}, {st['used']} used"  # PIL default font: no ×
             draw.text((x, 14), note, fill="black", font=_font(10))
     if bottom:
         draw.text((gap, cap + mh + 2), UNTRAINED_MESSAGE, fill=_RED, font=_font(11))
