@@ -82,7 +82,7 @@ EVIDENCE_HELP = """### The paper's claims, on your image and checkpoint
 Each view tests one claim of the MambaIRv2 paper on the current input (Restore tab) and the task's
 checkpoints, and says in one line what would contradict the claim. Views that record a layer use the
 centre of the input (at most {size}×{size} pixels); the knock-outs run the whole image. With untrained
-routers (e.g. demo weights) the views still run and say so: they are meant for official and your own
+routers (e.g. random weights) the views still run and say so: they are meant for official and your own
 checkpoints."""
 
 EV_REDUNDANCY = """#### 1. Redundancy of MambaIR's four scans (paper Fig. 2a)
