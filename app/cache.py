@@ -43,7 +43,7 @@ class ModelSpec:
     level: int = 0              # noise sigma (0-255) or JPEG quality; 0 for SR
     source: str = RANDOM        # "official" | "trained here" | "user file" | RANDOM
     path: str | None = None     # checkpoint file, None for random models
-    preset: str | None = None   # config preset name for random models
+    preset: str | None = None   # config preset name (random models: the one built; files: detected)
     config: Any = None          # the config for random models
     metrics: tuple = field(default=())  # ((name, value), ...) from the manifest
     base_task: str = ""         # task label without the file name ("SR x4"); "" = same as task
@@ -145,7 +145,7 @@ def _specs_from_weights() -> list[ModelSpec]:
         specs.append(ModelSpec(
             family=family, task=label, base_task=label, kind=kind, scale=scale, level=level,
             source=str(_get(e, "source", "user file")), path=str(_get(e, "path")), config=cfg,
-            own_label=_is_upload(str(_get(e, "path"))),
+            own_label=_is_upload(str(_get(e, "path"))), preset=_get(e, "preset"),
             metrics=tuple(sorted((str(k), v) for k, v in dict(_get(e, "metrics", {}) or {}).items()))))
     return specs
 
@@ -367,23 +367,13 @@ def status_line() -> str:
 
 
 def official_summary() -> str:
-    """'Official weights: 3 of 6 light SR checkpoints present (...).' from the weights folder now."""
+    """'Official weights: 3 of 6 light SR checkpoints present (...).' from the offered models."""
     from model.download import APP_PRESETS
 
-    have = {sp.path for fams in tasks().values() for sp in fams.values() if sp.source == "official"}
-    entries = [e for e in _official_entries() if e.get("path") in have]
-    present = sorted({e["preset"] for e in entries if e.get("preset") in APP_PRESETS})
+    present = sorted({sp.preset for fams in tasks().values() for sp in fams.values()
+                      if sp.source == "official" and sp.preset in APP_PRESETS})
     text = f"Official weights: {len(present)} of {len(APP_PRESETS)} light SR checkpoints present"
     return text + (f" ({', '.join(present)})." if present else ".")
-
-
-def _official_entries() -> list[dict[str, Any]]:
-    from model.weights import scan_weights
-
-    try:
-        return scan_weights(official_dir())[0]
-    except OSError:
-        return []
 
 
 def set_status(line: str) -> None:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.weights import CHECKPOINT_SUFFIXES
+
 __all__ = ["HF_REPO", "OFFICIAL_DIR", "APP_PRESETS", "OfficialFile", "DownloadError", "FetchReport",
            "repo_id", "endpoint", "offline", "list_official", "candidates_for", "fetch", "fetch_many",
            "register_local", "main"]
@@ -38,7 +40,6 @@ HF_REPO = "cguoh/MambaIR"
 HF_URL = f"https://huggingface.co/{HF_REPO}"
 GITHUB_RELEASE = "https://github.com/csguoh/MambaIR/releases/tag/v1.0"
 OFFICIAL_DIR = "official"  # sub-folder of the weights folder that holds fetched official files
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 # What the app fetches: the light SR models of both networks (x3 only where the repository has it).
 APP_PRESETS = tuple(f"{net}_lightSR_x{s}" for s in (2, 3, 4) for net in ("mambairv2", "MambaIR"))
 

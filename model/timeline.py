@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from .router_stats import is_untrained, records_stats
+from .weights import CHECKPOINT_SUFFIXES
 
 __all__ = ["Snapshot", "CHECKPOINT_SUFFIXES", "checkpoint_step", "list_checkpoints", "checkpoint_timeline"]
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 _NUMBER = re.compile(r"(\d+)")
 
 
