@@ -33,6 +33,13 @@ architecture, the keys or inference:
 - ``--prompt-scale S``: multiply ``embeddingB`` by S once at the start (fresh runs only), so the
   pool, and with it the router's gradient, is S times larger;
 - ``--weights FILE``: start from a checkpoint's weights (fine-tune), e.g. the shipped demo file.
+
+``--weights`` also takes the same network at another scale (light SR, ``pixelshuffledirect``):
+every tensor but the upsampling conv is copied, and that conv's rows are derived from the
+source's (``transfer_upsampler``): each sub-pixel of the new scale averages the source sub-pixels
+whose centres fall in its cell (4 -> 2: a 2x2 block), so the new network starts at the
+box-average of what the source would draw. BasicSR's option files do the reverse (x3/x4 start
+from x2); for the demo weights, x2 starts from the trained x4 body (issue 13).
 At each validation the router numbers of ``model.router_stats`` are logged per ASSM layer (mean
 largest route probability, prompts used, dead prompts, perplexity, and the RMS change of the route
 logits since the run's first validation, whose records are kept in ``router_ref.pt``).
@@ -73,7 +80,8 @@ from torch import Tensor, nn
 from .degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
 from .metrics import psnr
 
-__all__ = ["nearest_init", "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor", "is_router_param",
+__all__ = ["nearest_init", "load_start_weights", "sub_pixel_sources", "transfer_upsampler",
+           "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor", "is_router_param",
            "param_groups", "scale_prompt_pool"]
 
 
@@ -148,6 +156,58 @@ def nearest_init(net: nn.Module) -> nn.Module:
             net.conv_last.weight.zero_()
             net.conv_last.bias.zero_()
     return net
+
+
+def sub_pixel_sources(src: int, dst: int) -> list[list[int]]:
+    """For each 1-D sub-pixel of scale ``dst``, the sub-pixels of scale ``src`` it draws from: those
+    whose centres fall in its cell, or (upscaling the scale) the one whose cell holds its centre."""
+    out = []
+    for a in range(dst):
+        inside = [i for i in range(src) if a * src <= (2 * i + 1) * dst / 2 < (a + 1) * src]
+        out.append(inside or [min(src - 1, int((a + 0.5) * src / dst))])
+    return out
+
+
+def transfer_upsampler(weight: Tensor, bias: Tensor, src: int, dst: int, chans: int
+                       ) -> tuple[Tensor, Tensor]:
+    """The ``pixelshuffledirect`` conv (rows c*s^2 + i*s + j) of scale ``src`` turned into one of
+    scale ``dst``: row (c, a, b) is the mean of the source rows (c, i, j), i and j from
+    ``sub_pixel_sources``."""
+    one_d = sub_pixel_sources(src, dst)
+    rows_w, rows_b = [], []
+    for c in range(chans):
+        for a in range(dst):
+            for b in range(dst):
+                idx = [c * src * src + i * src + j for i in one_d[a] for j in one_d[b]]
+                rows_w.append(weight[idx].mean(0))  # (C_feat, k, k)
+                rows_b.append(bias[idx].mean(0))
+    return torch.stack(rows_w), torch.stack(rows_b)  # (C*dst^2, C_feat, k, k), (C*dst^2,)
+
+
+def load_start_weights(net: nn.Module, sd: dict[str, Tensor]) -> int | None:
+    """Load a checkpoint into ``net`` (strict); a light-SR checkpoint of another scale is accepted
+    with its upsampling conv derived by ``transfer_upsampler``. Returns the source scale when it
+    differed, else None; raises ValueError when the checkpoint does not fit."""
+    cfg, own = net.config, net.state_dict()
+    sd = dict(sd)
+    src = None
+    w, b = sd.get("upsample.0.weight"), sd.get("upsample.0.bias")
+    w_own = own.get("upsample.0.weight")
+    if (cfg.upsampler == "pixelshuffledirect" and w is not None and b is not None and w_own is not None
+            and w.shape != w_own.shape and w.shape[1:] == w_own.shape[1:]):
+        r = w.shape[0] // cfg.in_chans  # src^2 sub-pixel rows per output channel
+        src = math.isqrt(r)
+        if src * src * cfg.in_chans != w.shape[0]:
+            raise ValueError(f"upsample.0.weight has {w.shape[0]} rows: not {cfg.in_chans} x scale^2")
+        sd["upsample.0.weight"], sd["upsample.0.bias"] = transfer_upsampler(w, b, src, cfg.upscale,
+                                                                            cfg.in_chans)
+    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if bad or missing or unexpected:
+        raise ValueError(f"missing {missing[:3]}, unexpected {unexpected[:3]}, other shapes {bad[:3]}")
+    net.load_state_dict(sd)
+    return src
 
 
 # ----------------------------------------------------------------------------- router group
@@ -384,10 +444,14 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
     if weights is not None:
         from model.loading import read_state_dict
 
-        missing, unexpected = net.load_state_dict(read_state_dict(weights), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{weights} does not fit {preset}: missing {missing[:3]}, unexpected "
-                             f"{unexpected[:3]} (choose the preset of that checkpoint)")
+        try:
+            weights_scale = load_start_weights(net, read_state_dict(weights))
+        except ValueError as e:
+            raise ValueError(f"{weights} does not fit {preset}: {e} (choose the preset of that checkpoint, "
+                             "or the same light-SR network at another scale)") from None
+        if weights_scale is not None:
+            args["weights_scale"] = weights_scale
+            print(f"{weights}: x{weights_scale} weights; upsampler derived for x{s}", file=sys.stderr)
     if prompt_scale != 1.0:
         scale_prompt_pool(net, prompt_scale)  # overwritten by the saved state on --resume
     if cfg.arch != "MambaIR":
@@ -509,7 +573,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-size", type=int, default=64, help="LR side of the 2 validation crops")
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--weights", help="start from this checkpoint's weights (fine-tune; same preset)")
+    ap.add_argument("--weights", help="start from this checkpoint's weights (fine-tune; same preset, "
+                    "or the same light-SR network at another scale: upsampler derived)")
     ap.add_argument("--router-lr-mult", type=float, default=1.0,
                     help="lr multiplier of the router + prompt pool parameter group")
     ap.add_argument("--router-eps", type=float, default=1e-8, help="Adam eps of that group")

@@ -118,3 +118,45 @@ def test_evaluate_prints_and_stores_router_numbers(tmp_path, capsys) -> None:
     assert stored["router"]["layers"] == router["layers"]
     assert entry["metrics"][f"{data.name}-all"]["router"] == stored["router"]
     assert stored["gain_psnr"] == pytest.approx(res["psnr"] - res["baseline_psnr"], abs=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["v2light", "mambair_light"])
+def test_weights_of_another_scale_start_at_the_box_average_of_the_source(tmp_path, arch) -> None:
+    """x4 -> x2 (and x2 -> x4): the body is copied, the upsampler derived, so the x2 network draws the
+    2x2 box average of the x4 network's output (each x4 sub-pixel's conv row is linear)."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from model import MambaIRConfig
+    from model.train import load_start_weights
+
+    v1 = MambaIRConfig(upscale=2, upsampler="pixelshuffledirect", embed_dim=30, d_state=4, depths=(1,),
+                       mlp_ratio=1.2)
+    base = TINY if arch == "v2light" else v1
+    x4, x2 = build(dataclasses.replace(base, upscale=4)).eval(), build(base).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in x4.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # every weight, the upsampler's included, non-trivial
+    assert load_start_weights(x2, x4.state_dict()) == 4
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(x2(x), F.avg_pool2d(x4(x), 2), rtol=1e-4, atol=1e-5)
+        # Upscaling the scale copies each x2 sub-pixel into the 2x2 x4 sub-pixels of its cell.
+        back = build(dataclasses.replace(base, upscale=4)).eval()
+        assert load_start_weights(back, x2.state_dict()) == 2
+        torch.testing.assert_close(back(x), F.interpolate(x2(x), scale_factor=2, mode="nearest"),
+                                   rtol=1e-4, atol=1e-5)
+    other = build(dataclasses.replace(base, embed_dim=base.embed_dim + 6))
+    with pytest.raises(ValueError, match="shapes"):
+        load_start_weights(other, x4.state_dict())
+
+
+def test_train_from_weights_of_another_scale_records_it(tmp_path) -> None:
+    import dataclasses
+
+    data = _photo_folder(tmp_path / "photos")
+    torch.save({"params": build(dataclasses.replace(TINY, upscale=4)).state_dict()}, tmp_path / "x4.pth")
+    info = train("tiny", data, 1, tmp_path / "run", weights=str(tmp_path / "x4.pth"), **KW)
+    assert info["weights_scale"] == 4 and info["scale"] == 2
