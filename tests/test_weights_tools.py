@@ -43,7 +43,11 @@ def test_shipped_weights_match_manifest_and_official_keys(entry):
     assert {k: list(v.shape) for k, v in sd.items()} == official["keys"]
     if entry["source"] == "trained here":
         m = entry["metrics"]["photos-test"]
-        assert m["psnr"] - m["baseline_psnr"] >= (0.5 if entry["scale"] == 4 else 1.0)
+        # Issue 13: x2 ships only at >= 1.2 dB over bicubic; the x4 demos are below its 1.0 dB (open).
+        assert m["psnr"] - m["baseline_psnr"] >= (0.5 if entry["scale"] == 4 else 1.2)
+        if entry["arch"] != "MambaIR":  # the router has learned: >= 4/T in at least half of the layers
+            xt = [r["mean_max_prob_xT"] for r in m["router"]["layers"]]
+            assert sum(x >= 4 for x in xt) >= len(xt) / 2
 
 
 
