@@ -40,6 +40,7 @@ source's (``transfer_upsampler``): each sub-pixel of the new scale averages the 
 whose centres fall in its cell (4 -> 2: a 2x2 block), so the new network starts at the
 box-average of what the source would draw. BasicSR's option files do the reverse (x3/x4 start
 from x2); for the demo weights, x2 starts from the trained x4 body (issue 13).
+
 At each validation the router numbers of ``model.router_stats`` are logged per ASSM layer (mean
 largest route probability, prompts used, dead prompts, perplexity, and the RMS change of the route
 logits since the run's first validation, whose records are kept in ``router_ref.pt``).
