@@ -78,6 +78,23 @@ def official_repo_files(root, presets=("mambairv2_lightSR_x2", "mambairv2_lightS
 
 
 @pytest.fixture(scope="module")
+def client(tiny_app_url):
+    """A gradio_client.Client connected to the launched tiny demo."""
+    import gradio_client
+
+    return gradio_client.Client(tiny_app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def page(tiny_app_url):
+    """A chromium page (Debian's chromium through Playwright) on the launched tiny demo."""
+    from browser import chromium_page
+
+    with chromium_page(tiny_app_url) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """A local hub (tests/hub_server.py) serving an official-shaped repository; yields the server."""
     from hub_server import HubServer

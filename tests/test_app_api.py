@@ -17,12 +17,6 @@ gradio_client = pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")
-def client(tiny_app_url):
-    """A gradio_client.Client connected to the launched tiny demo (fixture in conftest.py)."""
-    return gradio_client.Client(tiny_app_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """Small RGB photo-like PNGs (16x20 and 32x40), and a corrupt PNG."""
     d = tmp_path_factory.mktemp("app_api")

@@ -12,11 +12,6 @@ VARIANTS = ("as trained", "SGN off", "prompt off", "aligned prompts")
 
 
 @pytest.fixture(scope="module")
-def client(tiny_app_url):
-    return gradio_client.Client(tiny_app_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
 def photo(tmp_path_factory):
     d = tmp_path_factory.mktemp("app_evidence")
     yy, xx = np.mgrid[0:32, 0:40]

@@ -9,19 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import SHOTS, chromium_page, require_browser
+from browser import SHOTS, require_browser
 from PIL import Image
 
 pytestmark = pytest.mark.browser
 
 require_browser()
-
-
-@pytest.fixture(scope="module")
-def page(tiny_app_url):
-    """A chromium page on the tiny demo."""
-    with chromium_page(tiny_app_url) as pg:
-        yield pg
 
 
 def _photo(path: Path) -> str:

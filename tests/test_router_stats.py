@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import V2_CFG
 
 from model.archs import build, get_options, set_options
 from model.capture import capture
-from model.config import MambaIRConfig, MambaIRv2LightConfig
+from model.config import MambaIRConfig
 from model.router_stats import (
     UNTRAINED_MESSAGE,
     is_untrained,
@@ -24,8 +25,7 @@ from model.router_stats import (
     untrained_message,
 )
 
-CFG = MambaIRv2LightConfig(upscale=2, img_size=16, embed_dim=12, d_state=4, depths=(2, 1), num_heads=(2, 2),
-                           window_size=8, inner_rank=4, num_tokens=6, mlp_ratio=1.0)
+CFG = V2_CFG  # tiny_models: two stages, six prompts
 
 
 def record(logits: torch.Tensor, hp: int, wp: int) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import V2_CFG
 
 from model import CheckpointError, build, load_checkpoint
 from model.config import MambaIRConfig, MambaIRv2LightConfig
@@ -19,8 +20,7 @@ from viz.timeline import (
     timeline_table,
 )
 
-CFG = MambaIRv2LightConfig(upscale=2, img_size=16, embed_dim=12, d_state=4, depths=(2, 1), num_heads=(2, 2),
-                           window_size=8, inner_rank=4, num_tokens=6, mlp_ratio=1.0)
+CFG = V2_CFG  # tiny_models: two stages, six prompts
 
 
 def _bias_router(net: torch.nn.Module, strength: float) -> None:
