@@ -100,6 +100,16 @@ def example_files() -> list[str]:
     return paths
 
 
+def _layer_and_pixel(task: str | None, what: str, layer_id: str, row_id: str, col_id: str
+                     ) -> tuple[gr.Dropdown, gr.Number, gr.Number]:
+    """The layer menu and the pixel row/column boxes of the Internals and Evidence tabs."""
+    layer = gr.Dropdown(handlers.layer_choices(task) if task else ["0.0"], value="0.0",
+                        label="Layer (stage.block)", elem_id=layer_id)
+    row = gr.Number(value=-1, precision=0, label=f"{what} row (-1 = centre)", elem_id=row_id)
+    col = gr.Number(value=-1, precision=0, label=f"{what} column (-1 = centre)", elem_id=col_id)
+    return layer, row, col
+
+
 def build_demo() -> gr.Blocks:
     """Build the Blocks (no model is loaded here: models load on the first request)."""
     task_names = cache.task_names()
@@ -186,10 +196,7 @@ def build_demo() -> gr.Blocks:
             # picture of step 0 follows another pixel (select_pixel, then the `internals` endpoint).
             gr.Markdown(texts.fill(texts.INTERNALS_HELP, size=handlers.INTERNALS_MAX))
             with gr.Row():
-                layer = gr.Dropdown(handlers.layer_choices(default_task) if default_task else ["0.0"],
-                                    value="0.0", label="Layer (stage.block)", elem_id="layer")
-                q_row = gr.Number(value=-1, precision=0, label="pixel row (-1 = centre)", elem_id="q-row")
-                q_col = gr.Number(value=-1, precision=0, label="pixel column (-1 = centre)", elem_id="q-col")
+                layer, q_row, q_col = _layer_and_pixel(default_task, "pixel", "layer", "q-row", "q-col")
                 int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
             lesson_view = gr.State(None)
             gr.Markdown(texts.STEP_PICK)
@@ -222,11 +229,8 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Evidence", id="evidence"):
             gr.Markdown(texts.fill(texts.EVIDENCE_HELP, size=handlers.INTERNALS_MAX))
             with gr.Row():
-                ev_layer = gr.Dropdown(handlers.layer_choices(default_task) if default_task else ["0.0"],
-                                       value="0.0", label="Layer (stage.block)", elem_id="ev-layer")
-                ev_row = gr.Number(value=-1, precision=0, label="query row (-1 = centre)", elem_id="ev-row")
-                ev_col = gr.Number(value=-1, precision=0, label="query column (-1 = centre)",
-                                   elem_id="ev-col")
+                ev_layer, ev_row, ev_col = _layer_and_pixel(default_task, "query", "ev-layer", "ev-row",
+                                                            "ev-col")
             gr.Markdown(texts.EV_REDUNDANCY, latex_delimiters=LATEX)
             red_btn = gr.Button("Measure scan redundancy (MambaIR)", elem_id="ev-redundancy-btn")
             red_fig = gr.Plot(label="four-scan similarity")
