@@ -6,8 +6,11 @@
 # (model.train --weights with another scale), at x4 a continuation. MambaIRv2's router + prompt pool
 # get their own Adam group (lr x10, eps 1e-16) so the router keeps learning.
 # LEGS: "steps:lr ...", each leg trains up to that step at that constant lr. Needs data/photos.
+# The shipped files came from the weights/ of their day (sha256 in the manifest's training facts):
+# x2 from the x4 demos before their continuation, the x4 continuation from the 1450(+160)-step demos.
 # usage: scripts/cpu_demo_weights.sh 2     (x2: LEGS="600:1e-4 750:5e-5", fixed before the run)
-#        LEGS="2000:5e-5" scripts/cpu_demo_weights.sh 4
+#        LEGS="1000:1e-4 1400:5e-5" scripts/cpu_demo_weights.sh 4   (x4: the shipped continuation
+#        ran LEGS="2000:5e-5" to step 400, then these legs, resumed)
 set -e
 cd "$(dirname "$0")/.."
 S=${1:?usage: scripts/cpu_demo_weights.sh SCALE}
