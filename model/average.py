@@ -1,9 +1,9 @@
 """Uniform weight averaging of checkpoints of one run (its tail at a constant learning rate).
 
-    python -m model.average runs/x4_v2light/models/net_g_{2125..2650..25}.pth --out avg.pth
+    python -m model.average runs/x4_v2light/models/net_g_{2150..2650..25}.pth --out avg.pth [--force]
 
 At a constant learning rate and a small batch the weights wander around a minimum with the
-gradient noise; the mean of the checkpoints along that walk lies closer to it than any one of them
+gradient noise; the mean of the checkpoints along that walk tends to lie closer to it than the last one
 (stochastic weight averaging, Izmailov et al. 2018). A training choice for demo weights only: the
 network, its keys and inference are unchanged, and the output is an ordinary BasicSR file
 (``{'params': state_dict}``) that ``model.load_checkpoint`` reads like any other.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -25,37 +25,41 @@ from torch import Tensor
 __all__ = ["average_state_dicts", "average_checkpoints"]
 
 
-def average_state_dicts(sds: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Mean of state dicts with the same keys and shapes; integer tensors must be equal and are kept."""
-    if not sds:
-        raise ValueError("nothing to average: no state dicts given")
-    first = sds[0]
-    for i, sd in enumerate(sds[1:], start=1):
-        if sd.keys() != first.keys():
-            extra = sorted(set(sd) ^ set(first))[:3]
-            raise ValueError(f"state dict {i} has other keys than the first (e.g. {', '.join(extra)}): "
-                             "average checkpoints of one network only")
-        for k, t in sd.items():
-            if t.shape != first[k].shape:
-                raise ValueError(f"state dict {i}: {k} has shape {tuple(t.shape)}, the first "
-                                 f"{tuple(first[k].shape)}: average checkpoints of one network only")
-    out = {}
-    for k, t in first.items():
-        if t.is_floating_point():
-            mean = torch.stack([sd[k].double() for sd in sds]).mean(0)  # float64: 20+ terms without drift
-            out[k] = mean.to(t.dtype)
+def average_state_dicts(sds: Iterable[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Mean of state dicts with the same keys and shapes; integer tensors must be equal and are kept.
+
+    Takes any iterable (a generator reads one checkpoint at a time): the memory is one state dict
+    plus a float64 running sum, whatever the number of checkpoints.
+    """
+    first, total, n = None, {}, 0
+    for sd in sds:
+        if first is None:
+            first = sd
+            total = {k: t.double() for k, t in sd.items() if t.is_floating_point()}  # float64: no drift
         else:
-            if any(not torch.equal(sd[k], t) for sd in sds[1:]):
-                raise ValueError(f"{k} (an integer buffer) differs between the checkpoints")
-            out[k] = t.clone()
-    return out
+            if sd.keys() != first.keys():
+                extra = sorted(set(sd) ^ set(first))[:3]
+                raise ValueError(f"state dict {n} has other keys than the first (e.g. {', '.join(extra)}): "
+                                 "average checkpoints of one network only")
+            for k, t in sd.items():
+                if t.shape != first[k].shape:
+                    raise ValueError(f"state dict {n}: {k} has shape {tuple(t.shape)}, the first "
+                                     f"{tuple(first[k].shape)}: average checkpoints of one network only")
+                if k in total:
+                    total[k] += t.double()
+                elif not torch.equal(t, first[k]):
+                    raise ValueError(f"{k} (an integer buffer) differs between the checkpoints")
+        n += 1
+    if first is None:
+        raise ValueError("nothing to average: no state dicts given")
+    return {k: (total[k] / n).to(t.dtype) if k in total else t.clone() for k, t in first.items()}
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Tensor]:
-    """Read checkpoints (any format ``model.loading`` reads) and return their average state dict."""
+    """Read checkpoints (any format ``model.loading`` reads), one at a time, and return their mean."""
     from model.loading import read_state_dict
 
-    return average_state_dicts([read_state_dict(p) for p in paths])
+    return average_state_dicts(read_state_dict(p) for p in paths)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("checkpoints", nargs="+",
                     help="checkpoint files of one network (e.g. a run's models/net_g_*.pth)")
     ap.add_argument("--out", required=True, help="the averaged file to write (.pth)")
+    ap.add_argument("--force", action="store_true", help="replace --out if it exists")
     a = ap.parse_args(argv)
+    if Path(a.out).exists() and not a.force:
+        raise ValueError(f"{a.out} exists; choose another --out or add --force to replace it")
     missing = [p for p in a.checkpoints if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such checkpoint: {', '.join(missing[:3])}")

@@ -16,7 +16,7 @@ def _sd(cfg, seed: int) -> dict[str, torch.Tensor]:
 
 def test_average_is_the_elementwise_mean_and_keeps_integer_buffers():
     sds = [_sd(V2_CFG, s) for s in (1, 2, 3)]
-    avg = average_state_dicts(sds)
+    avg = average_state_dicts(iter(sds))  # a generator is enough: one checkpoint in memory at a time
     assert avg.keys() == sds[0].keys()
     ints = [k for k, t in avg.items() if not t.is_floating_point()]
     assert ints, "the tiny MambaIRv2 has integer buffers (relative position index)"
@@ -54,5 +54,10 @@ def test_command_writes_a_file_the_app_loads(tmp_path, capsys):
     a, b = (torch.load(p, weights_only=True)["params"] for p in paths)
     for k, t in net.state_dict().items():
         torch.testing.assert_close(t, (a[k] + b[k]) / 2, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="exists"):  # nothing lost without --force
+        main([str(paths[0]), "--out", str(out)])
+    main([str(paths[0]), "--out", str(out), "--force"])
+    replaced = torch.load(out, weights_only=True)["params"]
+    assert torch.equal(replaced["conv_first.weight"], a["conv_first.weight"])
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        main([str(tmp_path / "missing.pth"), "--out", str(out)])
+        main([str(tmp_path / "missing.pth"), "--out", str(tmp_path / "new.pth")])
