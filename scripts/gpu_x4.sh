@@ -3,9 +3,12 @@
 # both light networks. Both continue their shipped x4 demo (weights/*_x4_demo.pth) side by side on one
 # GPU with the same budget: batch $BATCH of $PATCH^2 LR patches at lr $LR (MambaIRv2's router + prompt
 # pool in their own Adam group, x10 and eps 1e-16, as on the CPU), up to $STEPS steps, each run
-# time-boxed to $TRAIN_S seconds. The larger batch and patch are the point: a GPU step of the light
-# networks costs about the same at batch 8 of 48^2 as at many times the pixels (launch-bound), and the
-# CPU continuation (batch 8 of 32^2) gained only +0.07 dB per 1650 steps.
+# time-boxed to $TRAIN_S seconds. What a GPU adds is pixels per second: side by side on one H100 with
+# the torch scan the x4 stage trained at 0.38 / 0.58 s per step of 8x48^2 (v2-light / MambaIR-light),
+# 37x / 25x the LR pixels per second of this 2-core CPU's 8x32^2 per 6.4 s, so 7 minutes hold about
+# the pixels of 2500 / 1650 CPU steps (mamba-ssm's scan, when built, 1.6x / 5.5x faster in the
+# README's GPU table); the CPU steps 2650->3750 gained +0.06 / +0.04 dB, so one such session is
+# unlikely to reach the target by itself.
 # Shipping rule, fixed before the run: LAST = the largest multiple of 25 both runs reached; each
 # network's candidate is the mean of its kept checkpoints LAST-$AVG..LAST (model.average); the
 # candidates and the LAST checkpoints are evaluated on the held-out split on the GPU.
@@ -15,7 +18,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
-OUT=${OUT:-out/gpu}; DEVICE=${DEVICE:-cuda}; STEPS=${STEPS:-2000}; BATCH=${BATCH:-32}; PATCH=${PATCH:-64}
+OUT=${OUT:-out/gpu}; DEVICE=${DEVICE:-cuda}; STEPS=${STEPS:-2000}; BATCH=${BATCH:-16}; PATCH=${PATCH:-48}
 LR=${LR:-1e-4}; AVG=${AVG:-250}; TRAIN_S=${TRAIN_S:-420}; EVAL_LIMIT=${EVAL_LIMIT:-0}; PY=${PY:-python3}
 RUNS=runs/gpu_x4
 mkdir -p "$OUT" "$RUNS"
