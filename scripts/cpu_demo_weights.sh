@@ -9,10 +9,11 @@
 # The shipped files came from the weights/ of their day (sha256 in the manifest's training facts):
 # x2 from the x4 demos before their continuation, the x4 continuation from the 1450(+160)-step demos.
 # usage: scripts/cpu_demo_weights.sh 2     (x2: LEGS="600:1e-4 750:5e-5", fixed before the run)
-#        LEGS="2100:1e-4 2800:5e-5" scripts/cpu_demo_weights.sh 4   (x4: the shipped continuation
-#        ran LEGS="2000:5e-5" to step 400, LEGS="1000:1e-4 1400:5e-5" to 1450, then these legs to
-#        2650, each resumed; the shipped x4 files are the mean of checkpoints 2150..2650:
-#        python -m model.average runs/x4_v2light/models/net_g_{2150..2650..25}.pth --out weights/... --force)
+#        LEGS="2100:1e-4 2800:5e-5 4500:5e-5" scripts/cpu_demo_weights.sh 4   (x4: the shipped
+#        continuation ran LEGS="2000:5e-5" to step 400, LEGS="1000:1e-4 1400:5e-5" to 1450,
+#        LEGS="2100:1e-4 2800:5e-5" to 2650, then these legs to 3750, each resumed; the shipped x4
+#        files are the mean of checkpoints 3250..3750: python -m model.average
+#        runs/x4_v2light/models/net_g_{3250..3750..25}.pth --out weights/... --force)
 set -e
 cd "$(dirname "$0")/.."
 S=${1:?usage: scripts/cpu_demo_weights.sh SCALE}

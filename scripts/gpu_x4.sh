@@ -39,7 +39,7 @@ last() {  # the largest kept checkpoint step of a run
 }
 L1=$(last v2light); L2=$(last mambair)
 if [ -z "$L1" ] || [ -z "$L2" ]; then echo "no checkpoints kept: nothing to evaluate"; exit 1; fi
-LAST=$(( L1 < L2 ? L1 : L2 ))
+LAST=$(( L1 < L2 ? L1 : L2 )); AVG=$(( AVG < LAST ? AVG : LAST ))  # a short run: all it kept
 echo "== steps reached: v2light $L1, mambair $L2; LAST=$LAST; mean of checkpoints $((LAST - AVG))..$LAST"
 LIMIT=(); [ "$EVAL_LIMIT" != 0 ] && LIMIT=(--limit "$EVAL_LIMIT")
 for name in v2light mambair; do

@@ -44,8 +44,8 @@ def test_shipped_weights_match_manifest_and_official_keys(entry):
     if entry["source"] == "trained here":
         m = entry["metrics"]["photos-test"]
         # Issue 13: x2 ships only at >= 1.2 dB over bicubic. The x4 demos are below its 1.0 dB target
-        # (+0.82 / +0.82 dB); a new x4 file may not fall below the 0.8 dB they reach.
-        assert m["psnr"] - m["baseline_psnr"] >= (0.8 if entry["scale"] == 4 else 1.2)
+        # (+0.85 / +0.84 dB); a new x4 file may not fall below the 0.84 dB they reach.
+        assert m["psnr"] - m["baseline_psnr"] >= (0.84 if entry["scale"] == 4 else 1.2)
         if entry["arch"] != "MambaIR":  # the router has learned: >= 4/T in at least half of the layers
             xt = [r["mean_max_prob_xT"] for r in m["router"]["layers"]]
             assert sum(x >= 4 for x in xt) >= len(xt) / 2
