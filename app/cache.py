@@ -272,6 +272,22 @@ def get_model(spec: ModelSpec) -> nn.Module:
         return net
 
 
+_onnx: dict[tuple[str, str], nn.Module] = {}
+
+
+def get_onnx(spec: ModelSpec, net: nn.Module, log: Any = None) -> nn.Module:
+    """``net`` (the network of ``spec``, options applied) as an onnxruntime ``OnnxNet``, exported on
+    first use and cached on disk by checkpoint sha256 (``model.export.runtime``) and here per process."""
+    from model.archs import get_options
+    from model.export.runtime import onnx_net
+
+    key = (spec.key, str(get_options(net).get("prompt_order", "")))
+    with _lock:
+        if key not in _onnx:
+            _onnx[key] = onnx_net(net, spec.path, log)
+        return _onnx[key]
+
+
 @functools.lru_cache(maxsize=64)
 def _config_of_file(path: str) -> Any:
     from model import CheckpointError, inspect_checkpoint
@@ -434,5 +450,6 @@ def clear() -> None:
     global _tasks
     with _lock:
         _models.clear()
+        _onnx.clear()
         _uploaded.clear()
         _tasks = None

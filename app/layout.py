@@ -291,6 +291,12 @@ def build_demo() -> gr.Blocks:
             tile = gr.Slider(64, MAX_SIDE, value=handlers.DEFAULT_TILE, step=32,
                              label="Tile size (LR pixels)",
                              info="Inputs larger than this are restored in overlapping tiles.")
+            runtime = gr.Radio(handlers.RUNTIMES, value=handlers.default_runtime(), label="Restore runtime",
+                               elem_id="runtime",
+                               info="onnxruntime: the Restore tab runs each network as an ONNX file, "
+                                    "exported on first use (minutes), checked against PyTorch to 1e-4 and "
+                                    "cached in weights/onnx/; argmax routing only. Internals, capture and "
+                                    "LAM always run on PyTorch.")
 
             gr.Markdown("### How much do these settings change MambaIRv2's output?\n"
                         "Runs MambaIRv2 on the current input (Restore tab) several times.")
@@ -319,6 +325,14 @@ def build_demo() -> gr.Blocks:
                     added_msg = gr.Markdown(elem_id="added-msg")
             weights_md = gr.Markdown(handlers.weights_table(), elem_id="weights-table")
 
+            gr.Markdown(texts.ONNX_HELP)
+            with gr.Row():
+                onnx_family = gr.Radio(list(cache.FAMILIES), value=cache.FAMILIES[0], elem_id="onnx-family",
+                                       label="Network (for the task chosen in the Restore tab)")
+                onnx_btn = gr.Button("Download as ONNX", elem_id="onnx-btn")
+            onnx_file = gr.File(label="ONNX file", interactive=False, elem_id="onnx-file")
+            onnx_md = gr.Markdown(elem_id="onnx-info")
+
             gr.Markdown(texts.TIMELINE_HELP)
             with gr.Row():
                 tl_files = gr.File(label="Checkpoints of one run (several files)", file_count="multiple",
@@ -337,7 +351,9 @@ def build_demo() -> gr.Blocks:
         settings = [routing, seed, prompt_order]
         heavy: dict[str, Any] = dict(concurrency_id=HEAVY, concurrency_limit=HEAVY_LIMIT)
 
-        run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile, region, large],
+        onnx_btn.click(handlers.onnx_download, inputs=[task, onnx_family], outputs=[onnx_file, onnx_md],
+                       api_name="onnx_download", **heavy)
+        run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile, region, large, runtime],
                       outputs=[out_v2, out_v1, slider, details, scores, result_state],
                       api_name="restore", **heavy)
         int_inputs = [inp, task, mode, layer, q_row, q_col, *settings, region, large]

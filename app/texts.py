@@ -126,3 +126,10 @@ layer how sure the router is (mean largest route probability × T: 1 = every pro
 how many prompts the image uses, how evenly (perplexity) and how many are dead; below, one layer's SGN
 label map per checkpoint, side by side. A checkpoint whose router is near uniform is flagged: its labels
 are arbitrary."""
+
+ONNX_HELP = """### Download as ONNX
+The selected network as an ONNX file for onnxruntime or any other ONNX tool: exported on demand
+(the first time takes minutes), checked against PyTorch on a random and a real image (largest
+difference at most 1e-4, else no file), then cached in `weights/onnx/` by the checkpoint's sha256.
+One file takes any input size (from half a window up); argmax routing, stable sort. How to run it:
+README, "Use these models elsewhere"."""

@@ -39,6 +39,9 @@ MODES = [MODE_AS_IS, MODE_GT]
 ROUTINGS = ["argmax", "gumbel"]
 PROMPT_ORDERS = ["official", "aligned"]
 DEFAULT_TILE = 256
+RUNTIME_TORCH = "PyTorch"
+RUNTIME_ONNX = "onnxruntime"
+RUNTIMES = [RUNTIME_TORCH, RUNTIME_ONNX]
 NOISE_SEED = 0         # fixed noise so that restore, internals and LAM see the same input
 
 
@@ -179,6 +182,18 @@ def apply_options(net: torch.nn.Module, family: str, routing: str = "argmax", se
     set_options(net, routing=routing, generator=gen, prompt_order=prompt_order)
 
 
+def default_runtime() -> str:
+    """The restore runtime asked for by ``MAMBAIR_RUNTIME`` (``onnx``/``onnxruntime``; else PyTorch)."""
+    import os
+
+    name = os.environ.get("MAMBAIR_RUNTIME", "").strip().lower()
+    if name in ("onnx", "onnxruntime"):
+        return RUNTIME_ONNX
+    if name not in ("", "torch", "pytorch"):
+        log.warning("MAMBAIR_RUNTIME=%r is not onnx or torch; restoring with PyTorch", name)
+    return RUNTIME_TORCH
+
+
 def in_chans(net: torch.nn.Module) -> int:
     cfg = getattr(net, "config", None)
     return int(getattr(cfg, "in_chans", 3))
@@ -211,7 +226,8 @@ def progress_fn(progress: Any, desc: str) -> Any:
 def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
                 progress: Any = None) -> np.ndarray:
     """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels."""
-    dev = next(net.parameters()).device
+    param = next(net.parameters(), None)  # None for an onnxruntime model (model.export.runtime.OnnxNet)
+    dev = param.device if param is not None else torch.device("cpu")
     x = to_tensor(lr, in_chans(net), dev)
     h, w = lr.shape[:2]
     with torch.no_grad():

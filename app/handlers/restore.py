@@ -17,9 +17,11 @@ from ..region import LARGE_REGION, describe
 from .common import (
     DEFAULT_TILE,
     MODE_AS_IS,
+    RUNTIME_ONNX,
     apply_options,
     backend_line,
     backend_name,
+    default_runtime,
     estimate_seconds,
     explain_errors,
     gpu,
@@ -38,13 +40,16 @@ from .common import (
 @explain_errors
 def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing: str = "argmax",
             seed: float = 0, prompt_order: str = "official", tile: float = DEFAULT_TILE,
-            region: str | None = "", large: str = LARGE_REGION,
+            region: str | None = "", large: str = LARGE_REGION, runtime: str | None = None,
             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
     """Restore with MambaIRv2 and MambaIR: (v2 image, MambaIR image, slider, details, scores, state).
 
     A photo larger than the networks' limit is cut to ``region`` ('x,y' or 'x0,y0,x1,y1' in photo
     pixels; default: the centre) or downscaled when ``large`` is "Downscale to fit" (``app.region``).
+    ``runtime``: "PyTorch" or "onnxruntime" (the network exported to ONNX on first use, cached;
+    default from ``MAMBAIR_RUNTIME``); Gumbel routing has no ONNX form and runs on PyTorch.
     """
+    runtime = runtime or default_runtime()
     prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
     outs: dict[str, np.ndarray | None] = {}
@@ -62,17 +67,28 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
         progress((i, len(cache.FAMILIES)), desc=f"loading {fam}")
         net = cache.get_model(spec)
         apply_options(net, fam, routing, int(seed), prompt_order)
+        runner, engine = net, None
+        if runtime == RUNTIME_ONNX:
+            if fam == "MambaIRv2" and routing != "argmax":
+                about.append(f"- **{fam}**: {routing} routing has no ONNX form; ran on PyTorch")
+            else:
+                progress((i, len(cache.FAMILIES)), desc=f"{fam} to ONNX (first use exports, checks, caches)")
+                runner, engine = cache.get_onnx(spec, net), "onnxruntime"
         progress((i, len(cache.FAMILIES)), desc=f"running {fam}")
         t0 = time.perf_counter()
-        outs[fam] = run_network(net, prep.lr, int(tile), progress)
+        outs[fam] = run_network(runner, prep.lr, int(tile), progress)
         dt = time.perf_counter() - t0
-        record_speed(spec, dt, prep.lr.shape[0] * prep.lr.shape[1])
+        if engine is None:
+            record_speed(spec, dt, prep.lr.shape[0] * prep.lr.shape[1])
         rows.append(f"| {fam} | {dt:.2f} | {cache.param_count(net):,} | {cache.device().type} | "
-                    f"{backend_name()} |")
+                    f"{engine or backend_name()} |")
         about.append(f"- **{fam}** weights: {provenance(spec)}; trained for {trained_for(spec)}")
     v2, v1 = outs.get("MambaIRv2"), outs.get("MambaIR")
     details = ("\n".join(rows) + "\n\n" + "\n".join(about)
                + f"\n\nScan backend: {backend_line(cache.device().type)}.")
+    if runtime == RUNTIME_ONNX:
+        details += ("\n\nRuntime: onnxruntime for the restored images (ONNX files exported from these "
+                    "networks, checked against PyTorch to 1e-4); internals, capture and LAM run on PyTorch.")
     if prep.plan.how != "whole":
         details = describe(prep.plan, prep.scale, None) + "\n\n" + details
     if any(s.is_random for s in specs.values()):

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from .. import cache
-from .common import explain_errors, provenance, trained_for
+from .common import apply_options, explain_errors, provenance, specs_for, trained_for
 
 
 def format_metric(name: str, value: Any) -> str:
@@ -175,3 +175,30 @@ def timeline(files: Any = None, folder: str | None = None, image: Any = None, la
     text = (f"{note}{len(snaps)} checkpoints on the centre {s}×{s} pixels of the image; label maps of layer "
             f"{pick}.\n\n```\n{table}\n```")
     return vtimeline.timeline_figure(snaps), vtimeline.label_maps_figure(snaps, pick), text
+
+
+@explain_errors
+def onnx_download(task: str | None, family: str = "MambaIRv2",
+                  progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008
+    """The selected model as a verified ONNX file (made on first request, cached): (file, description)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from model.export import min_size
+
+    spec = specs_for(task).get(family)
+    if spec is None:
+        raise gr.Error(f"no {family} weights for task {task!r}")
+    net = cache.get_model(spec)
+    apply_options(net, family, "argmax", 0, "official")  # the options the weights were trained with
+    progress(0.1, desc=f"{family} to ONNX: export and check against PyTorch (first time only)")
+    onnx = cache.get_onnx(spec, net)
+    stem = Path(spec.path).stem if spec.path else str(spec.preset)
+    out = Path(tempfile.mkdtemp(prefix="mambair_onnx_")) / f"{stem}.onnx"
+    shutil.copyfile(onnx.path, out)  # a copy in the temp folder, which Gradio serves
+    c = int(getattr(net.config, "in_chans", 3))
+    text = (f"`{out.name}` ({os.path.getsize(out) / 1e6:.1f} MB, {provenance(spec)}): input `image` float32 "
+            f"(1, {c}, H, W) in [0, 1], any H, W >= {min_size(net)}; output `restored` "
+            f"(1, {c}, {spec.scale}H, {spec.scale}W). Cached as `{onnx.path.name}`.")
+    return str(out), text

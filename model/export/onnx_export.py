@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -196,6 +197,18 @@ def verify(path: str | os.PathLike, net: nn.Module, sizes: list[tuple[int, int]]
     return out
 
 
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Errors only from ``logger`` while the block runs (the exporter warns about torchvision ops)."""
+    lg = logging.getLogger(logger)
+    level = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        lg.setLevel(level)
+
+
 def _strip_debug_info(graph) -> None:  # noqa: ANN001 (onnx.GraphProto)
     """Drop the exporter's per-node stack traces and names scopes (3/4 of the file otherwise)."""
     for node in graph.node:
@@ -242,7 +255,7 @@ def export_onnx(net: nn.Module, out: str | os.PathLike, size: tuple[int, int] = 
         x = torch.rand(1, channels, *size)
         dims = ({2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC},) if dynamic else None
         log(f"exporting {type(net).__name__} at {size[0]}x{size[1]}{' (dynamic H, W)' if dynamic else ''}...")
-        with export_scan(), torch.no_grad(), contextlib.redirect_stdout(None):
+        with export_scan(), torch.no_grad(), contextlib.redirect_stdout(None), _quiet("torch.onnx"):
             torch.onnx.export(
                 _Exportable(net), (x,), str(tmp), dynamo=True, dynamic_shapes=dims,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
