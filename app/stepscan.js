@@ -135,8 +135,8 @@ function build() {
       q.ctx.drawImage(q.small, 0, 0, W * zoom, H * zoom);
       if (t > 0) {
         const p = q.order[t - 1];
-        q.ctx.strokeStyle = CYAN; q.ctx.lineWidth = 2;
-        q.ctx.strokeRect((p % W) * zoom - 1, Math.floor(p / W) * zoom - 1, zoom + 2, zoom + 2);
+        q.ctx.strokeStyle = CYAN; q.ctx.lineWidth = 2;  // on the cell's edge: cell centres stay visible
+        q.ctx.strokeRect((p % W) * zoom, Math.floor(p / W) * zoom, zoom, zoom);
         q.info.textContent = 'now: ' + describe(k, p);
       } else {
         q.info.textContent = 'nothing read yet: press play or step';

@@ -111,7 +111,8 @@ def lesson_captions(v2: Record | None, v1: Record | None, hw: tuple[int, int], p
         out["scan"] = (f"At your pixel's step the layer adds prompt {own_added} to C"
                        + (" (its own)." if own_added == own else
                           f", not its own prompt {own} (the official order adds another pixel's).")
-                       + BREAK + line2 + "; the rest is the pixel's own input (mostly the skip term D·x).")
+                       + BREAK + line2
+                       + "; the rest is the pixel's own input (the skip term D·x and its own B·x).")
         n_groups = int((np.diff(lab) != 0).sum() + 1)
         q = S // 4
         rows_hit = np.unique(o2[:q] // w).size

@@ -88,7 +88,7 @@ def v2_sequence(record: Record, hw: tuple[int, int], batch: int = 0) -> dict[str
     added = labels[perm] if record.get("prompt_order", "official") == "aligned" else labels
     share = earlier_share(record, batch=batch)
     return {"order": order.tolist(), "prompt": added[keep].tolist(),
-            "share": np.round(share[keep], 4).tolist(), "scan": "SGN (label-sorted) order",
+            "share": np.round(share[keep], 4).tolist(), "scan": "SGN order (sorted by label)",
             "layer": f"{record.get('stage', '?')}.{record.get('block', '?')}"}
 
 
@@ -103,7 +103,7 @@ def v1_sequence(record: Record, hw: tuple[int, int], scan: int = V1_SCAN, batch:
     dk = as_numpy(record["scan"]["u"]).shape[1] // orders.shape[0]  # channels per scan
     share = earlier_share(record, channels=slice(scan * dk, (scan + 1) * dk), group=scan, batch=batch)
     return {"order": order.tolist(), "share": np.round(share[keep], 4).tolist(),
-            "scan": f"{SCAN_NAMES[scan]} raster order (1 of its 4 scans)",
+            "scan": f"{SCAN_NAMES[scan]} (1 of its 4 scans)",
             "layer": f"{record.get('stage', '?')}.{record.get('block', '?')}"}
 
 
@@ -158,27 +158,29 @@ def panel(data: dict[str, Any], net: str, t: int, zoom: int = 4) -> np.ndarray:
     if 0 < t <= len(seq["order"]):
         p = int(seq["order"][t - 1])
         r, c = (p // hw[1]) * zoom, (p % hw[1]) * zoom
-        r0, c0, r1, c1 = max(0, r - 1), max(0, c - 1), min(out.shape[0], r + zoom + 1), min(out.shape[1],
-                                                                                            c + zoom + 1)
-        out[r0:r1, [c0, c1 - 1]] = PIXEL_RGB  # a box one pixel outside the cell, so the cell stays visible
-        out[[r0, r1 - 1], c0:c1] = PIXEL_RGB
+        r0, c0 = max(0, r - 1), max(0, c - 1)
+        r1, c1 = min(out.shape[0], r + zoom + 1), min(out.shape[1], c + zoom + 1)
+        for e in (0, 1):  # a box two pixels wide on the cell's edge: cell centres stay visible
+            out[r0:r1, [min(c0 + e, c1 - 1), max(c1 - 1 - e, c0)]] = PIXEL_RGB
+            out[[min(r0 + e, r1 - 1), max(r1 - 1 - e, r0)], c0:c1] = PIXEL_RGB
     return out
 
 
-def _share_plot(share: list[float], t: int, width: int, height: int, color: tuple[int, int, int]
-                ) -> np.ndarray:
-    """(height, width, 3) uint8 curve of the share per position, drawn up to step t, faint after."""
+def _share_plot(share: list[float], t: int, width: int, height: int, color: tuple[int, int, int],
+                top: float = 1.0) -> np.ndarray:
+    """(height, width, 3) uint8 curve of the share per position (0 at the bottom, ``top`` at the top),
+    drawn up to step t, faint after."""
     out = np.full((height, width, 3), 255, dtype=np.uint8)
     s = np.asarray(share, dtype=np.float64)
     if s.size == 0:
         return out
     cols = np.minimum((np.arange(s.size) * width) // max(s.size, 1), width - 1)
-    rows = (height - 1 - np.round(np.clip(s, 0, 1) * (height - 1))).astype(np.int64)
+    rows = (height - 1 - np.round(np.clip(s / max(top, 1e-12), 0, 1) * (height - 1))).astype(np.int64)
     faint = np.array(color, dtype=np.float64) * 0.25 + 255 * 0.75
     out[rows, cols] = faint.astype(np.uint8)
     done = np.arange(s.size) < t
     out[rows[done], cols[done]] = color
-    out[[0, height - 1], :] = 200  # frame: share 1 at the top line, 0 at the bottom
+    out[[0, height - 1], :] = 200  # frame: share ``top`` at the top line, 0 at the bottom
     if 0 < t <= s.size:
         out[:, cols[t - 1]] = PIXEL_RGB
     return out
@@ -186,16 +188,18 @@ def _share_plot(share: list[float], t: int, width: int, height: int, color: tupl
 
 def step_frame(data: dict[str, Any], t: int, zoom: int = 4, plot_height: int = 48) -> np.ndarray:
     """uint8 still of the step-through after t steps: MambaIRv2 (SGN order) left, MambaIR (raster order)
-    right, each with the share of every output from earlier pixels below it (cursor at step t)."""
+    right, each with the share of every output from earlier pixels below it (cursor at step t; one scale
+    for both, from 0 to the largest share)."""
     from PIL import Image, ImageDraw
 
+    top = max(max(data[k]["share"], default=0.0) for k in ("v2", "v1") if data.get(k) is not None)
     panels = []
     for net, color in (("v2", (31, 119, 180)), ("v1", (214, 39, 40))):
         if data.get(net) is None:
             continue
         pic = panel(data, net, t, zoom)
         n = len(data[net]["order"])
-        plot = _share_plot(data[net]["share"], t, pic.shape[1], plot_height, color)
+        plot = _share_plot(data[net]["share"], t, pic.shape[1], plot_height, color, top)
         head = np.full((18, pic.shape[1], 3), 255, dtype=np.uint8)
         im = Image.fromarray(head)
         name = "MambaIRv2: SGN order" if net == "v2" else "MambaIR: row-major"
