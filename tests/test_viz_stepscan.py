@@ -131,7 +131,8 @@ def test_lesson_figures_hover_in_plain_words(records):
     data = stepscan.step_data(v2, v1, img, HW, pixel=px)
     pos = data["v2"]["order"].index(px[0] * HW[1] + px[1])
     labels = np.asarray(data["labels"]).reshape(HW)
-    assert facts[px].tolist() == [labels[px], data["v2"]["prompt"][pos], pos + 1, (labels == labels[px]).sum()]
+    group = (labels == labels[px]).sum()
+    assert facts[px].tolist() == [labels[px], data["v2"]["prompt"][pos], pos + 1, group]
     amap = attention.implicit_attention_map(v2, px, image_hw=HW)
     pixel_figs = [sgn.label_map_figure(v2, image=img, image_hw=HW, pixel=px),
                   ase.ase_figure(v2, image=img, image_hw=HW, pixel=px),
@@ -156,3 +157,31 @@ def test_lesson_figures_hover_in_plain_words(records):
                     cd = np.asarray(tr.customdata)
                     assert cd[px][-4:].tolist() == facts[px].tolist()
     assert pixel_maps >= 8
+
+
+def test_captions_say_what_this_image_shows(records):
+    """Two lines per step, with the numbers of this image: the largest label group, the pixel's step in
+    SGN order and in the row-major scan, its share from earlier pixels, the attention's reach."""
+    from viz import attention, captions
+
+    v2, v1, img = records
+    px = (4, 9)
+    data = stepscan.step_data(v2, v1, img, HW, pixel=px)
+    amaps = [attention.implicit_attention_map(r, px, image_hw=HW) for r in (v2, v1)]
+    caps = captions.lesson_captions(v2, v1, HW, px, data, *amaps)
+    assert set(caps) == set(captions.STEPS)
+    for step, text in caps.items():
+        assert text.count(captions.BREAK) == 1, (step, text)
+    labels = np.asarray(data["labels"])
+    counts = np.bincount(labels)
+    top = int(np.argmax(counts))
+    assert f"Label {top} holds {counts[top]} pixels" in caps["route"]
+    assert f"got label {labels[px[0] * HW[1] + px[1]]}" in caps["pick"] and "(x 9, y 4)" in caps["pick"]
+    pos = data["v2"]["order"].index(px[0] * HW[1] + px[1])
+    assert f"read at step {pos + 1} of {HW[0] * HW[1]}" in caps["sort"]
+    assert f"reads it at step {px[0] * HW[1] + px[1] + 1}" in caps["sort"]
+    assert f"{100 * data['v2']['share'][pos]:.1f}% of your pixel's MambaIRv2 output" in caps["scan"]
+    assert "MambaIRv2's output at your pixel reads" in caps["unsort"]
+    # Another pixel, other words: the captions are computed, not fixed.
+    other = captions.lesson_captions(v2, v1, HW, (0, 0), stepscan.step_data(v2, v1, img, HW, (0, 0)))
+    assert other["sort"] != caps["sort"] and other["unsort"] == ""

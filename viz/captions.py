@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from model.router_stats import UNIFORM_FACTOR
+
 from .arrays import Record
 from .sgn import label_grid, num_labels
 
@@ -81,9 +83,9 @@ def lesson_captions(v2: Record | None, v1: Record | None, hw: tuple[int, int], p
             grid_w = int(v2["grid"][1])
             keep = (np.arange(probs.shape[0]) // grid_w < h) & (np.arange(probs.shape[0]) % grid_w < w)
             conf = float(probs[keep].max(axis=1).mean())
-            line2 = (f"The router's mean confidence is {conf:.2f} (1/T = {1 / T:.3f} would be a coin toss): "
-                     + ("its labels are decided for this image." if conf >= 2.0 / T
-                        else "its labels are close to arbitrary here."))
+            line2 = (f"The router's mean confidence is {conf:.2f}, {conf * T:.1f}× the 1/T = {1 / T:.3f} "
+                     "of a coin toss: " + ("its labels follow this image." if conf >= UNIFORM_FACTOR / T
+                                      else "its labels are close to arbitrary here."))
         out["route"] = (f"Label {top} holds {int(counts[top])} pixels ({_pct(counts[top], S)}), the largest "
                         f"group; {min(cover, used)} of the {used} labels in use cover 90% of the pixels."
                         + (BREAK + line2 if line2 else ""))

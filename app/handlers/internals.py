@@ -171,6 +171,7 @@ def _lesson_extras_data(v2: dict | None, v1: dict | None, lr_u8: np.ndarray, hw:
     return {"steps": data, "captions": captions.lesson_captions(v2, v1, hw, px, data, amap, amap1)}
 
 
+@explain_errors
 def lesson_extras(view: dict | None) -> tuple[str, ...]:
     """The step-through (its JSON) and one caption per lesson step, from the state ``internals`` left:
     (steps, then the captions of ``LESSON_STEPS``). No network runs."""
