@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from model.download import APP_PRESETS
+from model.hub.download import APP_PRESETS
 
 from . import cache, handlers, stepscan, texts
 from .io import MAX_SIDE

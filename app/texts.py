@@ -124,7 +124,7 @@ chance (ratios below 1) as PSNR rises; ratios that stay at 1 while PSNR rises co
 
 EV_COST = """#### 6. Single-scan cost
 MACs per component of the task's two networks, counted from the shapes of one forward with the
-selective scan, window attention and SGN sort/gather included (`python -m model.profile` prints the
+selective scan, window attention and SGN sort/gather included (`python -m model.evaluation.profile` prints the
 same table for any preset), and the measured time with the current scan backend."""
 
 TIMELINE_HELP = """### Prompts across training

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from model.router_stats import UNTRAINED_MESSAGE, layer_stats, usage_stats
+from model.analysis.router_stats import UNTRAINED_MESSAGE, layer_stats, usage_stats
 
 from .arrays import Record, image_hw_of
 from .palette import label_hex
@@ -23,7 +23,7 @@ from .sgn import label_counts, num_labels
 
 
 def routing_stats(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> dict:
-    """Routing numbers of one layer (model.router_stats.layer_stats for one batch item, over the
+    """Routing numbers of one layer (model.analysis.router_stats.layer_stats for one batch item, over the
     image's pixels): pixel count per prompt, entropy in nats and bits, perplexity, used and dead
     prompts, largest share, ``mean_confidence`` (the router's mean max probability) and
     ``untrained`` (near-uniform router)."""

@@ -8,8 +8,8 @@ import gradio as gr
 import numpy as np
 import torch
 
-from model.degrade import to_uint8
-from model.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, records_stats
+from model.analysis.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, records_stats
+from model.evaluation.degrade import to_uint8
 
 from .. import cache
 from ..region import LARGE_REGION
