@@ -22,17 +22,17 @@ require_browser()
 
 SIDE = 64
 # Cells of a canvas whose centre is not the flat "unread" grey: the pixels drawn as read.
-COUNT_READ_JS = """(net) => {
+COUNT_READ_JS = """([net, g]) => {
   const c = document.querySelector(`#stepscan canvas.ss-canvas[data-net="${net}"]`);
   const W = +c.dataset.w, H = +c.dataset.h, z = +c.dataset.zoom, h = z >> 1;
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   let n = 0;
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
     const i = 4 * ((y * z + h) * c.width + x * z + h);
-    if (!(d[i] === %d && d[i + 1] === %d && d[i + 2] === %d)) n++;
+    if (!(d[i] === g[0] && d[i + 1] === g[1] && d[i + 2] === g[2])) n++;
   }
   return n;
-}""" % UNREAD_RGB
+}"""
 
 
 def _photo(path) -> str:
@@ -44,7 +44,8 @@ def _photo(path) -> str:
 
 
 def _read_counts(page) -> tuple[int, int]:
-    return page.evaluate(COUNT_READ_JS, "v2"), page.evaluate(COUNT_READ_JS, "v1")
+    grey = list(UNREAD_RGB)
+    return page.evaluate(COUNT_READ_JS, ["v2", grey]), page.evaluate(COUNT_READ_JS, ["v1", grey])
 
 
 def _t(page) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from model.router_stats import UNIFORM_FACTOR
+from model.analysis.router_stats import UNIFORM_FACTOR
 
 from .arrays import Record
 from .sgn import label_grid, num_labels
