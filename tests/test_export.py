@@ -136,6 +136,17 @@ def test_cli_exports_and_a_failed_check_removes_the_file(tmp_path, monkeypatch, 
     assert "onnxruntime vs PyTorch, real 16x12: max abs diff" in text and "accepts any H x W" in text
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert props["arch"] == "MambaIRv2Light" and len(props["source_sha256"]) == 64
+    # the onnxruntime backend tiles the file exactly as the network is tiled
+    from model.export.runtime import OnnxNet
+    from model.loading import load_checkpoint
+    from model.tiling import tiled_forward
+
+    net = load_checkpoint(ckpt)
+    x = torch.rand(1, 3, 20, 30)
+    with torch.no_grad():
+        want = tiled_forward(net, x, tile=12, overlap=4)
+        got = tiled_forward(OnnxNet(out, net.config), x, tile=12, overlap=4)
+    assert got.shape == want.shape == (1, 3, 40, 60) and (got - want).abs().max() < TOL
     # the same export with an impossible limit: the file must not survive
     monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)
     out2 = tmp_path / "t2.onnx"

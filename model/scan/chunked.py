@@ -15,6 +15,7 @@ steps (a square-root decomposition of the sequence):
 That is k + c iterations of whole-tensor ops instead of l, and the same O(l d n) memory as
 the reference. Mamba-1's A differs per state n, so Mamba-2's intra-chunk matrix (C B^T masked
 by the segment sums) would need a (k, k, n) tensor per channel: we scan inside the chunk instead.
+The big (k, ..., c, n) tensors are built step-first, so none of them is ever transposed.
 Both scans are ``torch._higher_order_ops.scan``, which torch.export keeps as one node and the
 ONNX exporter turns into an ONNX ``Scan``; in eager PyTorch it runs as a loop (k + c steps) and
 is differentiable.
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch._higher_order_ops.scan import scan
 
-from .ref import _expand_groups, scan_inputs
+from .ref import scan_inputs
 
 CHUNK = 64  # steps per chunk; k + ceil(l / k) iterations in all
 
@@ -64,29 +65,37 @@ def selective_scan_chunked(
     k = CHUNK
     pad = (-l) % k  # padded steps have dt = 0: a = 1, x = 0, the state passes unchanged
     c = (l + pad) // k
-    Bf = _expand_groups(Bg, d).transpose(2, 3)  # (b, d, l, n)
-    Cf = _expand_groups(Cg, d).transpose(2, 3)  # (b, d, l, n)
-    dA = dt[..., None] * A.float()[:, None, :]  # (b, d, l, n)
-    x = (dt * u)[..., None] * Bf  # (b, d, l, n)
-    dA = F.pad(dA, (0, 0, 0, pad)).reshape(b, d, c, k, n)  # (b, d, c, k, n)
-    x = F.pad(x, (0, 0, 0, pad)).reshape(b, d, c, k, n)  # (b, d, c, k, n)
-    Cc = F.pad(Cf, (0, 0, 0, pad)).reshape(b, d, c, k, n)  # (b, d, c, k, n)
+    g = Bg.shape[1]
+    e = d // g  # channels per group of B/C
+
+    def steps(t: Tensor) -> Tensor:
+        """(b, X, l) -> (k, b, X, c): padded, cut in chunks, step index first (small tensors only)."""
+        return F.pad(t, (0, pad)).reshape(*t.shape[:-1], c, k).movedim(-1, 0)
+
+    # Every (k, b, g, e, c, n) tensor is made in the layout the scan reads (step first), so no
+    # tensor with both k and n is ever transposed (5-D transposes dominated onnxruntime's time).
+    dt_s = steps(dt).reshape(k, b, g, e, c, 1)  # (k, b, g, e, c, 1)
+    du_s = steps(dt * u).reshape(k, b, g, e, c, 1)  # (k, b, g, e, c, 1)
+    B_s = steps(Bg.reshape(b, g * n, l)).reshape(k, b, g, n, c)  # (k, b, g, n, c)
+    C_s = steps(Cg.reshape(b, g * n, l)).reshape(k, b, g, n, c)  # (k, b, g, n, c)
+    B_s = B_s.transpose(3, 4)[:, :, :, None]  # (k, b, g, 1, c, n)
+    C_s = C_s.transpose(3, 4)[:, :, :, None]  # (k, b, g, 1, c, n)
+    dA = dt_s * A.float().reshape(g, e, 1, n)  # (k, b, g, e, c, n)
 
     # 1. every chunk from a zero state, one position per iteration.
-    a_steps = torch.exp(dA).permute(3, 0, 1, 2, 4)  # (k, b, d, c, n)
-    x_steps = x.permute(3, 0, 1, 2, 4)  # (k, b, d, c, n)
-    _, h_local = scan(_step, x_steps.new_zeros(b, d, c, n), (a_steps, x_steps))  # (k, b, d, c, n)
+    x = du_s * B_s  # (k, b, g, e, c, n)
+    _, h_local = scan(_step, x.new_zeros(b, g, e, c, n), (torch.exp(dA), x))  # (k, b, g, e, c, n)
 
     # 2. the state entering each chunk, carried across chunks.
-    S = torch.cumsum(dA, dim=3)  # (b, d, c, k, n) log of the decay since the chunk start
-    decay = torch.exp(S[:, :, :, -1]).permute(2, 0, 1, 3)  # (c, b, d, n)
-    end = h_local[-1].permute(2, 0, 1, 3)  # (c, b, d, n)
-    _, h_in = scan(_enter, end.new_zeros(b, d, n), (decay, end))  # (c, b, d, n)
+    S = torch.cumsum(dA, dim=0)  # (k, b, g, e, c, n) log of the decay since the chunk start
+    decay = torch.exp(S[-1]).movedim(3, 0)  # (c, b, g, e, n)
+    end = h_local[-1].movedim(3, 0)  # (c, b, g, e, n)
+    _, h_in = scan(_enter, end.new_zeros(b, g, e, n), (decay, end))  # (c, b, g, e, n)
 
     # 3. add the entering state, decayed to each position, and read out with C.
-    h_in = h_in.permute(1, 2, 0, 3)[:, :, :, None]  # (b, d, c, 1, n)
-    h = h_local.permute(1, 2, 3, 0, 4) + torch.exp(S) * h_in  # (b, d, c, k, n)
-    y = (h * Cc).sum(-1).reshape(b, d, c * k)[:, :, :l]  # (b, d, l)
+    h = h_local + torch.exp(S) * h_in.movedim(0, 3)  # (k, b, g, e, c, n)
+    y = (h * C_s).sum(-1)  # (k, b, g, e, c)
+    y = y.movedim(0, -1).reshape(b, d, c * k)[:, :, :l]  # (b, d, l)
     if D is not None:
         y = y + u * D.float()[:, None]
     if z is not None:
