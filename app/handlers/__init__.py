@@ -7,6 +7,7 @@ error wrapping). The names the layout wires up are re-exported here.
 
 from .common import (
     DEFAULT_TILE,
+    INTERNALS_MAX,
     MODE_AS_IS,
     MODE_GT,
     MODES,
@@ -31,7 +32,7 @@ from .evidence import (
     scan_redundancy,
     select_query,
 )
-from .internals import INTERNALS_MAX, internals, layer_choices, layer_dropdown, select_pixel
+from .internals import internals, layer_choices, layer_dropdown, select_pixel
 from .lam import (
     LAM_CONTEXT,
     LAM_DEFAULT_STEPS,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ ROUTINGS = ["argmax", "gumbel"]
 PROMPT_ORDERS = ["official", "aligned"]
 DEFAULT_TILE = 256
 NOISE_SEED = 0         # fixed noise so that restore, internals and LAM see the same input
+INTERNALS_MAX = 96     # LR pixels per side the Internals and Evidence tabs look at (centre crop)
 
 
 def explain_errors(fn: Any) -> Any:
@@ -159,6 +161,42 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
         baseline, name = np.clip(lr, 0.0, 1.0), "input" if mode == MODE_AS_IS else "degraded input"
     return Prepared(lr=lr, gt=gt, baseline=baseline, baseline_name=name, kind=kind, scale=scale,
                     level=level, plan=plan)
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` part of an (H, W, ...) image (all of it along a shorter side)."""
+    H, W = img.shape[:2]
+    r0, c0 = max(0, (H - size) // 2), max(0, (W - size) // 2)
+    return img[r0:r0 + size, c0:c0 + size]
+
+
+def pick_layer(records: list[dict], layer: str) -> dict:
+    """The record of 'stage.block' (the nearest earlier one when that layer does not exist)."""
+    try:
+        st, bl = (int(v) for v in str(layer).split("."))
+    except ValueError as exc:
+        raise gr.Error(f"layer must look like 'stage.block', e.g. '0.0'; got {layer!r}") from exc
+    best = records[0]
+    for r in records:
+        if (int(r["stage"]), int(r["block"])) <= (st, bl):
+            best = r
+    return best
+
+
+def checkpoint_items(files: Any, folder: str | None) -> list[str]:
+    """Checkpoint paths from uploaded files and/or a folder on the machine running the app."""
+    items = []
+    for f in files or []:
+        items.append(getattr(f, "path", None) or getattr(f, "name", None) or str(f))
+    if folder and str(folder).strip():
+        path = os.path.expanduser(str(folder).strip())
+        if not os.path.isdir(path):
+            raise gr.Error(f"{path} is not a folder on the machine that runs the app")
+        items.append(path)
+    if not items:
+        raise gr.Error("upload several checkpoints of one run (e.g. net_g_1000.pth, net_g_2000.pth, ...) "
+                       "or give the folder that holds them")
+    return items
 
 
 # ---------------------------------------------------------------------------

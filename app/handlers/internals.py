@@ -14,17 +14,19 @@ from model.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, 
 from .. import cache
 from ..region import LARGE_REGION
 from .common import (
+    INTERNALS_MAX,
     MODE_AS_IS,
     apply_options,
+    centre_crop,
     explain_errors,
     gpu,
     in_chans,
+    pick_layer,
     prepare,
     specs_for,
     to_tensor,
 )
 
-INTERNALS_MAX = 96     # LR pixels per side the internals tab looks at (centre crop)
 LESSON_SIDE = 384      # pixels per side of the enlarged pictures (a 96-pixel crop: 4 per LR pixel)
 
 
@@ -39,25 +41,6 @@ def layer_choices(task: str | None = None) -> list[str]:
 def layer_dropdown(task: str | None = None) -> gr.Dropdown:
     """The layer dropdown for a newly chosen task (its layers, first one selected)."""
     return gr.Dropdown(choices=layer_choices(task), value="0.0")
-
-
-def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    H, W = img.shape[:2]
-    r0, c0 = max(0, (H - size) // 2), max(0, (W - size) // 2)
-    return img[r0:r0 + size, c0:c0 + size]
-
-
-def _pick(records: list[dict], layer: str) -> dict:
-    """The record of 'stage.block' (the nearest earlier one when that layer does not exist)."""
-    try:
-        st, bl = (int(v) for v in str(layer).split("."))
-    except ValueError as exc:
-        raise gr.Error(f"layer must look like 'stage.block', e.g. '0.0'; got {layer!r}") from exc
-    best = records[0]
-    for r in records:
-        if (int(r["stage"]), int(r["block"])) <= (st, bl):
-            best = r
-    return best
 
 
 @gpu
@@ -80,7 +63,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
 
     prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
-    lr = np.clip(_centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
+    lr = np.clip(centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
     lr_u8 = to_uint8(lr)
     hw = lr.shape[:2]
     records: dict[str, list[dict]] = {}
@@ -105,7 +88,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
              f"**Your pixel: row {px[0]}, column {px[1]}** (click the picture to follow another)."]
     v2recs = records.get("MambaIRv2")
     if v2recs:
-        r = _pick(v2recs, layer)
+        r = pick_layer(v2recs, layer)
         st = vrouting.routing_stats(r, hw)
         rc_seq, _ = sequence.scan_sequence(r, hw)
         at = sequence.sequence_position(rc_seq, px)
@@ -132,7 +115,8 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     else:
         out += [None, None, None, None]
     v1recs = records.get("MambaIR")
-    out.append(sequence.scan_orders_figure(_pick(v1recs, layer), image_hw=hw, pixel=px) if v1recs else None)
+    out.append(sequence.scan_orders_figure(pick_layer(v1recs, layer), image_hw=hw, pixel=px)
+               if v1recs else None)
     if v2recs:
         out += [vrouting.routing_histogram(r, hw), vrouting.usage_heatmap(v2recs, hw),
                 prompts.prompt_projection(r, image_hw=hw, pixel=px),
@@ -144,7 +128,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     else:
         out += [None] * 6
     if v1recs:
-        r1 = _pick(v1recs, layer)
+        r1 = pick_layer(v1recs, layer)
         amap1 = attention.implicit_attention_map(r1, px, image_hw=hw)
         out.append(attention.attention_figure(amap1, image=lr_u8, pixel=px,
                                               title=f"MambaIR {r1['stage']}.{r1['block']}"))
