@@ -181,14 +181,8 @@ def build_demo() -> gr.Blocks:
                 lam_info = gr.Markdown(elem_id="lam-info")
 
             # Choosing the region of a large photo: a click or a drag on the input writes the region
-            # box (PAGE_JS); every change redraws the preview (no network runs).
+            # box (PAGE_JS); every change redraws the preview (wired below, once the tile slider exists).
             demo.load(None, js=PAGE_JS)
-            preview_inputs = [inp, task, mode, region, large]
-            inp.change(handlers.new_photo, inputs=[inp, task, mode, large],
-                       outputs=[region, region_info, region_img], api_visibility="private", queue=False)
-            for comp in (region, large, mode, task):
-                comp.change(handlers.region_preview, inputs=preview_inputs, outputs=[region_info, region_img],
-                            api_visibility="private", queue=False)
 
         with gr.Tab("Internals", id="internals"):
             # The lesson view, in the order data flows through one ASSM layer: route -> sort -> scan
@@ -340,6 +334,14 @@ def build_demo() -> gr.Blocks:
         run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile, region, large],
                       outputs=[out_v2, out_v1, slider, details, scores, result_state],
                       api_name="restore", **heavy)
+        # The preview: what the networks will see and the estimated time (app.timing: the first preview
+        # of a task measures its models; later ones are arithmetic).
+        preview_inputs = [inp, task, mode, region, large, tile]
+        inp.change(handlers.new_photo, inputs=[inp, task, mode, large, tile],
+                   outputs=[region, region_info, region_img], api_visibility="private", queue=False)
+        for comp in (region, large, mode, task, tile):
+            comp.change(handlers.region_preview, inputs=preview_inputs, outputs=[region_info, region_img],
+                        api_visibility="private", queue=False)
         int_inputs = [inp, task, mode, layer, q_row, q_col, *settings, region, large]
         int_outputs = [int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig, usage_fig,
                        proj_fig, sim_fig, ase_fig, attn_v2, attn_v1, lesson_view]

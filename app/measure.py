@@ -71,8 +71,8 @@ def restore_seconds(size: int = 128, task: str = "SR x4", repeats: int = 2) -> l
         rows = [r for r in out[3].splitlines() if r.startswith("| Mamba")]
         for r in rows:
             cells = [c.strip() for c in r.strip("|").split("|")]
-            lines.append(f"call {k + 1}: {cells[0]:9s} {size}x{size} -> x4: {cells[1]} s "
-                         f"(params {cells[2]}, {cells[3]}, scan {cells[4]}, {cells[5]})")
+            lines.append(f"call {k + 1}: {cells[0]:9s} {size}x{size} -> x4: {cells[2]} s, estimated "
+                         f"{cells[1]} s (params {cells[3]}, {cells[4]}, scan {cells[5]})")
         lines.append(f"call {k + 1}: whole restore handler {total:.2f} s")
     spec = next(iter(cache.tasks()[task].values()))
     lines.append(f"threads: torch {__import__('torch').get_num_threads()}, weights: {spec.source}")

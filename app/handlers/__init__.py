@@ -20,6 +20,7 @@ from .common import (
     run_network,
     to_image,
     to_tensor,
+    warm_up,
 )
 from .evidence import (
     COST_SIZES,
@@ -65,5 +66,5 @@ __all__ = [
     "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "timeline",
     "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "prompt_quality_series",
     "scan_redundancy",
-    "select_query",
+    "select_query", "warm_up",
 ]

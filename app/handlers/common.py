@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 
 from model.degrade import to_uint8
 
-from .. import cache
+from .. import cache, timing
 from ..io import MAX_SIDE, ImageError, check_size, load_image
 from ..region import LARGE_REGION, REGION_SIDE, Plan, apply_plan, plan_input
 
@@ -246,6 +247,11 @@ def progress_fn(progress: Any, desc: str) -> Any:
     return report
 
 
+def tile_overlap(tile: int) -> int:
+    """Input pixels two neighbouring tiles share (what ``run_network`` blends across)."""
+    return max(8, int(tile) // 16)
+
+
 def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
                 progress: Any = None) -> np.ndarray:
     """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels."""
@@ -256,34 +262,49 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
         if tile and max(h, w) > int(tile):
             from model.tiling import tiled_forward
 
-            y = tiled_forward(net, x, tile=int(tile), overlap=max(8, int(tile) // 16),
+            y = tiled_forward(net, x, tile=int(tile), overlap=tile_overlap(int(tile)),
                               progress=progress_fn(progress, "tiles"))
         else:
             y = net(x)
     return to_image(y)
 
 
-# Seconds per network-input pixel of the last run of each model (ModelSpec.key), for time estimates.
-_SECONDS_PER_PIXEL: dict[str, float] = {}
-# Before a model has run: MambaIRv2-light x4 on 128x128 took 1.56 s on the 2-core CPU (README, Speed).
-CPU_SECONDS_PER_PIXEL = 1.0e-4
-GPU_SECONDS_PER_PIXEL = 2.0e-6
+def estimate_model(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int = DEFAULT_TILE) -> float:
+    """Predicted seconds of ``run_network`` with ``spec``'s model on a ``net_hw`` input, from its speed
+    measured on this machine (``app.timing``; the first call loads the model and measures it)."""
+    net = cache.get_model(spec)
+    return timing.estimate(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)))
 
 
-def record_speed(spec: cache.ModelSpec, seconds: float, n_pixels: int) -> None:
-    """Remember how fast ``spec`` ran, for the next estimate (the fastest run: the first one of a
-    process also compiles the numba scan)."""
-    if n_pixels > 0:
-        rate = float(seconds) / n_pixels
-        _SECONDS_PER_PIXEL[spec.key] = min(rate, _SECONDS_PER_PIXEL.get(spec.key, rate))
+def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int],
+                     tile: int = DEFAULT_TILE) -> float | None:
+    """Predicted seconds to restore a ``net_hw`` input with every model of a task (None when a model
+    cannot be loaded or run: the restore itself then says why)."""
+    try:
+        return sum(estimate_model(sp, net_hw, tile) for sp in specs.values())
+    except Exception:
+        log.exception("no time estimate for %s", [sp.key for sp in specs.values()])
+        return None
 
 
-def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int]) -> float:
-    """Estimated seconds to restore a ``net_hw`` input with every model of a task (last measured speed,
-    else a figure measured on a 2-core CPU, or a rough one for a GPU)."""
-    default = CPU_SECONDS_PER_PIXEL if cache.device().type == "cpu" else GPU_SECONDS_PER_PIXEL
-    n = int(net_hw[0]) * int(net_hw[1])
-    return sum(_SECONDS_PER_PIXEL.get(sp.key, default) * n for sp in specs.values())
+def record_speed(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int, seconds: float) -> None:
+    """A finished ``run_network``: the next estimates for ``spec`` follow its measured speed."""
+    net = cache.get_model(spec)
+    timing.record_run(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)), seconds)
+
+
+def warm_up(task: str | None = None) -> None:
+    """Load the models of ``task`` (default: the first) and measure their speed, so that the first
+    estimate is ready; meant for a background thread at app start. Failures are only logged."""
+    try:
+        for sp in specs_for(task).values():
+            t0 = time.perf_counter()
+            estimate_model(sp, (REGION_SIDE, REGION_SIDE))
+            log.info("warm-up: %s loaded and timed in %.1f s; %dx%d estimated %.2f s", sp.key,
+                     time.perf_counter() - t0, REGION_SIDE, REGION_SIDE,
+                     estimate_model(sp, (REGION_SIDE, REGION_SIDE)))
+    except Exception:
+        log.exception("warm-up of task %r failed", task)
 
 
 def backend_name() -> str:
