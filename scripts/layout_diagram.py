@@ -1,7 +1,7 @@
 """The project's import structure, read from the code: which package imports which, drawn into docs/.
 
     python scripts/layout_diagram.py            # writes docs/layout.svg and docs/layout.md
-    python scripts/layout_diagram.py --check    # exit 1 when they are stale or a module imports upward
+    python scripts/layout_diagram.py --check    # exit 1: stale docs, an upward or a dangling import
 
 Every ``import`` and ``from ... import`` in model/, viz/, app/ and app.py is read with ``ast`` (those
 inside functions too: most heavy imports here are lazy), relative imports resolved, and each module
@@ -14,8 +14,9 @@ layers; a module may import its own layer and the layers below, never one above:
     1  model.<subpackage>   the tooling: training, evaluation, analysis, hub, ...
     0  model (core)         the network and what running it needs
 
-``upward_imports`` lists the imports that break this; tests/test_layout.py checks that it is empty
-and that the files in docs/ are what this script writes now.
+``upward_imports`` lists the imports that break this, ``missing_imports`` the imports of project
+modules that do not exist (stale names); tests/test_layout.py checks that both are empty and that the
+files in docs/ are what this script writes now.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ PACKAGES = ("model", "viz", "app")
 CORE_SUBPACKAGES = ("archs", "scan")  # model's subpackages that are the network itself
 LAYER_NAMES = {0: "network core", 1: "tooling", 2: "pictures", 3: "app"}
 
-__all__ = ["module_files", "imports_of", "group_of", "layer_of", "import_graph", "upward_imports",
+__all__ = ["module_files", "imports_of", "missing_imports", "group_of", "layer_of", "import_graph",
+           "upward_imports",
            "svg", "markdown", "main"]
 
 
@@ -49,14 +51,15 @@ def module_files(root: Path = ROOT) -> dict[str, Path]:
     return out
 
 
-def imports_of(name: str, path: Path) -> set[str]:
-    """Absolute names of everything ``path`` (module ``name``) imports, at any depth of its code."""
+def _imported(name: str, path: Path) -> list[tuple[str, list[str]]]:
+    """[(module imported, names taken from it)] for each import statement of ``path`` (module ``name``),
+    at any depth of its code, relative imports resolved."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_pkg = path.name == "__init__.py"
-    out = set()
+    out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
+            out += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: from the module's package, up (level - 1) more
                 base = name.split(".") if is_pkg else name.split(".")[:-1]
@@ -64,9 +67,29 @@ def imports_of(name: str, path: Path) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            out.add(mod)
-            out.update(f"{mod}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
+            out.append((mod, [alias.name for alias in node.names]))
     return out
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Absolute names of everything ``path`` (module ``name``) imports, at any depth of its code."""
+    out = set()
+    for mod, names in _imported(name, path):
+        out.add(mod)
+        out.update(f"{mod}.{n}" for n in names)  # `from pkg import submodule` imports pkg.submodule
+    return out
+
+
+def missing_imports(root: Path = ROOT) -> list[str]:
+    """'module -> name' for each import of a project module that does not exist (a stale name, e.g. a
+    lazy import missed by a move); `from module import function` needs only the module to exist."""
+    files = module_files(root)
+    out = []
+    for name, path in files.items():
+        for mod, _ in _imported(name, path):
+            if mod.split(".")[0] in PACKAGES and mod not in files:
+                out.append(f"{name} -> {mod}")
+    return sorted(out)
 
 
 def group_of(module: str, root: Path = ROOT) -> str | None:
@@ -222,9 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         stale = [str(p) for p, text in want.items() if not p.exists() or p.read_text() != text]
         for p in stale:
             print(f"error: {p} is stale; run python scripts/layout_diagram.py", file=sys.stderr)
+        missing = missing_imports()
         for u in upward:
             print(f"error: upward import {u}", file=sys.stderr)
-        return 1 if stale or upward else 0
+        for m in missing:
+            print(f"error: import of a module that does not exist: {m}", file=sys.stderr)
+        return 1 if stale or upward or missing else 0
     for p, text in want.items():
         p.write_text(text)
         print(f"wrote {p}")

@@ -28,13 +28,19 @@ def test_no_module_imports_upward() -> None:
     assert {"model.training", "model.evaluation", "model.hub", "model.analysis"} <= tooling
 
 
+def test_every_imported_project_module_exists() -> None:
+    """Lazy imports run only when called: a name left behind by a move is found here, not by a user."""
+    assert ld.missing_imports() == []
+
+
 def test_an_upward_import_is_found(tmp_path) -> None:
     """A small tree with a lazy import of tooling in the network and of app in viz: both are reported."""
     tree = {"model/__init__.py": "", "model/loading.py": "def f():\n    from .hub import weights\n",
             "model/hub/__init__.py": "", "model/hub/weights.py": "from model import loading\n",
             "model/archs/__init__.py": "from ..scan import ref\n", "model/scan/__init__.py": "",
             "model/scan/ref.py": "", "viz/__init__.py": "", "viz/x.py": "import app.io\n",
-            "app/__init__.py": "", "app/io.py": "import viz.x\nfrom model.hub.weights import f\n"}
+            "app/__init__.py": "", "app/io.py": "import viz.x\nfrom model.hub.weights import f\n",
+            "app/old.py": "def g():\n    from model.weights import f\n    import viz.gone\n"}
     for rel, text in tree.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
@@ -43,6 +49,7 @@ def test_an_upward_import_is_found(tmp_path) -> None:
                                         "viz.x -> app.io"]
     assert edges[("model", "model")] == [("model.archs", "model.scan"), ("model.archs", "model.scan.ref")]
     assert edges[("app", "model.hub")] == [("app.io", "model.hub.weights")]
+    assert ld.missing_imports(tmp_path) == ["app.old -> model.weights", "app.old -> viz.gone"]
 
 
 def test_docs_layout_is_current() -> None:

@@ -267,7 +267,7 @@ def git_blob_id(path: str | Path, chunk: int = 1 << 20) -> str:
 def same_content(path: str | Path, official: OfficialFile) -> bool | None:
     """Whether ``path`` holds the bytes the listing describes: by sha256 (LFS) or git blob id (plain file);
     None when the listing gives neither (e.g. files listed from the hub cache)."""
-    from model.weights import sha256_file
+    from model.hub.weights import sha256_file
 
     if official.sha256:
         return sha256_file(path) == official.sha256
