@@ -6,7 +6,7 @@ proportional to P: small inputs pay a per-call overhead, and large ones run out 
 (on the project's 2-core CPU, MambaIR-light costs about twice as much per pixel at 256x256 as at
 128x128). So ``calibrate`` measures forwards at a few sizes up to the size users run (the 256x256
 default region and tile) and the estimate for any P is read off the measured points: linear between
-two of them, and on the line through the two nearest outside them.
+two of them (``seconds_at`` says what it does outside them).
 
 Each finished run is a measured point too: the next estimate of its size is half-way between the
 estimate it had and the time just measured, and every other stored time moves by the same factor (the
@@ -66,23 +66,21 @@ def forward_shapes(hw: tuple[int, int], tile: int, overlap: int) -> list[tuple[i
 
 def seconds_at(points: dict[int, float], p: int) -> float:
     """Seconds of one forward on ``p`` processed pixels, read off measured ``{P: seconds}`` points:
-    linear between the two measured sizes around ``p``, and outside them on the line through the two
-    nearest (its cost per pixel is the marginal one); proportional to the nearest when that line
-    does not rise (timing noise) or only one size was measured."""
+    linear between the two measured sizes around ``p``; below the smallest, on the line through the
+    two smallest (it keeps the per-call overhead); above the largest, at the largest one's cost per
+    pixel (a line through two noisy points would multiply their noise far above them)."""
     if not points:
         raise ValueError("no measured points")
     if p in points:
         return points[p]
     ps = sorted(points)
-    if len(ps) == 1:
-        return points[ps[0]] * p / ps[0]
-    i = min(max(bisect.bisect_left(ps, p), 1), len(ps) - 1)
+    if len(ps) == 1 or p > ps[-1]:
+        return points[ps[-1]] * p / ps[-1]
+    i = max(bisect.bisect_left(ps, p), 1)
     lo, hi = ps[i - 1], ps[i]
-    slope = (points[hi] - points[lo]) / (hi - lo)
-    t = points[lo] + slope * (p - lo)
-    if slope <= 0 or t <= 0:
-        near = lo if abs(p - lo) < abs(p - hi) else hi
-        t = points[near] * p / near
+    t = points[lo] + (points[hi] - points[lo]) / (hi - lo) * (p - lo)
+    if t <= 0:  # below the smallest size, a line through two noisy small sizes can cross zero
+        t = points[lo] * p / lo
     return t
 
 
@@ -125,6 +123,11 @@ def calibrate(key: str, net: nn.Module, sides: tuple[int, ...] = CALIBRATION_SID
 def remember(key: str, points: dict[int, float]) -> None:
     """Use measured ``{P: seconds}`` points for ``key`` (e.g. the fastest of several calibrations)."""
     _points[key] = {int(p): float(t) for p, t in points.items()}
+
+
+def points(key: str) -> dict[int, float]:
+    """A copy of the measured ``{P: seconds}`` points of ``key`` (empty before its calibration)."""
+    return dict(_points.get(key, {}))
 
 
 def is_calibrated(key: str) -> bool:

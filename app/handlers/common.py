@@ -300,9 +300,10 @@ def warm_up(task: str | None = None) -> None:
         for sp in specs_for(task).values():
             t0 = time.perf_counter()
             estimate_model(sp, (REGION_SIDE, REGION_SIDE))
-            log.info("warm-up: %s loaded and timed in %.1f s; %dx%d estimated %.2f s", sp.key,
-                     time.perf_counter() - t0, REGION_SIDE, REGION_SIDE,
-                     estimate_model(sp, (REGION_SIDE, REGION_SIDE)))
+            pts = timing.points(sp.key)
+            log.info("warm-up: %s loaded and timed in %.1f s; per forward: %s", sp.key,
+                     time.perf_counter() - t0,
+                     ", ".join(f"{p} px {t:.2f} s ({t / p * 1e6:.0f} us/px)" for p, t in sorted(pts.items())))
     except Exception:
         log.exception("warm-up of task %r failed", task)
 
