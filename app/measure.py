@@ -5,8 +5,9 @@
     python -m app.measure --restore 128   # only the restore time of a 128x128 input at x4
 
 The restore time uses the models the app would use for "SR x4" (weights/ or the random-weight
-light presets), through ``app.handlers.restore`` (so it includes loading on the first call; the
-second call is the steady state).
+light presets), through ``app.handlers.restore`` (so the first call's handler time includes loading
+the models and timing them for the estimate, ``app.timing``; the second call is the steady state).
+Each model's line gives its measured time and the estimate the app made before the run.
 """
 
 from __future__ import annotations
