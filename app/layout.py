@@ -434,10 +434,8 @@ def build_demo() -> gr.Blocks:
                                     len(int_outputs)),
                     inputs=[url_state, inp, task, mode, *settings, large], outputs=int_outputs,
                     api_visibility="private", **heavy)
-        # The tour: the example photo when the input is empty, then the steps (app.tour, in the browser).
+        # The tour (app.tour, in the browser; it picks the example photo when the input is empty).
         demo.load(None, js=tour.tour_js())
         tour_btn.click(None, js=tour.START_JS)
-        tour_btn.click(tour.example_loader(examples), inputs=[inp], outputs=[inp], api_visibility="private",
-                       queue=False)
     demo.queue(max_size=QUEUE_SIZE)
     return demo

@@ -6,13 +6,6 @@ them in the browser (no server round trip per step). A test checks that every ta
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
-from typing import Any
-
-import gradio as gr
-
-from .handlers.common import explain_errors
 
 TOUR_EXAMPLE = "coffee.png"   # the example photo the tour runs on (the README's screenshots use it too)
 
@@ -48,26 +41,9 @@ STEPS: list[dict[str, str]] = [
 ]
 
 
-def tour_example(examples: list[str]) -> str | None:
-    """Path of the tour's example photo among ``examples`` (the first one when it is missing)."""
-    for p in examples:
-        if os.path.basename(p) == TOUR_EXAMPLE:
-            return p
-    return examples[0] if examples else None
-
-
-def example_loader(examples: list[str]) -> Callable:
-    """Click handler of the tour button: the tour's example photo when the input is empty."""
-    @explain_errors
-    def load(image: Any) -> Any:
-        path = None if image else tour_example(examples)
-        return path or gr.skip()
-    return load
-
-
 def tour_js() -> str:
     """JS run once on page load: defines ``window.__tour`` (start, next, back, end)."""
-    return TOUR_JS.replace("__STEPS__", json.dumps(STEPS))
+    return TOUR_JS.replace("__STEPS__", json.dumps(STEPS)).replace("__EXAMPLE__", json.dumps(TOUR_EXAMPLE))
 
 
 START_JS = "() => { if (window.__tour) window.__tour.start(); }"
@@ -132,10 +108,20 @@ TOUR_JS = """() => {
     };
     mark(s.target, 0);
   };
+  // The example photo, as a visitor would pick it: a click on its thumbnail under Examples (a server
+  // handler that outputs to the input image would replace that component's custom preprocess).
+  const loadExample = () => {
+    const shown = document.querySelector('#input-image img');
+    if (shown && shown.getAttribute('src')) return;
+    const thumbs = [...document.querySelectorAll('button.gallery-item')];
+    const pick = thumbs.find((b) => [...b.querySelectorAll('img')]
+      .some((im) => (im.getAttribute('src') || '').endsWith('/' + __EXAMPLE__))) || thumbs[0];
+    if (pick) pick.click();
+  };
   window.__tour = {
     steps: steps,
     step: () => i + 1,
-    start: () => { i = 0; show(); },
+    start: () => { loadExample(); i = 0; show(); },
     next: () => { if (i < steps.length - 1) { i += 1; show(); } },
     back: () => { if (i > 0) { i -= 1; show(); } },
     end: () => { unmark(); if (panel) panel.remove(); panel = null; i = -1; },

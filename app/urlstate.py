@@ -150,7 +150,9 @@ def reader(examples: list[str], lesson_choices: Callable[[str | None], list]) ->
         task = state.get("task")
         layer = state.get("layer")
         pixel = state.get("pixel")
-        return (state.get("example", keep), task or keep, state.get("mode", keep), state.get("large", keep),
+        # The input image gets a value, never gr.skip(): an update would make Gradio rebuild the component
+        # for the session without app.layout's raw-file preprocess. At page load it is empty anyway.
+        return (state.get("example"), task or keep, state.get("mode", keep), state.get("large", keep),
                 state.get("region", keep),
                 gr.Dropdown(choices=lesson_choices(task), value=layer) if layer else keep,
                 pixel[0] if pixel else keep, pixel[1] if pixel else keep,

@@ -118,7 +118,7 @@ def _query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-def test_link_with_state_reproduces_the_view(tiny_app_url):
+def test_link_with_state_reproduces_the_view(tiny_app_url, tmp_path):
     """A link names the example, tab, layer and pixel: the page opens on that lesson; after a click on
     another pixel the address follows, and opening the new address shows that pixel."""
     link = f"{tiny_app_url}?tab=internals&example=coffee.png&task=SR+x2&layer=1.0&pixel=5,7"
@@ -153,6 +153,12 @@ def test_link_with_state_reproduces_the_view(tiny_app_url):
         assert page3.locator("#mode input:checked").input_value().startswith("Treat as ground truth")
         page3.wait_for_function("() => window.location.search.includes('mode=gt')")
         assert _selected_tab(page3) == "Restore"
+        # Reading the link left the input's own file check in place: a corrupt upload gets its message.
+        bad = tmp_path / "broken.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 16)
+        page3.locator("#input-image input[type=file]").set_input_files(str(bad))
+        page3.click("#restore-btn")
+        page3.get_by_text("corrupt or truncated").first.wait_for(state="visible")
 
 
 def test_lesson_opens_on_the_most_decided_layer_and_an_edge_pixel(tiny_app_url):
