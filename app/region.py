@@ -226,16 +226,19 @@ def default_box(rgb: np.ndarray, side: int) -> tuple[Box, str]:
                     f"most, the centre {base:.1f})")
 
 
-def edge_pixel(rgb: np.ndarray, margin: int = 4) -> tuple[int, int]:
+def edge_pixel(rgb: np.ndarray, margin: int = 4, allowed: np.ndarray | None = None) -> tuple[int, int]:
     """(row, col) of the largest gradient magnitude of the luma (smoothed 3x3, so that one noisy pixel
-    does not win), at least ``margin`` pixels from the border when the image allows: a pixel on an
-    object edge, where the networks have something to restore."""
+    does not win), at least ``margin`` pixels from the border when the image allows, among the
+    ``allowed`` pixels ((H, W) bool) when any is left: a pixel on an object edge, where the networks have
+    something to restore."""
     g = luma(rgb)
     h, w = g.shape
     p = np.pad(g, 1, mode="edge")
     smooth = sum(p[i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9.0  # 3x3 box blur
     mag = gradient_magnitude(smooth)
     m = min(int(margin), (h - 1) // 2, (w - 1) // 2)
+    if allowed is not None and allowed[m:h - m, m:w - m].any():
+        mag = np.where(allowed, mag, -1.0)
     inner = mag[m:h - m, m:w - m]
     r, c = np.unravel_index(int(np.argmax(inner)), inner.shape)
     return int(r) + m, int(c) + m

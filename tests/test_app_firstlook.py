@@ -44,7 +44,22 @@ def test_lesson_pixel_is_on_an_object_edge():
     on_rows = r in (19, 20, 39, 40) and 9 <= c <= 30
     on_cols = c in (9, 10, 29, 30) and 19 <= r <= 40
     assert on_rows or on_cols, (r, c)
-    assert "edge" in why
+    assert "edge" in why and r >= lesson.EDGE_MARGIN and c >= lesson.EDGE_MARGIN
+
+
+def test_lesson_pixel_avoids_a_label_of_a_few_pixels():
+    img = np.full((48, 48, 3), 30, dtype=np.uint8)
+    img[20:40, 10:30] = 120  # a grey square ...
+    img[24:27, 24:27] = 255  # ... with a small bright spot: the strongest edge
+    labels = np.zeros((48, 48), dtype=np.int64)
+    labels[20:40, 10:30] = 1
+    labels[23:28, 23:28] = 2  # the spot's label: 25 pixels, 1% of the picture
+    (r, c), _ = lesson.pick_pixel(img)
+    assert labels[r, c] == 2  # without labels: the spot
+    (r, c), why = lesson.pick_pixel(img, labels)
+    assert labels[r, c] in (0, 1) and "label group" in why
+    window = img[max(0, r - 2):r + 3, max(0, c - 2):c + 3, 0]
+    assert window.max() > window.min()  # still on an edge (here: the spot's halo inside the square's label)
 
 
 EXAMPLES = {"coffee.png": "/x/assets/coffee.png", "path.png": "/x/assets/path.png"}

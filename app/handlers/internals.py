@@ -177,14 +177,18 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
 
 def _lesson_defaults(v2recs: list[dict] | None, layer: str, lr_u8: np.ndarray, hw: tuple[int, int]
                      ) -> tuple[str, tuple[tuple[int, int], str], str]:
-    """The layer ("auto": the most decided router, ``app.lesson``), the default pixel (an edge) and why."""
+    """The layer ("auto": the most decided router, ``app.lesson``), the default pixel (an edge, in a label
+    group of some size) and why."""
+    from viz.sgn import label_grid
+
     why = ""
     if is_auto(layer):
         layer = "0.0"
         if v2recs:
             i, why = pick_layer(records_stats(v2recs, image_hw=hw))
             layer = f"{v2recs[i]['stage']}.{v2recs[i]['block']}"
-    return layer, pick_pixel(lr_u8), why
+    labels = label_grid(_pick(v2recs, layer), hw) if v2recs else None  # (H, W) labels of that layer
+    return layer, pick_pixel(lr_u8, labels), why
 
 
 @explain_errors
