@@ -35,7 +35,7 @@ def is_auto(layer: str | None) -> bool:
 def pick_layer(stats: Sequence[dict[str, Any]]) -> tuple[int, str]:
     """Index (forward order) of the layer the lesson opens on and why ("is shown because ...").
 
-    ``stats``: ``model.router_stats.records_stats`` of the input's ASSM records (keys stage, block,
+    ``stats``: ``model.analysis.router_stats.records_stats`` of the input's ASSM records (keys stage, block,
     mean_max_prob, perplexity, num_prompts)."""
     if not stats:
         raise ValueError("no ASSM layer recorded")

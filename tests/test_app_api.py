@@ -230,7 +230,7 @@ def camera_photo(tmp_path_factory):
 
 
 def _bicubic_of(crop: np.ndarray, scale: int) -> np.ndarray:
-    from model.degrade import bicubic_upscale, to_uint8
+    from model.evaluation.degrade import bicubic_upscale, to_uint8
 
     return to_uint8(bicubic_upscale(crop.astype(np.float64) / 255.0, scale))
 

@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-import model.download as dl
+import model.hub.download as dl
 from model import PRESETS, build
-from model.weights import load_manifest, scan_weights, sha256_file
+from model.hub.weights import load_manifest, scan_weights, sha256_file
 
 
 @pytest.fixture

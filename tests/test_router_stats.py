@@ -1,4 +1,4 @@
-"""Router numbers per ASSM layer (model.router_stats) on crafted records and tiny networks.
+"""Router numbers per ASSM layer (model.analysis.router_stats) on crafted records and tiny networks.
 
 Letters: B batch, L tokens of the padded grid, T prompts.
 """
@@ -10,10 +10,7 @@ import pytest
 import torch
 from tiny_models import V2_CFG
 
-from model.archs import build, get_options, set_options
-from model.capture import capture
-from model.config import MambaIRConfig
-from model.router_stats import (
+from model.analysis.router_stats import (
     UNTRAINED_MESSAGE,
     is_untrained,
     layer_stats,
@@ -24,6 +21,9 @@ from model.router_stats import (
     summary,
     untrained_message,
 )
+from model.archs import build, get_options, set_options
+from model.capture import capture
+from model.config import MambaIRConfig
 
 CFG = V2_CFG  # tiny_models: two stages, six prompts
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from model import build, load_checkpoint
 from model.config import MambaIRConfig, MambaIRv2Config, MambaIRv2LightConfig
-from model.weights import load_manifest, manifest_entry, scan_weights, sha256_file, upsert_manifest
+from model.hub.weights import load_manifest, manifest_entry, scan_weights, sha256_file, upsert_manifest
 
 DATA = Path(__file__).parent / "data"
 V2 = DATA / "v2light_x2.pth"  # tiny MambaIRv2Light x2 (official code's keys)
@@ -115,7 +115,7 @@ def test_scan_replaced_file_is_not_joined_by_name(tmp_path):
 
 
 def _photo_folder(root: Path) -> Path:
-    """Four small smooth 'photos' with a split.json, as ``model.data prepare`` writes them."""
+    """Four small smooth 'photos' with a split.json, as ``model.training.data prepare`` writes them."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:40, 0:44] / 40.0
@@ -137,7 +137,7 @@ def _photo_folder(root: Path) -> Path:
                     window_size=8, inner_rank=4, num_tokens=8),
 ], ids=lambda c: f"{c.arch}-{c.upsampler or 'none'}-x{c.upscale}")
 def test_nearest_init_is_nearest_upsampling(cfg):
-    from model.train import nearest_init
+    from model.training.train import nearest_init
 
     torch.manual_seed(0)
     net = build(cfg)
@@ -151,7 +151,7 @@ def test_nearest_init_is_nearest_upsampling(cfg):
 
 
 def test_lr_schedule():
-    from model.train import lr_factor
+    from model.training.train import lr_factor
 
     assert lr_factor(0, 100, "none") == lr_factor(99, 100, "none") == 1.0
     assert lr_factor(0, 100, "cosine") == 1.0 and lr_factor(50, 100, "cosine") == pytest.approx(0.5)
@@ -162,7 +162,7 @@ def test_lr_schedule():
 
 
 def test_patch_sampler_aligned_and_augmented():
-    from model.train import PatchSampler
+    from model.training.train import PatchSampler
 
     lr = np.random.default_rng(1).random((12, 10, 3)).astype(np.float32)
     hr = lr.repeat(2, axis=0).repeat(2, axis=1)  # 2x2 blocks: any flip/rotation keeps HR[::2, ::2] = LR
@@ -175,7 +175,7 @@ def test_patch_sampler_aligned_and_augmented():
 
 
 def test_training_writes_loadable_checkpoint_and_resumes(tmp_path):
-    from model.train import train
+    from model.training.train import train
 
     data = _photo_folder(tmp_path / "photos")
     kw = dict(batch=2, patch=8, config=TINY, save_every=1, val_every=2, val_size=16, log_every=1,
@@ -204,8 +204,8 @@ def test_training_writes_loadable_checkpoint_and_resumes(tmp_path):
 
 
 def test_evaluate_and_manifest_update(tmp_path):
-    from model.evaluate import evaluate, update_manifest
-    from model.train import nearest_init
+    from model.evaluation.evaluate import evaluate, update_manifest
+    from model.training.train import nearest_init
 
     data = _photo_folder(tmp_path)
     torch.manual_seed(0)
@@ -226,8 +226,8 @@ def test_evaluate_and_manifest_update(tmp_path):
 
 
 def test_evaluate_tiled_and_restoration_tasks(tmp_path):
-    from model.evaluate import evaluate
-    from model.train import nearest_init
+    from model.evaluation.evaluate import evaluate
+    from model.training.train import nearest_init
 
     data = _photo_folder(tmp_path)
     torch.manual_seed(0)
@@ -254,7 +254,7 @@ def test_evaluate_tiled_and_restoration_tasks(tmp_path):
 
 
 def test_prepare_photo_set(tmp_path):
-    from model.data import Source, list_images, load_image, load_split, prepare
+    from model.training.data import Source, list_images, load_image, load_split, prepare
 
     wall = tmp_path / "wall" / "contents" / "images"
     wall.mkdir(parents=True)
@@ -275,5 +275,5 @@ def test_prepare_photo_set(tmp_path):
     assert sum(w for w, _ in sizes[:2]) == 1024 and sum(h for _, h in sizes[::2]) == 683
     assert load_split(tmp_path / "out") == json.loads((tmp_path / "out" / "split.json").read_text())
     assert "chelsea.png" in (tmp_path / "out" / "SOURCES.md").read_text()
-    with pytest.raises(FileNotFoundError, match="model.data prepare"):
+    with pytest.raises(FileNotFoundError, match="model.training.data prepare"):
         load_split(tmp_path / "empty")

@@ -1,8 +1,8 @@
 """Official checkpoints from the Hugging Face Hub: find them by listing the repository, fetch, verify.
 
-    python -m model.download mambairv2_lightSR_x4 MambaIR_lightSR_x2   # into weights/official/
-    python -m model.download --list                                     # what the repository holds
-    python -m model.download mambairv2_lightSR_x4 --local FILE          # a file you fetched by hand
+    python -m model.hub.download mambairv2_lightSR_x4 MambaIR_lightSR_x2   # into weights/official/
+    python -m model.hub.download --list                                     # what the repository holds
+    python -m model.hub.download mambairv2_lightSR_x4 --local FILE          # a file you fetched by hand
 
 Nothing here guesses file names. The repository (``cguoh/MambaIR``; ``MAMBAIR_HF_REPO`` overrides) is
 listed through ``huggingface_hub``; a preset's candidates are the checkpoint files whose path names
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.weights import CHECKPOINT_SUFFIXES
+from model.hub.weights import CHECKPOINT_SUFFIXES
 
 __all__ = ["HF_REPO", "OFFICIAL_DIR", "APP_PRESETS", "OfficialFile", "DownloadError", "FetchReport",
            "repo_id", "endpoint", "offline", "list_official", "candidates_for", "fetch", "fetch_many",
@@ -116,7 +116,7 @@ def manual_help(dest: Path) -> str:
     """How to get official files by hand when the hub cannot be reached."""
     return (f"Get the files by hand from {HF_URL}/tree/main or the GitHub release {GITHUB_RELEASE}, put "
             f"them in {dest}/ (any name: the network is detected from the tensors) and register each with "
-            f"`python -m model.download PRESET --local FILE`.")
+            f"`python -m model.hub.download PRESET --local FILE`.")
 
 
 def _probe() -> None:
@@ -197,7 +197,7 @@ def candidates_for(preset: str, files: Iterable[OfficialFile]) -> list[OfficialF
     number (scale, noise level or JPEG quality) standing alone.
     """
     from model.config import PRESETS
-    from model.weights import task_of
+    from model.hub.weights import task_of
 
     if preset not in PRESETS:
         raise DownloadError(f"unknown preset {preset!r}; choose from: {', '.join(sorted(PRESETS))}")
@@ -259,7 +259,7 @@ def verify(path: str | Path, preset: str) -> tuple[Any, list[str]]:
 
 
 def _register(path: Path, preset: str, url: str, repo_path: str, notes: list[str], manifest: Path) -> None:
-    from model.weights import manifest_entry, upsert_manifest
+    from model.hub.weights import manifest_entry, upsert_manifest
 
     entry = manifest_entry(path, source="official", url=url,
                            notes="; ".join([f"official {preset} ({repo_id()}: {repo_path})"] + notes))
@@ -279,7 +279,7 @@ def fetch(preset: str, dest: str | Path, *, files: list[OfficialFile] | None = N
     """
     from huggingface_hub import hf_hub_download
 
-    from model.weights import sha256_file
+    from model.hub.weights import sha256_file
 
     say = log or (lambda _msg: None)
     dest = Path(dest)
@@ -375,7 +375,7 @@ def register_local(file: str | Path, preset: str, dest: str | Path,
     The source is "official" only when the file's sha256 equals that of an official file the listing
     names (which needs the hub); otherwise "user file", whatever its name.
     """
-    from model.weights import manifest_entry, sha256_file, upsert_manifest
+    from model.hub.weights import manifest_entry, sha256_file, upsert_manifest
 
     file, dest = Path(file), Path(dest)
     _, notes = verify(file, preset)
@@ -411,7 +411,7 @@ def default_dest() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="python -m model.download", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.hub.download", description=__doc__.split("\n")[0])
     ap.add_argument("presets", nargs="*", help="preset names, e.g. mambairv2_lightSR_x4 (default: the app's)")
     ap.add_argument("--dest", default=None, help="default: <weights>/official")
     ap.add_argument("--local", default=None, help="register a file you downloaded by hand (one preset)")

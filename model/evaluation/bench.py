@@ -1,4 +1,4 @@
-"""Latency and memory of the networks per scan backend: ``python -m model.bench``.
+"""Latency and memory of the networks per scan backend: ``python -m model.evaluation.bench``.
 
 Prints one table: preset, input size, backend (the one that actually ran),
 median forward latency (wall clock, and process CPU time, which is steadier
@@ -17,10 +17,10 @@ set size (sampled every 2 ms from /proc/self/statm, else ``ru_maxrss``) minus
 the resident size before the forward -- tracemalloc does not see torch's
 allocations.
 
-    python -m model.bench                      # default CPU rows
-    python -m model.bench --quick              # fewer repeats, smaller inputs, no ref backward
-    python -m model.bench --presets MambaIR_lightSR_x4 --sizes 64 96 --backends auto ref
-    python -m model.bench --device cuda        # mamba_ssm and torch backends on the GPU
+    python -m model.evaluation.bench                      # default CPU rows
+    python -m model.evaluation.bench --quick              # fewer repeats, smaller inputs, no ref backward
+    python -m model.evaluation.bench --presets MambaIR_lightSR_x4 --sizes 64 96 --backends auto ref
+    python -m model.evaluation.bench --device cuda        # mamba_ssm and torch backends on the GPU
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = (f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
                 f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    header = (f"# model.bench on {name}; torch {torch.__version__}; median of {repeats} runs "
+    header = (f"# model.evaluation.bench on {name}; torch {torch.__version__}; median of {repeats} runs "
               f"(ref rows: <= 3) after a warm-up; scan {scan.backend_report(device.type)}")
     print(format_table(rows, header))
     return 0
