@@ -63,7 +63,8 @@ def pick_pixel(rgb: np.ndarray, labels: np.ndarray | None = None) -> tuple[tuple
         counts = np.bincount(labels.ravel().astype(np.int64))
         allowed = counts[labels.astype(np.int64)] >= MIN_GROUP_SHARE * labels.size  # (H, W) bool
     r, c = edge_pixel(rgb, EDGE_MARGIN, allowed)
-    group = (f", in a label group of at least {MIN_GROUP_SHARE:.0%} of the pixels"
+    # No "%" in this text: tests and app/screenshots.py take a "%" in the summary for a progress bar.
+    group = (f", in a label group of at least 1/{round(1 / MIN_GROUP_SHARE)} of the pixels"
              if allowed is not None and allowed[r, c] else "")
     return (r, c), (f"chosen on an object edge: the largest gradient magnitude of the input, at least "
                     f"{EDGE_MARGIN} pixels from the border{group}")
