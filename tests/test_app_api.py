@@ -9,11 +9,12 @@ import os
 
 import numpy as np
 import pytest
+from browser import require_gradio_client
 from PIL import Image
 
 from app.handlers.internals import LESSON_SIDE as INTERNALS_ZOOM
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 
 @pytest.fixture(scope="module")
