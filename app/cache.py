@@ -1,7 +1,7 @@
 """Which models the app offers, per task, and a module-level cache of the loaded networks.
 
 Models are loaded on first use and kept here (never in ``gr.State``, which is deep-copied per
-session). Sources, in order: checkpoints listed by ``model.weights.scan_weights`` (weights/, with
+session). Sources, in order: checkpoints listed by ``model.hub.weights.scan_weights`` (weights/, with
 fetched official files in weights/official/ and uploads in weights/user/); otherwise clearly
 labelled random-weight demo models of the light presets. The environment variable
 ``MAMBAIR_APP_DEMO=tiny`` swaps in tiny random models (used by the tests).
@@ -119,7 +119,7 @@ def skipped_files() -> list[dict[str, str]]:
 def _specs_from_weights() -> list[ModelSpec]:
     """ModelSpecs for the checkpoints in weights/ (empty when the module or files are missing)."""
     from model.config import config_from_dict
-    from model.weights import scan_weights
+    from model.hub.weights import scan_weights
 
     try:
         entries, skipped = scan_weights(weights_dir())
@@ -298,7 +298,7 @@ def param_count(net: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------
-# Official weights (fetched through model.download) and the user's own checkpoints
+# Official weights (fetched through model.hub.download) and the user's own checkpoints
 # ---------------------------------------------------------------------------
 
 MAX_CHECKPOINT_MB = 1024    # an upload larger than this is refused before it is read
@@ -307,7 +307,7 @@ _status: list[str] = []     # one line: what the app has, and what it could not 
 
 def official_dir() -> str:
     """Where fetched official checkpoints live: <weights>/official."""
-    from model.download import OFFICIAL_DIR
+    from model.hub.download import OFFICIAL_DIR
 
     return os.path.join(weights_dir(), OFFICIAL_DIR)
 
@@ -336,7 +336,7 @@ def prepare_weights(log_fn: Any = None) -> str:
 
     Never raises for hub trouble: offline or with files missing, the app starts with what it has.
     """
-    from model.download import APP_PRESETS, fetch_many
+    from model.hub.download import APP_PRESETS, fetch_many
 
     say = log_fn or log.info
     if weights_mode() == "official":
@@ -368,7 +368,7 @@ def status_line() -> str:
 
 def official_summary() -> str:
     """'Official weights: 3 of 6 light SR checkpoints present (...).' from the offered models."""
-    from model.download import APP_PRESETS
+    from model.hub.download import APP_PRESETS
 
     present = sorted({sp.preset for fams in tasks().values() for sp in fams.values()
                       if sp.source == "official" and sp.preset in APP_PRESETS})
@@ -391,7 +391,7 @@ def add_user_checkpoint(path: str, name: str | None = None) -> ModelSpec:
     import shutil
 
     from model import CheckpointError, inspect_checkpoint, load_checkpoint
-    from model.weights import CHECKPOINT_SUFFIXES, sha256_file, task_of
+    from model.hub.weights import CHECKPOINT_SUFFIXES, sha256_file, task_of
 
     name = os.path.basename(name or path)
     if not name.lower().endswith(CHECKPOINT_SUFFIXES):

@@ -9,9 +9,9 @@ from typing import Any
 
 import gradio as gr
 
-from model.download import APP_PRESETS
+from model.hub.download import APP_PRESETS
 
-from . import cache, handlers, texts
+from . import cache, handlers, stepscan, texts
 from .io import MAX_SIDE
 from .region import LARGE_CHOICES, LARGE_REGION, REGION_SIDE
 
@@ -110,6 +110,11 @@ def _layer_and_pixel(task: str | None, what: str, layer_id: str, row_id: str, co
     return layer, row, col
 
 
+def _caption(step: str) -> gr.Markdown:
+    """The caption of one lesson step (two lines on this image, filled in by ``lesson_extras``)."""
+    return gr.Markdown(elem_id=f"cap-{step}", elem_classes=["lesson-caption"])
+
+
 def build_demo() -> gr.Blocks:
     """Build the Blocks (no model is loaded here: models load on the first request)."""
     task_names = cache.task_names()
@@ -200,28 +205,37 @@ def build_demo() -> gr.Blocks:
                 int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
             lesson_view = gr.State(None)
             gr.Markdown(texts.STEP_PICK)
+            caps = {"pick": _caption("pick")}
             with gr.Row(equal_height=False):
                 sgn_overlay = gr.Image(label="labels over the input: click a pixel to follow it",
                                        format="png", interactive=False, elem_id="lesson-input", height=400,
                                        buttons=["fullscreen"])
                 int_summary = gr.Markdown(elem_id="internals-summary")
             gr.Markdown(texts.STEP_ROUTE, latex_delimiters=LATEX)
+            caps["route"] = _caption("route")
             sgn_fig = gr.Plot(label="label map", elem_id="sgn-fig")
             with gr.Row():
                 hist_fig = gr.Plot(label="pixels per prompt", min_width=PAIR_MIN)
                 usage_fig = gr.Plot(label="prompt usage per layer", min_width=PAIR_MIN)
             gr.Markdown(texts.STEP_SORT, latex_delimiters=LATEX)
+            caps["sort"] = _caption("sort")
             seq_ribbon = gr.Image(label="MambaIRv2: pixels in scan order (your pixel boxed, its label group "
                                         "kept, the rest faded)", format="png", interactive=False,
                                   elem_id="seq-ribbon", buttons=["fullscreen"])
             seq_fig = gr.Plot(label="MambaIRv2: where each sequence entry comes from", elem_id="seq-fig")
             scan_fig = gr.Plot(label="MambaIR: the four raster scans", elem_id="scan-fig")
+            # Step through the scan: animated in the browser from data sent once (app/stepscan.js).
+            gr.Markdown(texts.STEP_THROUGH, latex_delimiters=LATEX)
+            caps["step"] = _caption("step")
+            step_html = stepscan.component()
             gr.Markdown(texts.STEP_SCAN, latex_delimiters=LATEX)
+            caps["scan"] = _caption("scan")
             with gr.Row():
                 proj_fig = gr.Plot(label="prompt projection", elem_id="proj-fig", min_width=PAIR_MIN)
                 sim_fig = gr.Plot(label="prompt similarity", min_width=PAIR_MIN)
             ase_fig = gr.Plot(label="ASE", elem_id="ase-fig")
             gr.Markdown(texts.STEP_UNSORT, latex_delimiters=LATEX)
+            caps["unsort"] = _caption("unsort")
             with gr.Row():
                 attn_v2 = gr.Plot(label="MambaIRv2 implicit attention", elem_id="attn-v2", min_width=PAIR_MIN)
                 attn_v1 = gr.Plot(label="MambaIR implicit attention", elem_id="attn-v1", min_width=PAIR_MIN)
@@ -343,14 +357,18 @@ def build_demo() -> gr.Blocks:
         int_inputs = [inp, task, mode, layer, q_row, q_col, *settings, region, large]
         int_outputs = [int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig, usage_fig,
                        proj_fig, sim_fig, ase_fig, attn_v2, attn_v1, lesson_view]
+        # The step-through and the captions come from the state `internals` leaves (no network runs).
+        extras: dict[str, Any] = dict(fn=handlers.lesson_extras, inputs=[lesson_view],
+                                      outputs=[step_html, *(caps[k] for k in handlers.LESSON_STEPS)],
+                                      api_visibility="private", queue=False)
         int_btn.click(handlers.internals, inputs=int_inputs, outputs=int_outputs, api_name="internals",
-                      **heavy)
+                      **heavy).then(**extras)
         # Follow a pixel: the select handler only reads the click; the pictures are the plain
         # `internals` function, chained after it (and callable by its api_name).
         sgn_overlay.select(handlers.select_pixel, inputs=[lesson_view], outputs=[q_row, q_col],
                            api_visibility="private", queue=False
                            ).then(handlers.internals, inputs=int_inputs, outputs=int_outputs,
-                                  api_visibility="private", **heavy)
+                                  api_visibility="private", **heavy).then(**extras)
         effect_btn.click(handlers.settings_effect,
                          inputs=[inp, task, mode, effect, effect_runs, tile, region, large],
                          outputs=[effect_img, effect_info], api_name="settings_effect", **heavy)

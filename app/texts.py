@@ -50,6 +50,14 @@ of the sequence (ribbon: label colours under each row) and consecutive entries c
 MambaIR instead reads the image in four raster orders; the faded pixels are those each scan reads *after*
 yours."""
 
+STEP_THROUGH = r"""### 2½ · Step through the scan
+**Play**, **step** or drag the slider: after $t$ steps each scan has read $t$ pixels (in colour; grey =
+not read yet), MambaIRv2 in its label-sorted order (tinted with the labels), MambaIR in row-major order
+(one of its four scans); the cyan box is the pixel read at step $t$. Below each picture: how much of
+each output $y_t = \sum_{j<t} \alpha_{tj} x_j + \alpha_{tt} x_t$ comes from the pixels read before it,
+$e_t / (e_t + o_t)$ with $e_t = \sum_d |\sum_{j<t} \alpha_{tj} x_j|$ and $o_t = \sum_d |\alpha_{tt} x_t|$
+(its own input, the skip term included). Hover a pixel for its label, prompt and step."""
+
 STEP_SCAN = r"""### 3 · Scan with the prompt: the attentive state-space equation (ASE)
 One selective scan runs over the sorted sequence, $h_i = \bar A h_{i-1} + \bar B x_i$,
 $y_i = (C_i + P_i)\, h_i + D x_i$: the prompt $P_i$ (a row of the low-rank pool $P = MN$) is added to the
@@ -116,7 +124,7 @@ chance (ratios below 1) as PSNR rises; ratios that stay at 1 while PSNR rises co
 
 EV_COST = """#### 6. Single-scan cost
 MACs per component of the task's two networks, counted from the shapes of one forward with the
-selective scan, window attention and SGN sort/gather included (`python -m model.profile` prints the
+selective scan, window attention and SGN sort/gather included (`python -m model.evaluation.profile` prints the
 same table for any preset), and the measured time with the current scan backend."""
 
 TIMELINE_HELP = """### Prompts across training

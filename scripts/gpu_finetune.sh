@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 OUT=${OUT:-out/gpu}; STEPS=${STEPS:-950}; PY=${PY:-python3}
 mkdir -p "$OUT"
 for p in mambairv2_lightSR_x4 MambaIR_lightSR_x4; do
-  timeout 190 $PY -m model.train --preset "$p" --data data/photos --steps "$STEPS" --batch 8 --patch 48 \
+  timeout 190 $PY -m model.training.train --preset "$p" --data data/photos --steps "$STEPS" --batch 8 --patch 48 \
     --lr 1e-4 --out "runs/$p" --device cuda --init nearest --schedule none --save-every 25 \
     --val-every 100 --log-every 25 --resume > "runs/$p.txt" 2>&1 &
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session (about 8 minutes): CUDA checks, GPU timings, and the demo weights.
-# Usage: OUT=out/gpu bash scripts/gpu_session.sh   (data/photos from `python -m model.data prepare`)
+# Usage: OUT=out/gpu bash scripts/gpu_session.sh   (data/photos from `python -m model.training.data prepare`)
 # Trains mambairv2_lightSR_x4 and MambaIR_lightSR_x4 side by side with the same recipe, batch,
 # patch and wall-clock budget (steps differ: the slower network does fewer).
 set -u
@@ -18,12 +18,12 @@ $PY -m scripts.gpu_vectors
 timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_scan.py -k "cuda or gpu" 2>&1 | tail -3
 
 echo "== GPU timings"
-timeout 150 $PY -m model.bench --device cuda --presets mambairv2_classicSR_x4 mambairv2_lightSR_x4 MambaIR_lightSR_x4 \
+timeout 150 $PY -m model.evaluation.bench --device cuda --presets mambairv2_classicSR_x4 mambairv2_lightSR_x4 MambaIR_lightSR_x4 \
   --sizes 256 --backends torch --repeats 5 2>&1 | tail -12
 
 echo "== training demo weights for ${TRAIN_SECONDS}s each, concurrently"
 for p in mambairv2_lightSR_x4 MambaIR_lightSR_x4; do
-  timeout "$TRAIN_SECONDS" $PY -m model.train --preset "$p" --data data/photos --steps 100000 --batch 8 \
+  timeout "$TRAIN_SECONDS" $PY -m model.training.train --preset "$p" --data data/photos --steps 100000 --batch 8 \
     --patch 48 --out "runs/$p" --device cuda --init nearest --schedule none --save-every 50 \
     --val-every 250 --log-every 50 > "runs/$p.txt" 2>&1 &
 done

@@ -15,7 +15,7 @@ train() {  # preset
   mkdir -p "runs/$p"; cp "runs/gpu3/$p.state.pt" "runs/$p/state.pt"; cp "runs/gpu3/$p.log.jsonl" "runs/$p/log.jsonl"
   for leg in "$DECAY 1e-4" "$STEPS 5e-5"; do
     set -- $leg
-    timeout 400 $PY -m model.train --preset "$p" --data data/photos --steps "$1" --batch 8 --patch 48 \
+    timeout 400 $PY -m model.training.train --preset "$p" --data data/photos --steps "$1" --batch 8 --patch 48 \
       --lr "$2" --out "runs/$p" --device cuda --init nearest --schedule none --save-every 50 \
       --val-every 50 --log-every 50 --resume --threads 2 2>&1 | tr '\r' '\n' | grep -a -E "resumed|val PSNR|done|Error" | sed "s/^/[$p] /"
   done

@@ -6,7 +6,7 @@ set -u
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 OUT=${OUT:-out/gpu}; STEPS=${STEPS:-750}; PY=${PY:-python3}
 mkdir -p "$OUT"
-$PY -m model.train --preset MambaIR_lightSR_x4 --data data/photos --steps "$STEPS" --batch 8 --patch 48 \
+$PY -m model.training.train --preset MambaIR_lightSR_x4 --data data/photos --steps "$STEPS" --batch 8 --patch 48 \
   --out runs/MambaIR_lightSR_x4 --device cuda --init nearest --schedule none --save-every 50 \
   --val-every 150 --log-every 50 --resume 2>&1 | tr '\r' '\n' | grep -a -E "resumed|val PSNR|done|Error|error" 
 cp runs/MambaIR_lightSR_x4/state.pt "$OUT/MambaIR_lightSR_x4.state.pt"

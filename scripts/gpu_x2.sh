@@ -10,11 +10,11 @@ train() {  # preset
   local p=$1
   for leg in "$DECAY 2e-4" "$STEPS 1e-4"; do
     set -- $leg
-    timeout 330 $PY -m model.train --preset "$p" --data data/photos --steps "$1" --batch 8 --patch 48 \
+    timeout 330 $PY -m model.training.train --preset "$p" --data data/photos --steps "$1" --batch 8 --patch 48 \
       --lr "$2" --out "runs/$p" --device cuda --init nearest --schedule none --save-every 50 \
       --val-every 100 --log-every 50 --resume --threads 2 2>&1 | tr '\r' '\n' | grep -a -E "val PSNR|done|Error" | sed "s/^/[$p] /"
   done
-  $PY -m model.evaluate "runs/$p/model.pth" --data data/photos --split test --device cuda 2>&1 | tail -1 | sed "s/^/[$p] /"
+  $PY -m model.evaluation.evaluate "runs/$p/model.pth" --data data/photos --split test --device cuda 2>&1 | tail -1 | sed "s/^/[$p] /"
   cp "runs/$p/state.pt" "$OUT/$p.state.pt"; cp "runs/$p/log.jsonl" "$OUT/$p.log.jsonl"
   cp "runs/$p/train_info.json" "$OUT/$p.train_info.json"
 }

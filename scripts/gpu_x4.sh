@@ -10,7 +10,7 @@
 # README's GPU table); the CPU steps 2650->3750 gained +0.06 / +0.04 dB, so one such session is
 # unlikely to reach the target by itself.
 # Shipping rule, fixed before the run: LAST = the largest multiple of 25 both runs reached; each
-# network's candidate is the mean of its kept checkpoints LAST-$AVG..LAST (model.average); the
+# network's candidate is the mean of its kept checkpoints LAST-$AVG..LAST (model.training.average); the
 # candidates and the LAST checkpoints are evaluated on the held-out split on the GPU.
 # Results in $OUT: the candidates, evaluation JSONs, the runs' logs and state (to resume on the CPU).
 # Needs data/photos (carry it). Dry run on the CPU (minutes; checks the plumbing only):
@@ -25,7 +25,7 @@ mkdir -p "$OUT" "$RUNS"
 [ "$DEVICE" = cuda ] && nvidia-smi -L
 train() {  # name preset [extra options]
   local name=$1 preset=$2; shift 2
-  timeout "$TRAIN_S" $PY -m model.train --preset "$preset" --data data/photos --steps "$STEPS" \
+  timeout "$TRAIN_S" $PY -m model.training.train --preset "$preset" --data data/photos --steps "$STEPS" \
     --batch "$BATCH" --patch "$PATCH" --lr "$LR" --out "$RUNS/$name" --device "$DEVICE" --schedule none \
     --save-every 25 --keep-checkpoints --val-every 100 --log-every 25 --resume --threads 2 "$@" 2>&1 |
     tr '\r' '\n' | grep -a -E "resumed|val PSNR|done|Error" | sed "s/^/[$name] /"
@@ -47,9 +47,9 @@ for name in v2light mambair; do
   for ((s = LAST - AVG; s <= LAST; s += 25)); do
     [ -f "$RUNS/$name/models/net_g_$s.pth" ] && files+=("$RUNS/$name/models/net_g_$s.pth")
   done
-  $PY -m model.average "${files[@]}" --out "$OUT/${name}_x4_mean_$((LAST - AVG))_$LAST.pth" --force
+  $PY -m model.training.average "${files[@]}" --out "$OUT/${name}_x4_mean_$((LAST - AVG))_$LAST.pth" --force
   for f in "$OUT/${name}_x4_mean_$((LAST - AVG))_$LAST.pth" "$RUNS/$name/models/net_g_$LAST.pth"; do
-    $PY -m model.evaluate "$f" --data data/photos --split test --device "$DEVICE" "${LIMIT[@]}" \
+    $PY -m model.evaluation.evaluate "$f" --data data/photos --split test --device "$DEVICE" "${LIMIT[@]}" \
       --json "$OUT/$(basename "$f" .pth)_$name.eval.json" 2>&1 | grep -a -E "^mean|gain over|>= 4/T|Error" | sed "s/^/[$name $(basename "$f")] /"
   done
   cp "$RUNS/$name/log.jsonl" "$OUT/$name.log.jsonl"; cp "$RUNS/$name/state.pt" "$OUT/$name.state.pt"

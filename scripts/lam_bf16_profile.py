@@ -14,7 +14,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from model import load_checkpoint
-from model.data import load_image
+from model.training.data import load_image
 from viz import lam
 
 WEIGHTS = {"mambairv2_lightSR_x4": "weights/mambairv2_lightSR_x4_demo.pth",

@@ -2,7 +2,7 @@
 
     python scripts/router_curves.py runs/base runs/eps_lr100 ... [--png weights/router_curves.png]
 
-Reads each run's ``log.jsonl`` (``python -m model.train``), keeps the validation events with router
+Reads each run's ``log.jsonl`` (``python -m model.training.train``), keeps the validation events with router
 numbers, prints a markdown table per run (step, PSNR-Y gain over bicubic on the validation crops,
 median and largest mean max route probability x T over the ASSM layers, layers >= 2/T and >= 4/T,
 median RMS logit change since the start) and writes ``viz.timeline.training_curves_figure`` as PNG.
@@ -45,7 +45,7 @@ def table(events: list[dict]) -> str:
 def main() -> None:
     """Command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", help="run folders of python -m model.train")
+    ap.add_argument("runs", nargs="+", help="run folders of python -m model.training.train")
     ap.add_argument("--png", help="write the figure here (kaleido + chromium)")
     a = ap.parse_args()
     runs = {Path(r).name: load_events(Path(r)) for r in a.runs}

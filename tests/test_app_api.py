@@ -9,11 +9,12 @@ import os
 
 import numpy as np
 import pytest
+from browser import require_gradio_client
 from PIL import Image
 
 from app.handlers.internals import LESSON_SIDE as INTERNALS_ZOOM
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +231,7 @@ def camera_photo(tmp_path_factory):
 
 
 def _bicubic_of(crop: np.ndarray, scale: int) -> np.ndarray:
-    from model.degrade import bicubic_upscale, to_uint8
+    from model.evaluation.degrade import bicubic_upscale, to_uint8
 
     return to_uint8(bicubic_upscale(crop.astype(np.float64) / 255.0, scale))
 

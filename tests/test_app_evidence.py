@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from browser import require_gradio_client
 from PIL import Image
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 VARIANTS = ("as trained", "SGN off", "prompt off", "aligned prompts")
 
@@ -99,8 +100,9 @@ def _series_checkpoint(path, seed: int):
 
 def test_prompt_quality_series_endpoint_over_a_checkpoint_series(client, tmp_path):
     """Checkpoints of one run (uploaded, then as a folder): one row per checkpoint in iteration order,
-    scored on the centre 128x128 of the image exactly as model.evidence.prompt_quality_series does."""
-    from model.evidence import prompt_quality_series
+    scored on the centre 128x128 of the image exactly as
+    model.analysis.evidence.prompt_quality_series does."""
+    from model.analysis.evidence import prompt_quality_series
 
     models = tmp_path / "experiments" / "run" / "models"
     files = [_series_checkpoint(models / f"net_g_{step}.pth", seed=step) for step in (3000, 1000, 2000)]

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser import require_gradio_client
 from PIL import Image
 
 from model import build
 from model.config import MambaIRv2LightConfig
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 ROOT = Path(__file__).parent.parent
 
@@ -247,7 +248,7 @@ def test_timeline_endpoint_over_a_checkpoint_series(client, tmp_path):
 
 def test_internals_flags_a_router_that_has_not_learned(client, tmp_path):
     """Random routers (the tiny demo) are near uniform: the label pictures come with the plain warning."""
-    from model.router_stats import UNTRAINED_MESSAGE
+    from model.analysis.router_stats import UNTRAINED_MESSAGE
 
     photo = gradio_client.handle_file(_photo(tmp_path / "p.png", 16, 20))
     summary, *_ = client.predict(photo, "SR x2", api_name="/internals")

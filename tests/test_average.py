@@ -1,4 +1,5 @@
-"""Weight averaging (model/average.py): the mean of a run's checkpoints as an ordinary BasicSR file."""
+"""Weight averaging (model/training/average.py): the mean of a run's checkpoints as an ordinary BasicSR
+file."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from model import build, load_checkpoint
-from model.average import average_state_dicts, main
+from model.training.average import average_state_dicts, main
 from tests.tiny_models import V1_CFG, V2_CFG, randomize
 
 

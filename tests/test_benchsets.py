@@ -1,4 +1,4 @@
-"""model.evaluate on any folder (plain images, benchmark HR/LR layouts) and the paper's numbers."""
+"""model.evaluation.evaluate on any folder (plain images, benchmark HR/LR layouts) and the paper's numbers."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from model.archs import build
-from model.benchsets import dataset_name, find_pairs, paper_result
 from model.config import MambaIRv2LightConfig
-from model.degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
-from model.evaluate import evaluate, run_net
-from model.metrics import psnr, ssim
-from model.train import nearest_init
+from model.evaluation.benchsets import dataset_name, find_pairs, paper_result
+from model.evaluation.degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
+from model.evaluation.evaluate import evaluate, run_net
+from model.evaluation.metrics import psnr, ssim
+from model.training.train import nearest_init
 
 TINY = MambaIRv2LightConfig(upscale=2, embed_dim=16, d_state=4, depths=(1,), num_heads=(2,), window_size=8,
                             inner_rank=4, num_tokens=8)

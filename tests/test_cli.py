@@ -35,7 +35,8 @@ def test_programming_errors_still_raise() -> None:
 def test_evaluate_on_a_garbage_file_prints_no_traceback(tmp_path) -> None:
     bad = tmp_path / "weights.pth"
     bad.write_bytes(b"not a checkpoint at all")
-    r = subprocess.run([sys.executable, "-m", "model.evaluate", str(bad)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "model.evaluation.evaluate", str(bad)],
+                       capture_output=True, text=True)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "not a PyTorch or safetensors checkpoint" in r.stderr

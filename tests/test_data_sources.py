@@ -1,11 +1,12 @@
-"""The photo set's sources (model.data): the lomiri wallpaper photographs, read below a dpkg -x root."""
+"""The photo set's sources (model.training.data): the lomiri wallpaper photographs, read below a dpkg -x
+root."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from model.data import DEBIAN_PACKAGES, SOURCES, TEST_SOURCES, prepare
+from model.training.data import DEBIAN_PACKAGES, SOURCES, TEST_SOURCES, prepare
 
 
 def test_sources_are_unique_and_held_out_by_name() -> None:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from model.degrade import (
+from model.evaluation.degrade import (
     add_gaussian_noise,
     bicubic_downscale,
     bicubic_upscale,
@@ -21,7 +21,7 @@ from model.degrade import (
     resize_matrix,
     to_uint8,
 )
-from model.metrics import psnr, rgb_to_y, ssim
+from model.evaluation.metrics import psnr, rgb_to_y, ssim
 
 
 def _smooth(h: int, w: int, seed: int = 0) -> np.ndarray:

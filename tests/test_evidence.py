@@ -1,4 +1,5 @@
-"""The paper's claims as numbers (model.evidence) on tiny random networks, each against a direct computation.
+"""The paper's claims as numbers (model.analysis.evidence) on tiny random networks, each against a direct
+computation.
 
 Letters: B batch, L tokens, D scan channels, N d_state, K scans.
 """
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from tiny_models import V2_CFG, randomize
 
 import model.scan as scan
-from model import evidence as ev
+from model.analysis import evidence as ev
 from model.archs import build, get_options, set_options
 from model.archs.mambairv2 import ASSM
 from model.capture import capture
@@ -259,8 +260,8 @@ def test_command_line_report(tmp_path, v2net, v1net, capsys):
 
 
 def test_prompt_quality_series_over_checkpoints(tmp_path, v2net):
-    from model.degrade import bicubic_downscale, modcrop, to_uint8
-    from model.metrics import psnr
+    from model.evaluation.degrade import bicubic_downscale, modcrop, to_uint8
+    from model.evaluation.metrics import psnr
     from viz.evidence import prompt_quality_series_figure
 
     run = tmp_path / "run"

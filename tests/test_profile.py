@@ -1,4 +1,4 @@
-"""MAC counting (model.profile) against direct counts from module shapes and a hand-counted scan.
+"""MAC counting (model.evaluation.profile) against direct counts from module shapes and a hand-counted scan.
 
 Letters: B batch, L tokens, D scan channels, N d_state.
 """
@@ -13,7 +13,7 @@ from tiny_models import V1_CFG, V2_CFG
 import model.scan as scan
 from model.archs import build
 from model.archs.mambair import ChannelAttention
-from model.profile import count, format_table, parse_size, scan_macs
+from model.evaluation.profile import count, format_table, parse_size, scan_macs
 
 pytestmark = pytest.mark.usefixtures("ref_scan")
 
@@ -106,7 +106,7 @@ def test_table_and_sizes():
 
 def test_reported_figures_sit_beside_ours_only_at_their_size():
     """compare_reported: params ours/reported always; MACs only when input x scale = the figure's output."""
-    from model.profile import Reported, compare_reported, format_reported
+    from model.evaluation.profile import Reported, compare_reported, format_reported
 
     rep = (Reported("mambairv2_lightSR_x4", 800_000, 80.0, (720, 1280), "test source"),)
     r = {"preset": "mambairv2_lightSR_x4", "size": [180, 320], "params": 790_000, "total": 60_000_000_000,
@@ -126,7 +126,7 @@ def test_reported_figures_sit_beside_ours_only_at_their_size():
 def test_reported_params_match_our_presets():
     """Every published #Params agrees with our build of the preset to 1% (the figures are rounded to 1K)."""
     from model import PRESETS
-    from model.profile import REPORTED
+    from model.evaluation.profile import REPORTED
 
     for rep in REPORTED:
         ours = sum(p.numel() for p in build(PRESETS[rep.preset]).parameters())

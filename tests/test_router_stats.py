@@ -1,4 +1,4 @@
-"""Router numbers per ASSM layer (model.router_stats) on crafted records and tiny networks.
+"""Router numbers per ASSM layer (model.analysis.router_stats) on crafted records and tiny networks.
 
 Letters: B batch, L tokens of the padded grid, T prompts.
 """
@@ -10,10 +10,7 @@ import pytest
 import torch
 from tiny_models import V2_CFG
 
-from model.archs import build, get_options, set_options
-from model.capture import capture
-from model.config import MambaIRConfig
-from model.router_stats import (
+from model.analysis.router_stats import (
     UNTRAINED_MESSAGE,
     is_untrained,
     layer_stats,
@@ -24,6 +21,9 @@ from model.router_stats import (
     summary,
     untrained_message,
 )
+from model.archs import build, get_options, set_options
+from model.capture import capture
+from model.config import MambaIRConfig
 
 CFG = V2_CFG  # tiny_models: two stages, six prompts
 
@@ -135,3 +135,22 @@ def test_pool_and_summary() -> None:
     assert [r["layer"] for r in s["layers"]] == ["0.1", "0.1"] and s["num_prompts"] == 4
     assert s["layers"][0]["logit_change"] == 0 and "logit_change" not in s["layers"][1]
     assert s["layers_at_4_over_T"] == sum(st["mean_max_prob"] >= 1.0 for st in (layer_stats(a), both))
+
+
+def test_layers_at_4_over_T_counts_decided_routers_only() -> None:
+    """With T = 8 (4/T = 0.5 < 1) the count separates a decided router from an undecided one."""
+    T, L = 8, 64
+    g = torch.Generator().manual_seed(4)
+    flat = torch.randn(1, L, T, generator=g) * 0.1  # near uniform: mean max prob ~ 1/T
+    halfway = torch.zeros(1, L, T)
+    halfway[..., 0] = np.log(3.0)  # prompt 0 three times as likely as each other: p = 3/10 < 4/T
+    decided = torch.randn(1, L, T, generator=g)
+    decided[0, torch.arange(L), torch.arange(L) % T] += 3.0  # one prompt per pixel clearly ahead
+    st = {name: layer_stats(record(lg, 8, 8)) for name, lg in
+          (("flat", flat), ("halfway", halfway), ("decided", decided))}
+    assert st["flat"]["mean_max_prob"] < 2 / T
+    assert st["halfway"]["mean_max_prob"] == pytest.approx(0.3, rel=1e-5)
+    assert 4 / T < st["decided"]["mean_max_prob"] < 1.0  # decided, yet never sure of every pixel
+    assert summary([st["flat"], st["halfway"]])["layers_at_4_over_T"] == 0  # not decided
+    assert summary([st["flat"], st["decided"], st["halfway"]])["layers_at_4_over_T"] == 1
+    assert summary([st["decided"], st["decided"]])["layers_at_4_over_T"] == 2

@@ -1,4 +1,5 @@
-"""Checkpoint timeline (model.timeline, viz.timeline) on tiny MambaIRv2 models saved at a few iterations."""
+"""Checkpoint timeline (model.analysis.timeline, viz.timeline) on tiny MambaIRv2 models saved at a few
+iterations."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import torch
 from tiny_models import V2_CFG
 
 from model import CheckpointError, build, load_checkpoint
+from model.analysis.router_stats import UNTRAINED_MESSAGE, router_stats
+from model.analysis.timeline import checkpoint_step, checkpoint_timeline, list_checkpoints
 from model.config import MambaIRConfig, MambaIRv2LightConfig
-from model.router_stats import UNTRAINED_MESSAGE, router_stats
-from model.timeline import checkpoint_step, checkpoint_timeline, list_checkpoints
 from viz.timeline import (
     label_grid_image,
     label_maps_figure,

@@ -1,4 +1,4 @@
-"""Training options for the router (model.train): its parameter group, prompt-pool scale, fine-tuning
+"""Training options for the router (model.training.train): its parameter group, prompt-pool scale, fine-tuning
 from a checkpoint, router numbers in the validation log, and resuming a one-group optimizer state."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from test_weights_tools import TINY, _photo_folder
 
 from model import build
-from model.train import _one_group_state, is_router_param, param_groups, train
+from model.training.train import _one_group_state, is_router_param, param_groups, train
 
 KW = dict(batch=2, patch=8, config=TINY, save_every=1, val_every=1, val_size=16, log_every=1, progress=False)
 
@@ -89,9 +89,9 @@ def test_one_group_state_is_reindexed() -> None:
 
 
 def test_evaluate_prints_and_stores_router_numbers(tmp_path, capsys) -> None:
-    from model.evaluate import evaluate, update_manifest
-    from model.router_stats import UNTRAINED_MESSAGE, pool_records, records_stats, router_records
-    from model.weights import load_manifest
+    from model.analysis.router_stats import UNTRAINED_MESSAGE, pool_records, records_stats, router_records
+    from model.evaluation.evaluate import evaluate, update_manifest
+    from model.hub.weights import load_manifest
 
     data = _photo_folder(tmp_path / "photos")
     torch.manual_seed(0)
@@ -103,8 +103,8 @@ def test_evaluate_prints_and_stores_router_numbers(tmp_path, capsys) -> None:
     router = res["router"]
     assert router["untrained"] and router["crop"] == 12 and len(router["layers"]) == 1
     # The same numbers as the router of each 12x12 centre crop (LR 20x22 -> rows 4-15, cols 5-16), pooled.
-    from model.data import list_images, load_image
-    from model.degrade import bicubic_downscale, modcrop, to_uint8
+    from model.evaluation.degrade import bicubic_downscale, modcrop, to_uint8
+    from model.training.data import list_images, load_image
 
     runs = []
     for path in list_images(data, "all"):
@@ -129,7 +129,7 @@ def test_weights_of_another_scale_start_at_the_box_average_of_the_source(tmp_pat
     import torch.nn.functional as F
 
     from model import MambaIRConfig
-    from model.train import load_start_weights
+    from model.training.train import load_start_weights
 
     v1 = MambaIRConfig(upscale=2, upsampler="pixelshuffledirect", embed_dim=30, d_state=4, depths=(1,),
                        mlp_ratio=1.2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny_models import V1_CFG, V2_CFG
 
-from model import evidence as ev
+from model.analysis import evidence as ev
 from model.archs import build
 from model.capture import capture
 from model.scan import selective_scan_ref
@@ -103,7 +103,7 @@ def test_prompt_quality_and_cost_figures(recs, image):
     rows = ev.prompt_quality_table(assm, image[0].permute(1, 2, 0).numpy())
     fig = vz.prompt_quality_figure(rows)
     assert list(fig.data[1].y) == pytest.approx([r["feature_ratio"] for r in rows])
-    from model.profile import count
+    from model.evaluation.profile import count
 
     res = []
     for hw in ((8, 8), (16, 16)):

@@ -25,6 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import hover
 from .arrays import Record, as_numpy, as_rgb_uint8, grid_hw, image_axes, image_hw_of, mark_pixel, pixel_rc
 
 
@@ -123,12 +124,18 @@ def ase_figure(record_or_maps: Record | dict[str, np.ndarray], image: Any | None
     else:
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14, subplot_titles=titles)
     cb = dict(len=0.55, y=1.0, yanchor="top") if bars else dict(len=0.9)
+    facts, lines = np.zeros(cos.shape + (0,)), ""
+    if rec is not None:
+        facts, lines = hover.pixel_facts(rec, cos.shape, batch), hover.facts_lines(cos.size, first=1)
+    data = np.concatenate([ratio[:, :, None], facts], axis=2)  # (H, W, 1 + 4): ratio, then the facts
     fig.add_trace(go.Heatmap(z=cos, zmin=-1, zmax=1, colorscale="RdBu_r",
-                             colorbar=dict(title="cos", x=0.43, **cb),
-                             hovertemplate="row %{y}, col %{x}<br>cos %{z:.2f}<extra></extra>"), row=1, col=1)
+                             colorbar=dict(title="cos", x=0.43, **cb), customdata=data,
+                             hovertemplate=hover.PIXEL + "<br>cosine of its prompt and its C: %{z:.2f}"
+                                           + lines + hover.NONE), row=1, col=1)
     fig.add_trace(go.Heatmap(z=np.log10(np.clip(ratio, 1e-6, 1e6)), colorscale="Viridis",
-                             colorbar=dict(title="log10<br>ratio", x=1.0, **cb), customdata=ratio,
-                             hovertemplate="row %{y}, col %{x}<br>ratio %{customdata:.3g}<extra></extra>"),
+                             colorbar=dict(title="log10<br>ratio", x=1.0, **cb), customdata=data,
+                             hovertemplate=hover.PIXEL + "<br>its prompt is %{customdata[0]:.3g} times as "
+                                           "long as its C" + lines + hover.NONE),
                   row=1, col=2)
     if rc is not None:
         mark_pixel(fig, rc, 1, 1)
@@ -145,7 +152,7 @@ def ase_figure(record_or_maps: Record | dict[str, np.ndarray], image: Any | None
                                    (P, f"prompt {added} (added)", "#d62728"),
                                    (C + P, "C + prompt (the query)", "#2ca02c")):
             fig.add_trace(go.Bar(x=n, y=vals, name=name, marker_color=colour,
-                                 hovertemplate=name + " state %{x}: %{y:.3g}<extra></extra>"), row=2, col=1)
+                                 hovertemplate=name + ", state %{x}: %{y:.3g}<extra></extra>"), row=2, col=1)
         fig.update_xaxes(title_text="state n", dtick=1, row=2, col=1)
         if own != added:
             head += f"<br>it was routed to prompt {own}; official order added prompt {added}"

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from . import hover
 from .arrays import Record, as_rgb_uint8, grid_hw, image_axes, image_hw_of, mark_pixel
 
 _CHUNK = 64  # channels per step: bounds memory at _CHUNK * L * N float64 values
@@ -151,12 +152,14 @@ def implicit_attention_map(record: Record, pixel: int | tuple[int, int],
 
 
 def attention_figure(attn: np.ndarray, image: Any | None = None, pixel: int | tuple[int, int] | None = None,
-                     title: str | None = None, grid_w: int | None = None, height: int = 380) -> go.Figure:
+                     title: str | None = None, grid_w: int | None = None, height: int = 380,
+                     record: Record | None = None) -> go.Figure:
     """Heat map of one pixel's implicit attention over the image (beside the image), query marked with
     a cross: shows which pixels the scan lets this pixel read from; the colour scale ignores the query
     pixel itself (its skip term D usually dwarfs the rest).
 
     ``pixel`` is (row, col), or a raster index of a grid ``grid_w`` wide (default: the map's width).
+    ``record``: the MambaIRv2 ASSM record the map came from; its labels, prompts and steps join the hover.
     """
     attn = np.asarray(attn, dtype=np.float64)
     h, w = attn.shape
@@ -183,11 +186,17 @@ def attention_figure(attn: np.ndarray, image: Any | None = None, pixel: int | tu
     cols = 2 if img is not None else 1
     fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.04,
                         subplot_titles=(["input", "implicit attention"] if cols == 2 else None))
+    tip: dict[str, Any] = dict(hovertemplate=hover.PIXEL + "<br>weight on the followed pixel's output: "
+                               "%{z:.3g}" + hover.NONE)
+    if record is not None and "perm" in record:
+        tip = dict(customdata=hover.pixel_facts(record, (h, w)),
+                   hovertemplate=tip["hovertemplate"].replace(hover.NONE, "") + hover.facts_lines(h * w)
+                   + hover.NONE)
     if img is not None:
-        fig.add_trace(go.Image(z=img[:h, :w], hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Image(z=img[:h, :w], hovertemplate=hover.PIXEL + "<br>colour (r, g, b) %{z}"
+                               + hover.NONE), row=1, col=1)
     fig.add_trace(go.Heatmap(z=attn, zmin=zmin, zmax=zmax, colorscale="RdBu_r" if signed else "Inferno",
-                             colorbar=dict(title="weight"),
-                             hovertemplate="row %{y}, col %{x}<br>weight %{z:.3g}<extra></extra>"),
+                             colorbar=dict(title="weight"), **tip),
                   row=1, col=cols)
     if rc is not None:
         for c in range(1, cols + 1):

@@ -1,8 +1,9 @@
 """Figures that test the paper's claims (issue 14): each takes capture records or numbers from
-``model.evidence`` / ``model.profile`` and returns a plotly figure, a uint8 image or markdown.
+``model.analysis.evidence`` / ``model.evaluation.profile`` and returns a plotly figure, a uint8 image or
+markdown.
 
 Every figure's title carries one line: what it shows and what would contradict the paper
-(``model.evidence.CLAIMS``); with an untrained router the line says so instead of pretending.
+(``model.analysis.evidence.CLAIMS``); with an untrained router the line says so instead of pretending.
 
 Letters: B batch, L = Hp*Wp tokens, D scan channels, N d_state, K scans, H, W image size.
 """
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from model.evidence import (
+from model.analysis.evidence import (
     CLAIMS,
     UNTRAINED_NOTE,
     ase_query_map,
@@ -267,7 +268,8 @@ def prompt_quality_figure(rows: Sequence[dict[str, Any]], untrained: bool = Fals
 
 def prompt_quality_series_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     """Prompt quality (mean over layers) against the training step, PSNR on a second axis, from
-    ``model.evidence.prompt_quality_series``: does the grouping become semantic as the model learns?"""
+    ``model.analysis.evidence.prompt_quality_series``: does the grouping become semantic as the model
+    learns?"""
     x = [r["step"] if r["step"] is not None else i for i, r in enumerate(rows)]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=[r["input_ratio"] for r in rows], mode="lines+markers",
@@ -293,7 +295,8 @@ def prompt_quality_series_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
 # ---------------------------------------------------------------------------
 
 def cost_figure(results: Sequence[dict[str, Any]]) -> go.Figure:
-    """GMACs (total and the scan alone) vs input pixels per preset, from ``model.profile.profile``."""
+    """GMACs (total and the scan alone) vs input pixels per preset, from
+    ``model.evaluation.profile.profile``."""
     fig = make_subplots(rows=1, cols=2,
                         subplot_titles=("total GMACs", "selective scan GMACs (state + output)"))
     presets = list(dict.fromkeys(r["preset"] for r in results))

@@ -612,7 +612,7 @@ def map_error(result: LAMResult, reference: LAMResult) -> tuple[float, float]:
 def _bench_model(name: str, folder: str) -> tuple[nn.Module, str]:
     """The network of a preset with trained weights from ``folder`` when there are some, else random."""
     from model import PRESETS, build, load_checkpoint
-    from model.weights import scan_weights
+    from model.hub.weights import scan_weights
 
     entries = [e for e in scan_weights(folder)[0] if e["preset"] == name]
     entries.sort(key=lambda e: e.get("source") != "trained here")  # the demo weights first
@@ -625,8 +625,8 @@ def _bench_model(name: str, folder: str) -> tuple[nn.Module, str]:
 def _bench(presets: list[str], size: int, steps: int, fast_steps: int, reference_steps: int,
            image: str, folder: str, batch_size: int | None) -> None:
     """Time LAM_Demo's steps and fast=True on a photo crop; errors of both against a converged map."""
-    from model.data import load_image
     from model.scan import last_backend
+    from model.training.data import load_image
 
     photo = load_image(image)  # (H, W, 3)
     ph, pw = photo.shape[:2]

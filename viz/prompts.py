@@ -74,7 +74,8 @@ def prompt_projection(record: Record, method: str = "pca", image_hw: tuple[int, 
             marker=dict(size=size[idx], color=colours if fill else "rgba(0,0,0,0)",
                         line=dict(color=colours, width=1.5)),
             customdata=np.stack([idx, counts[idx]], axis=1),
-            hovertemplate="prompt %{customdata[0]}: %{customdata[1]} px<extra></extra>",
+            hovertemplate="prompt %{customdata[0]}: %{customdata[1]} pixels routed to it<br>"
+                          "nearby points: prompts that ask the state similar questions<extra></extra>",
         ))
     head = f"Prompt pool ({T} prompts, N={pool.shape[1]})<br>{note}"
     if pixel is not None:
@@ -114,7 +115,8 @@ def prompt_similarity(record: Record, image_hw: tuple[int, int] | None = None, b
     labels = [f"{k}" for k in order]
     fig = go.Figure(go.Heatmap(
         z=sim, x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu_r", colorbar=dict(title="cos"),
-        hovertemplate="prompt %{y} vs %{x}: %{z:.2f}<extra></extra>",
+        hovertemplate="prompts %{y} and %{x}: cosine similarity %{z:.2f}<br>"
+                      "(1 = same direction, 0 = unrelated, -1 = opposite)<extra></extra>",
     ))
     used = int((counts > 0).sum())
     fig.update_layout(title=f"Prompt cosine similarity<br>(sorted by usage; first {used} are used)",

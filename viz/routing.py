@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from model.router_stats import UNTRAINED_MESSAGE, layer_stats, usage_stats
+from model.analysis.router_stats import UNTRAINED_MESSAGE, layer_stats, usage_stats
 
 from .arrays import Record, image_hw_of
 from .palette import label_hex
@@ -23,7 +23,7 @@ from .sgn import label_counts, num_labels
 
 
 def routing_stats(record: Record, image_hw: tuple[int, int] | None = None, batch: int = 0) -> dict:
-    """Routing numbers of one layer (model.router_stats.layer_stats for one batch item, over the
+    """Routing numbers of one layer (model.analysis.router_stats.layer_stats for one batch item, over the
     image's pixels): pixel count per prompt, entropy in nats and bits, perplexity, used and dead
     prompts, largest share, ``mean_confidence`` (the router's mean max probability) and
     ``untrained`` (near-uniform router)."""
@@ -52,7 +52,8 @@ def routing_histogram(record: Record, image_hw: tuple[int, int] | None = None, b
     fig = go.Figure(go.Bar(
         x=[f"#{k}" for k in order], y=counts[order], marker_color=hexes[order], customdata=order,
         hovertext=[f"{100.0 * c / total:.1f}%" for c in counts[order]],
-        hovertemplate="prompt %{customdata}: %{y} px (%{hovertext})<extra></extra>",
+        hovertemplate="prompt %{customdata}: %{y} pixels (%{hovertext}) got this label<br>"
+                      "the sort puts them one after another in the sequence<extra></extra>",
     ))
     fig.update_layout(
         title=(f"Routing, layer {_layer_name(record)}: entropy {st['entropy_nats']:.2f} nats,<br>"
@@ -90,8 +91,8 @@ def usage_heatmap(records: Sequence[Record], image_hw: tuple[int, int] | None = 
         names.append(f"{_layer_name(rec)} (ppl {st['perplexity']:.1f}){flag}")
     fig = go.Figure(go.Heatmap(
         z=z, x=np.arange(T), y=names, colorscale="Magma", colorbar=dict(title="share"),
-        hovertemplate="layer %{y}<br>" + ("rank" if sort_rows else "prompt")
-        + " %{x}: %{z:.3f}<extra></extra>",
+        hovertemplate="layer %{y}<br>" + ("the prompt ranked %{x}" if sort_rows else "prompt %{x}")
+        + " got %{z:.1%} of the pixels<extra></extra>",
     ))
     fig.update_layout(
         title=dict(text="Prompt usage per layer<br>(share of pixels; ppl = perplexity, effective number of "

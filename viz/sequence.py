@@ -145,12 +145,17 @@ def sequence_distance_figure(record: Record, image_hw: tuple[int, int] | None = 
     fig.add_trace(go.Scattergl(
         x=pos, y=raster_idx[::step], mode="markers", name="SGN sequence",
         marker=dict(size=3, color=np.array(label_hex(T), dtype=object)[labels[::step]]),
-        customdata=np.stack([labels[::step], rc[::step, 0], rc[::step, 1]], axis=1),
-        hovertemplate="seq %{x} <- pixel %{y} (row %{customdata[1]}, col %{customdata[2]})"
-                      "<br>label %{customdata[0]}<extra></extra>", showlegend=False,
+        customdata=np.stack([labels[::step], rc[::step, 0], rc[::step, 1], pos + 1, raster_idx[::step] + 1],
+                            axis=1),  # 1-based steps, as the step-through counts them
+        hovertemplate="step %{customdata[3]} of the SGN sequence reads pixel (x %{customdata[2]}, "
+                      "y %{customdata[1]})<br>label %{customdata[0]}; a row-major scan reads it at step "
+                      "%{customdata[4]}<extra></extra>",
+        showlegend=False,
     ), row=1, col=1)
     fig.add_trace(go.Scattergl(x=[0, len(rc) - 1], y=[0, len(rc) - 1], mode="lines", name="raster scan",
-                               line=dict(color="grey", dash="dot", width=1)), row=1, col=1)
+                               line=dict(color="grey", dash="dot", width=1),
+                               hovertemplate="a row-major scan reads raster pixel k at step k: "
+                                             "this diagonal<extra></extra>"), row=1, col=1)
     bins = dict(start=0, end=float(max(d_sgn.max(initial=1), d_raster.max(initial=1))) + 1, size=1)
     fig.add_trace(go.Histogram(x=d_sgn, name=f"SGN sorted (mean {d_sgn.mean():.1f} px)", xbins=bins,
                                opacity=0.7, marker_color="#d62728"), row=1, col=2)
@@ -213,8 +218,10 @@ def scan_orders_figure(record_or_grid: Record | tuple[int, int], image_hw: tuple
         visit = np.empty((h, w), dtype=np.int64)
         visit[rc[:, 0], rc[:, 1]] = np.arange(len(rc))  # pixel -> when it is read
         fig.add_trace(go.Heatmap(z=visit, colorscale="Viridis", showscale=(k == 0), name=SCAN_NAMES[k],
-                                 colorbar=dict(title="visit step", len=0.45, y=0.78),
-                                 hovertemplate="row %{y}, col %{x}<br>visited at step %{z}<extra></extra>"),
+                                 colorbar=dict(title="visit step", len=0.45, y=0.78), customdata=visit + 1,
+                                 hovertemplate=f"pixel (x %{{x}}, y %{{y}})<br>the {SCAN_NAMES[k]} scan "
+                                               f"reads it at step %{{customdata}} of {len(rc)}"
+                                               "<extra></extra>"),
                       row=r, col=c)
         n_path = min(len(rc), max(2, arrows * (w if k % 2 == 0 else h)))  # the first `arrows` lines
         path = rc[:n_path]

@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import hover
 from .arrays import (
     Record,
     as_numpy,
@@ -141,12 +142,17 @@ def label_map_figure(record: Record, image: Any | None = None, image_hw: tuple[i
     left = "input" if rc is None else "input: same label as your pixel"
     fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.03,
                         subplot_titles=([left, "SGN labels"] if cols == 2 else None))
+    facts = hover.pixel_facts(record, hw, batch) if "perm" in record else None
+    if facts is not None:
+        tip = dict(customdata=facts, hovertemplate=hover.PIXEL + hover.facts_lines(n_pix) + hover.NONE)
+    else:
+        tip = dict(hovertemplate=hover.PIXEL + "<br>label %{z}" + hover.NONE)
     if cols == 2:
         shown = img if rc is None else _dim(img, labels == labels[rc])
-        fig.add_trace(go.Image(z=shown, name="input", hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Image(z=shown, name="input", **tip), row=1, col=1)
     fig.add_trace(
         go.Heatmap(z=labels, zmin=-0.5, zmax=T - 0.5, colorscale=discrete_colorscale(T), showscale=False,
-                   name="labels", hovertemplate="row %{y}, col %{x}<br>label %{z}<extra></extra>"),
+                   name="labels", **tip),
         row=1, col=cols,
     )
     # Invisible markers give the legend one entry per used label (a heat map has no legend).

@@ -1,4 +1,4 @@
-"""Pictures of how routing evolves over a series of checkpoints (``model.timeline.Snapshot`` lists).
+"""Pictures of how routing evolves over a series of checkpoints (``model.analysis.timeline.Snapshot`` lists).
 
     python -m viz.timeline experiments/RUN/models --image photo.png --out DIR [--size 64]
 
@@ -6,7 +6,7 @@ writes ``timeline.png`` (per ASSM layer, against the iteration: mean largest rou
 prompts used, perplexity, dead prompts), ``labels_all.png`` (the SGN label map of every layer,
 rows, per checkpoint, columns), one ``labels_<stage>.<block>.png`` per layer, and ``index.json``,
 and prints a table. Wherever labels are shown, a layer whose router is near uniform is flagged in
-plain words (``model.router_stats.UNTRAINED_MESSAGE``).
+plain words (``model.analysis.router_stats.UNTRAINED_MESSAGE``).
 
 Letters: H, W the input (LR) size, T prompts, n checkpoints.
 """
@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from model.router_stats import UNTRAINED_MESSAGE, layer_untrained
-from model.timeline import Snapshot
+from model.analysis.router_stats import UNTRAINED_MESSAGE, layer_untrained
+from model.analysis.timeline import Snapshot
 
 from .palette import label_colors
 
@@ -224,7 +224,7 @@ def timeline_table(snaps: Sequence[Snapshot]) -> str:
 
 def training_curves_figure(runs: dict[str, list[dict]]) -> go.Figure:
     """Router numbers next to PSNR against the training step, one colour per run: the validation events
-    of ``model.train``'s ``log.jsonl`` (those with a ``router`` summary). Panels: median and largest
+    of ``model.training.train``'s ``log.jsonl`` (those with a ``router`` summary). Panels: median and largest
     (over layers) mean max route probability x T, median RMS change of the route logits since the
     start, and validation PSNR-Y minus bicubic."""
     if not runs:
@@ -258,7 +258,7 @@ def training_curves_figure(runs: dict[str, list[dict]]) -> go.Figure:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
-    from model.timeline import checkpoint_timeline
+    from model.analysis.timeline import checkpoint_timeline
 
     from .render_all import Writer, default_image, load_image
 

@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from model.degrade import to_uint8
+from model.evaluation.degrade import to_uint8
 
 from .. import cache
 from ..io import MAX_SIDE, ImageError, check_size, load_image
@@ -124,7 +124,7 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
     A photo whose network input would exceed ``MAX_SIDE`` per side is cut to ``region`` (default:
     the centre) or, with ``large`` = downscale to fit, resized (``app.region``).
     """
-    from model import degrade
+    from model.evaluation import degrade
 
     try:
         photo = load_image(image, max_side=None)
@@ -270,7 +270,7 @@ def backend_line(device_type: str) -> str:
 
 def score_pair(pred: np.ndarray, gt: np.ndarray, kind: str, scale: int) -> tuple[float, float]:
     """PSNR/SSIM with BasicSR conventions: SR on Y with crop = scale; denoise RGB; JPEG grayscale."""
-    from model.metrics import psnr, ssim
+    from model.evaluation.metrics import psnr, ssim
 
     a, b = to_uint8(pred), to_uint8(gt)
     if kind == "sr":

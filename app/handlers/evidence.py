@@ -1,7 +1,7 @@
 """The Evidence tab: the paper's claims tested on the user's image and checkpoint (issue 14).
 
-Each view is one handler with its own api_name; the numbers come from ``model.evidence`` /
-``model.profile`` and the pictures from ``viz.evidence``. Views that record internals look at
+Each view is one handler with its own api_name; the numbers come from ``model.analysis.evidence`` /
+``model.evaluation.profile`` and the pictures from ``viz.evidence``. Views that record internals look at
 the centre crop of the network input (as the Internals tab does); ``ablation`` runs the whole image.
 """
 
@@ -13,7 +13,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from model.degrade import to_uint8
+from model.evaluation.degrade import to_uint8
 
 from .. import cache
 from .common import (
@@ -58,13 +58,13 @@ def _records(image: Any, task: str | None, mode: str, family: str,
 
 
 def _untrained(records: list[dict], random_weights: bool) -> bool:
-    from model.evidence import router_untrained
+    from model.analysis.evidence import router_untrained
 
     return random_weights or router_untrained(records)
 
 
 def _note(untrained: bool, random_weights: bool) -> str:
-    from model.evidence import UNTRAINED_NOTE
+    from model.analysis.evidence import UNTRAINED_NOTE
 
     if random_weights:
         return f"⚠️ {cache.RANDOM_NOTE}: the views run, but cannot test the paper's claims."
@@ -76,7 +76,7 @@ def _note(untrained: bool, random_weights: bool) -> str:
 def scan_redundancy(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
                     progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """MambaIR's four-scan similarity per layer: (figure, markdown with one row per layer)."""
-    from model.evidence import CLAIMS, redundancy_table
+    from model.analysis.evidence import CLAIMS, redundancy_table
     from viz.evidence import redundancy_figure
 
     records, _, rnd = _records(image, task, mode, "MambaIR", progress)
@@ -93,7 +93,7 @@ def scan_redundancy(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
 def decay(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = "0.0",
           progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """Long-range decay of one layer: (MambaIRv2 figure, MambaIR figure, markdown)."""
-    from model.evidence import label_distances
+    from model.analysis.evidence import label_distances
     from viz.evidence import decay_figure
 
     v2recs, _, rnd = _records(image, task, mode, "MambaIRv2", progress)
@@ -118,7 +118,7 @@ def ase_query(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
               progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """The ASE query map of one pixel, official vs aligned prompt order: (figure, markdown, the crop
     enlarged QUERY_ZOOM times with the query pixel boxed, to click the next query on)."""
-    from model.evidence import ase_query_note
+    from model.analysis.evidence import ase_query_note
     from viz.evidence import ase_query_figure
 
     records, lr, rnd = _records(image, task, mode, "MambaIRv2", progress)
@@ -152,7 +152,7 @@ def ablation(image: Any, task: str | None = None, mode: str = MODE_AS_IS, tile: 
     Returns (outputs gallery, difference-map gallery (x10, vs as trained), markdown table with one
     row per variant; PSNR/SSIM columns in ground-truth mode).
     """
-    from model.evidence import knockouts, router_untrained
+    from model.analysis.evidence import knockouts, router_untrained
     from viz.evidence import ablation_markdown, difference_image
 
     prep = prepare(image, task, mode)
@@ -189,7 +189,7 @@ def ablation(image: Any, task: str | None = None, mode: str = MODE_AS_IS, tile: 
 def prompt_quality(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
                    progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """Coherence of each layer's label groups: (figure, markdown with one row per layer)."""
-    from model.evidence import prompt_quality_table
+    from model.analysis.evidence import prompt_quality_table
     from viz.evidence import prompt_quality_figure
 
     records, lr, rnd = _records(image, task, mode, "MambaIRv2", progress)
@@ -214,8 +214,8 @@ def prompt_quality_series(files: Any = None, folder: str | None = None, image: A
     """
     import os
 
-    from model.evidence import CLAIMS, UNTRAINED_NOTE
-    from model.evidence import prompt_quality_series as series
+    from model.analysis.evidence import CLAIMS, UNTRAINED_NOTE
+    from model.analysis.evidence import prompt_quality_series as series
     from viz.evidence import prompt_quality_series_figure
 
     from ..io import ImageError, load_image
@@ -262,8 +262,8 @@ def prompt_quality_series(files: Any = None, folder: str | None = None, image: A
 def cost(task: str | None = None, sizes: str = COST_SIZES,
          progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """MACs per component and time for the task's two networks at the given input sizes: (figure, table)."""
-    from model.evidence import CLAIMS
-    from model.profile import format_table, parse_size, profile
+    from model.analysis.evidence import CLAIMS
+    from model.evaluation.profile import format_table, parse_size, profile
     from viz.evidence import cost_figure
 
     try:

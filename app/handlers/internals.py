@@ -8,8 +8,8 @@ import gradio as gr
 import numpy as np
 import torch
 
-from model.degrade import to_uint8
-from model.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, records_stats
+from model.analysis.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_untrained, records_stats
+from model.evaluation.degrade import to_uint8
 
 from .. import cache
 from ..region import LARGE_REGION
@@ -26,6 +26,8 @@ from .common import (
 
 INTERNALS_MAX = 96     # LR pixels per side the internals tab looks at (centre crop)
 LESSON_SIDE = 384      # pixels per side of the enlarged pictures (a 96-pixel crop: 4 per LR pixel)
+# Lesson steps with a caption, in the order ``lesson_extras`` returns them (after the step-through).
+LESSON_STEPS = ("pick", "route", "sort", "scan", "unsort", "step")
 
 
 def layer_choices(task: str | None = None) -> list[str]:
@@ -104,6 +106,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     notes = [f"Input: {hw[1]}x{hw[0]} LR pixels (centre crop, at most {INTERNALS_MAX}). "
              f"**Your pixel: row {px[0]}, column {px[1]}** (click the picture to follow another)."]
     v2recs = records.get("MambaIRv2")
+    r = amap = r1 = amap1 = None
     if v2recs:
         r = _pick(v2recs, layer)
         st = vrouting.routing_stats(r, hw)
@@ -140,7 +143,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
                 ase.ase_figure(r, image=lr_u8, image_hw=hw, pixel=px)]
         amap = attention.implicit_attention_map(r, px, image_hw=hw)
         out.append(attention.attention_figure(amap, image=lr_u8, pixel=px,
-                                              title=f"MambaIRv2 {r['stage']}.{r['block']}"))
+                                              title=f"MambaIRv2 {r['stage']}.{r['block']}", record=r))
     else:
         out += [None] * 6
     if v1recs:
@@ -153,7 +156,30 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     if any(sp.is_random for sp in specs.values()):
         notes.insert(0, f"⚠️ {cache.RANDOM_NOTE}.")
     view = {"zoom": zoom, "hw": [int(hw[0]), int(hw[1])]}
+    view.update(_lesson_extras_data(r, r1, lr_u8, hw, px, amap, amap1))
     return ("\n\n".join(notes), *out, view)
+
+
+def _lesson_extras_data(v2: dict | None, v1: dict | None, lr_u8: np.ndarray, hw: tuple[int, int],
+                        px: tuple[int, int], amap: np.ndarray | None, amap1: np.ndarray | None) -> dict:
+    """The step-through data and the captions of the lesson (kept in the view state for ``lesson_extras``)."""
+    from viz import captions, stepscan
+
+    if v2 is None and v1 is None:
+        return {"steps": None, "captions": {}}
+    data = stepscan.step_data(v2, v1, lr_u8, hw, px)
+    return {"steps": data, "captions": captions.lesson_captions(v2, v1, hw, px, data, amap, amap1)}
+
+
+@explain_errors
+def lesson_extras(view: dict | None) -> tuple[str, ...]:
+    """The step-through (its JSON) and one caption per lesson step, from the state ``internals`` left:
+    (steps, then the captions of ``LESSON_STEPS``). No network runs."""
+    from ..stepscan import to_value
+
+    view = view or {}
+    caps = view.get("captions") or {}
+    return (to_value(view.get("steps")), *(caps.get(k, "") for k in LESSON_STEPS))
 
 
 @explain_errors

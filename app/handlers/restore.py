@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from model.degrade import to_uint8
+from model.evaluation.degrade import to_uint8
 
 from .. import cache
 from ..io import ImageError, load_image

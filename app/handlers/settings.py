@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from model.degrade import to_uint8
+from model.evaluation.degrade import to_uint8
 
 from .. import cache
 from ..region import LARGE_REGION
@@ -42,7 +42,7 @@ def settings_effect(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
     """How much MambaIRv2's output changes with a setting: (difference/spread picture, details).
 
     ``region``/``large``: the part of a large photo to use, as in ``restore``."""
-    from model.metrics import psnr
+    from model.evaluation.metrics import psnr
 
     prep = prepare(image, task, mode, region, large)
     spec = specs_for(task).get("MambaIRv2")

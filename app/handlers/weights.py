@@ -82,7 +82,7 @@ def add_checkpoint(file: Any) -> tuple:
 @explain_errors
 def fetch_official(preset: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
     """Fetch one official checkpoint now: (message, task menu, weights table, status line)."""
-    from model import download
+    from model.hub import download
 
     progress(0, desc=f"listing {download.repo_id()}")
     report = download.fetch_many([preset], cache.official_dir(),
@@ -140,7 +140,7 @@ def timeline(files: Any = None, folder: str | None = None, image: Any = None, la
 
     Returns (curves per layer, SGN label maps of ``layer`` per checkpoint, table and flags as markdown).
     """
-    from model.timeline import checkpoint_timeline
+    from model.analysis.timeline import checkpoint_timeline
     from viz import timeline as vtimeline
 
     from ..io import ImageError, load_image
@@ -168,7 +168,7 @@ def timeline(files: Any = None, folder: str | None = None, image: Any = None, la
     flagged = [sn.name for sn in snaps if sn.untrained]
     note = ""
     if flagged:
-        from model.router_stats import UNTRAINED_MESSAGE
+        from model.analysis.router_stats import UNTRAINED_MESSAGE
 
         note = f"⚠️ {', '.join(flagged)}: {UNTRAINED_MESSAGE}.\n\n"
     table = vtimeline.timeline_table(snaps)

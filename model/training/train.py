@@ -1,6 +1,6 @@
 """Train an SR preset on a prepared photo folder with the BasicSR recipe, resumably.
 
-    python -m model.train --preset mambairv2_lightSR_x4 --data data/photos --steps 2000 \\
+    python -m model.training.train --preset mambairv2_lightSR_x4 --data data/photos --steps 2000 \\
         --batch 16 --patch 48 --out runs/v2light_x4 [--device cuda] [--init nearest] [--warmup 50] [--resume]
         [--weights weights/mambairv2_lightSR_x4_demo.pth] [--router-lr-mult 10] [--router-eps 1e-16]
         [--prompt-scale 100]
@@ -41,7 +41,7 @@ whose centres fall in its cell (4 -> 2: a 2x2 block), so the new network starts 
 box-average of what the source would draw. BasicSR's option files do the reverse (x3/x4 start
 from x2); for the demo weights, x2 starts from the trained x4 body (issue 13).
 
-At each validation the router numbers of ``model.router_stats`` are logged per ASSM layer (mean
+At each validation the router numbers of ``model.analysis.router_stats`` are logged per ASSM layer (mean
 largest route probability, prompts used, dead prompts, perplexity, and the RMS change of the route
 logits since the run's first validation, whose records are kept in ``router_ref.pt``).
 
@@ -78,8 +78,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
-from .metrics import psnr
+from model.evaluation.degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
+from model.evaluation.metrics import psnr
 
 __all__ = ["nearest_init", "load_start_weights", "sub_pixel_sources", "transfer_upsampler",
            "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor", "is_router_param",
@@ -266,7 +266,7 @@ def make_lr_pairs(paths: list[Path], scale: int, min_lr: int) -> list[tuple[np.n
 
     Images whose LR side would be smaller than ``min_lr`` are left out.
     """
-    from .data import load_image
+    from model.training.data import load_image
 
     pairs = []
     for path in paths:
@@ -334,9 +334,9 @@ def validate(net: nn.Module, crops: list[tuple[np.ndarray, np.ndarray]], scale: 
 
     MambaIRv2 routes by argmax here, as the app does, whatever the training routing.
     """
+    from model.analysis.router_stats import pool_records, records_stats, slim_records, summary
     from model.archs import get_options, set_options
     from model.capture import capture
-    from model.router_stats import pool_records, records_stats, slim_records, summary
 
     was_training, routing = net.training, get_options(net).get("routing")
     net.eval()
@@ -418,8 +418,7 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
     from tqdm import tqdm
 
     from model import PRESETS, build, set_options
-
-    from .data import list_images
+    from model.training.data import list_images
 
     if config is None and preset not in PRESETS:
         sr = sorted(k for k, v in PRESETS.items() if v.upscale > 1)
@@ -553,9 +552,10 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.training.train", description=__doc__.split("\n")[0])
     ap.add_argument("--preset", required=True, help="an SR preset name, e.g. mambairv2_lightSR_x4")
-    ap.add_argument("--data", default="data/photos", help="folder made by `python -m model.data prepare`")
+    ap.add_argument("--data", default="data/photos",
+                    help="folder made by `python -m model.training.data prepare`")
     ap.add_argument("--steps", type=int, required=True, help="total steps (a resumed run continues to it)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=48, help="LR patch side in pixels")
@@ -594,6 +594,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
+    from model.cli import run_cli
 
     run_cli(main)

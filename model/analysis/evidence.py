@@ -1,6 +1,6 @@
 """The paper's claims as numbers, from capture records and knock-out forwards (issue 14).
 
-    python -m model.evidence CKPT IMAGE [--gt] [--crop 96]     # every view's numbers as text
+    python -m model.analysis.evidence CKPT IMAGE [--gt] [--crop 96]     # every view's numbers as text
 
 Each function measures one claim of MambaIRv2 (arXiv 2411.15269) on any image and checkpoint:
 
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .archs import get_options, set_options
-from .archs.common import flip_pad
+from model.archs import get_options, set_options
+from model.archs.common import flip_pad
 
 Record = dict[str, Any]
 
@@ -50,7 +50,8 @@ CLAIMS: dict[str, str] = {
     "quality": ("Within-label variance of input pixels and of the layer's features, as a fraction of that "
                 "of random groups of the same sizes (< 1: labels group similar pixels), and how often "
                 "4-neighbours share a label (vs chance). Ratios near 1 contradict 'semantic' grouping."),
-    "cost": ("MACs per component from the real shapes of one forward, scan included (model.profile). "
+    "cost": ("MACs per component from the real shapes of one forward, scan included "
+             "(model.evaluation.profile). "
              "MambaIRv2 runs one scan per ASSM where MambaIR runs four; a larger scan or total count for "
              "MambaIRv2 at the same input size would contradict the claimed saving."),
 }
@@ -62,15 +63,15 @@ CLAIMS: dict[str, str] = {
 
 def mean_max_route_prob(record: Record, batch: int = 0) -> float:
     """Mean over pixels of the largest route probability (1/T for a uniform router)."""
-    from .router_stats import mean_max_prob
+    from model.analysis.router_stats import mean_max_prob
 
     return mean_max_prob(torch.as_tensor(record["route_logp"])[batch:batch + 1])
 
 
 def router_untrained(records: Sequence[Record]) -> bool:
-    """True when most ASSM layers route almost uniformly (``model.router_stats.is_untrained``: mean
+    """True when most ASSM layers route almost uniformly (``model.analysis.router_stats.is_untrained``: mean
     largest route probability < 2/T in more than half of the layers)."""
-    from .router_stats import is_untrained, records_stats
+    from model.analysis.router_stats import is_untrained, records_stats
 
     return is_untrained(records_stats(records))
 
@@ -256,8 +257,8 @@ def _plain_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def knockout_metrics(outputs: dict[str, np.ndarray], gt: np.ndarray, crop: int = 0, y_only: bool = False
                      ) -> list[dict[str, Any]]:
     """PSNR/SSIM (BasicSR conventions, on uint8) of each variant's (H, W, C) float output against ``gt``."""
-    from .degrade import to_uint8
-    from .metrics import psnr, ssim
+    from model.evaluation.degrade import to_uint8
+    from model.evaluation.metrics import psnr, ssim
 
     g8 = to_uint8(gt)
     rows = []
@@ -349,16 +350,17 @@ def prompt_quality_series(items: Sequence[Any], image: np.ndarray, crop: int = 6
                           progress: Callable[[int, int, Any], Any] | None = None) -> list[dict[str, Any]]:
     """Prompt quality (mean over ASSM layers) and PSNR for every checkpoint of one SR training run.
 
-    ``items``: checkpoint files or folders (``model.timeline.list_checkpoints``: sorted by iteration);
+    ``items``: checkpoint files or folders (``model.analysis.timeline.list_checkpoints``: sorted by
+    iteration);
     ``image`` (H, W, 3) float in [0, 1] is the ground truth: the LR is made by MATLAB-style bicubic,
     each checkpoint restores the whole LR (PSNR/SSIM on Y, crop = scale) and is recorded on the centre
     ``crop`` px of the LR. One row per checkpoint: path, step, psnr, ssim, input_ratio, feature_ratio,
     neighbour_ratio (same-label neighbours / chance), mean_max_prob, untrained.
     """
-    from . import capture
-    from .degrade import bicubic_downscale, modcrop, to_uint8
-    from .loading import load_checkpoint
-    from .timeline import checkpoint_step, list_checkpoints
+    from model import capture
+    from model.analysis.timeline import checkpoint_step, list_checkpoints
+    from model.evaluation.degrade import bicubic_downscale, modcrop, to_uint8
+    from model.loading import load_checkpoint
 
     paths = list_checkpoints(items)
     rows = []
@@ -406,10 +408,10 @@ __all__ = ["CLAIMS", "UNTRAINED_NOTE", "VARIANTS", "ASE_ORDERS", "mean_max_route
 
 def _report(ckpt: str, image_path: str, ground_truth: bool, crop: int) -> list[str]:
     """The numbers of every view for one checkpoint and image, as printable lines."""
-    from . import capture, load_checkpoint
-    from .data import load_image
-    from .degrade import bicubic_downscale, modcrop, to_uint8
-    from .weights import task_of
+    from model import capture, load_checkpoint
+    from model.evaluation.degrade import bicubic_downscale, modcrop, to_uint8
+    from model.hub.weights import task_of
+    from model.training.data import load_image
 
     net = load_checkpoint(ckpt)
     cfg = net.config
@@ -459,10 +461,10 @@ def _report(ckpt: str, image_path: str, ground_truth: bool, crop: int) -> list[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m model.evidence CKPT IMAGE [--gt] [--crop N]``: the views' numbers as text."""
+    """``python -m model.analysis.evidence CKPT IMAGE [--gt] [--crop N]``: the views' numbers as text."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m model.evidence",
+    ap = argparse.ArgumentParser(prog="python -m model.analysis.evidence",
                                  description="The paper's claims measured on one image and checkpoint.")
     ap.add_argument("checkpoint")
     ap.add_argument("image")
@@ -474,6 +476,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
+    from model.cli import run_cli
 
     run_cli(main)

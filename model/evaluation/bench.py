@@ -1,4 +1,4 @@
-"""Latency and memory of the networks per scan backend: ``python -m model.bench``.
+"""Latency and memory of the networks per scan backend: ``python -m model.evaluation.bench``.
 
 Prints one table: preset, input size, backend (the one that actually ran),
 median forward latency (wall clock, and process CPU time, which is steadier
@@ -17,11 +17,11 @@ set size (sampled every 2 ms from /proc/self/statm, else ``ru_maxrss``) minus
 the resident size before the forward -- tracemalloc does not see torch's
 allocations.
 
-    python -m model.bench                      # default CPU rows
-    python -m model.bench --quick              # fewer repeats, smaller inputs, no ref backward
-    python -m model.bench --presets MambaIR_lightSR_x4 --sizes 64 96 --backends auto ref
-    python -m model.bench --device cuda        # mamba_ssm and torch backends on the GPU
-    python -m model.bench --compare HEAD~3     # old (a git revision) vs this tree, one run
+    python -m model.evaluation.bench                      # default CPU rows
+    python -m model.evaluation.bench --quick              # fewer repeats, smaller inputs, no ref backward
+    python -m model.evaluation.bench --presets MambaIR_lightSR_x4 --sizes 64 96 --backends auto ref
+    python -m model.evaluation.bench --device cuda        # mamba_ssm and torch backends on the GPU
+    python -m model.evaluation.bench --compare HEAD~3     # old (a git revision) vs this tree, one run
 
 ``--compare REV`` checks REV out into a temporary ``git worktree`` and times the same inputs
 (seeded random weights and image) in both trees, each in its own subprocess (the numba scan and
@@ -323,9 +323,9 @@ def compare(rev: str, rows: list[tuple[str, int]], threads: int, repeats: int, r
             "old fwd+bwd s", "new fwd+bwd s", "speed-up", "(CPU time)"]
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    head = (f"# model.bench --compare {rev}: old = {rev}, new = this tree; CPU, {threads} threads, "
-            f"torch {torch.__version__}; median of {repeats} runs after a warm-up per subprocess, "
-            f"median over {rounds} interleaved rounds; load average {load0[0]:.1f} before, "
+    head = (f"# model.evaluation.bench --compare {rev}: old = {rev}, new = this tree; CPU, "
+            f"{threads} threads, torch {torch.__version__}; median of {repeats} runs after a warm-up "
+            f"per subprocess, median over {rounds} interleaved rounds; load average {load0[0]:.1f} before, "
             f"{load1[0]:.1f} after; speed-up = old / new")
     out = [head, fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
     return "\n".join(out + [fmt.format(*line) for line in lines])
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = (f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
                 f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    header = (f"# model.bench on {name}; torch {torch.__version__}; median of {repeats} runs "
+    header = (f"# model.evaluation.bench on {name}; torch {torch.__version__}; median of {repeats} runs "
               f"(ref rows: <= 3) after a warm-up; scan {scan.backend_report(device.type)}")
     print(format_table(rows, header))
     return 0

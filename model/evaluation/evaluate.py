@@ -1,16 +1,16 @@
 """PSNR/SSIM of a checkpoint on a folder of images, next to the classical baseline and the paper.
 
-    python -m model.evaluate weights/mambairv2_lightSR_x4.pth --data data/photos --split test \\
+    python -m model.evaluation.evaluate weights/mambairv2_lightSR_x4.pth --data data/photos --split test \\
         [--scale 4] [--update-manifest] [--json out.json]
-    python -m model.evaluate mambairv2_lightSR_x4.pth --data benchmarks/Urban100   # HR/ + LRbicx4/
-    python -m model.evaluate mambairv2_lightSR_x4.pth --data my_photos/            # plain images
+    python -m model.evaluation.evaluate mambairv2_lightSR_x4.pth --data benchmarks/Urban100   # HR/ + LRbicx4/
+    python -m model.evaluation.evaluate mambairv2_lightSR_x4.pth --data my_photos/            # plain images
 
-The folder is a prepared photo set (``split.json`` from ``python -m model.data prepare``; ``--split``
-picks its part), or any folder (``model.benchsets.find_pairs``): plain images, or the benchmarks'
+The folder is a prepared photo set (``split.json`` from ``python -m model.training.data prepare``; ``--split``
+picks its part), or any folder (``model.evaluation.benchsets.find_pairs``): plain images, or the benchmarks'
 HR + LR layouts (``HR/`` + ``LR_bicubic/X4/``, ``GTmod12/`` + ``LRbicx4/``, ``*_HR``/``*_LR`` files),
 where the given LR is used as is and the HR is cropped to LR x scale. When the folder is a known
 benchmark (its name: Set5, Urban100, ...) and the paper's number for the checkpoint's preset on it is
-known (``model.benchsets.PAPER``, from the official README), it is printed beside the mean.
+known (``model.evaluation.benchsets.PAPER``, from the official README), it is printed beside the mean.
 
 SR (BasicSR conventions): HR mod-cropped to the scale, LR = MATLAB bicubic rounded to uint8,
 output clamped and rounded to uint8, PSNR/SSIM on Y (BT.601) with crop_border = scale; the
@@ -19,7 +19,7 @@ a fixed seed per image, metrics on RGB, crop 0, baseline = the noisy input. JPEG
 default 10): grayscale (full-range luma) JPEG, metrics on the gray image, baseline = the JPEG.
 Inputs larger than ``--tile`` px go through ``model.tiling.tiled_forward`` when available.
 
-MambaIRv2 models also get their router numbers per ASSM layer (``model.router_stats``: mean
+MambaIRv2 models also get their router numbers per ASSM layer (``model.analysis.router_stats``: mean
 largest route probability, x T, prompts used, dead prompts, perplexity), pooled over the centre
 ``--router-crop`` px crop of every input (one extra forward per image with argmax routing, small
 enough to record), printed as a table and stored in the manifest with ``--update-manifest``.
@@ -39,9 +39,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .benchsets import PAPER_SOURCE, Pair, dataset_name, find_pairs, paper_result
-from .degrade import add_gaussian_noise, bicubic_downscale, bicubic_upscale, jpeg_compress, modcrop, to_uint8
-from .metrics import psnr, ssim
+from model.evaluation.benchsets import PAPER_SOURCE, Pair, dataset_name, find_pairs, paper_result
+from model.evaluation.degrade import (
+    add_gaussian_noise,
+    bicubic_downscale,
+    bicubic_upscale,
+    jpeg_compress,
+    modcrop,
+    to_uint8,
+)
+from model.evaluation.metrics import psnr, ssim
 
 __all__ = ["evaluate", "degrade_for", "run_net", "router_table", "images_to_test", "paired_sr", "main"]
 
@@ -101,7 +108,7 @@ def router_table(router: dict[str, Any]) -> str:
     n = len(router["layers"])
     lines.append(f"layers with mean max prob >= 4/T: {router['layers_at_4_over_T']} of {n}")
     if router["untrained"]:
-        from model.router_stats import UNTRAINED_MESSAGE
+        from model.analysis.router_stats import UNTRAINED_MESSAGE
 
         lines.append(UNTRAINED_MESSAGE)
     return "\n".join(lines)
@@ -109,7 +116,7 @@ def router_table(router: dict[str, Any]) -> str:
 
 def images_to_test(data: str | os.PathLike, split: str, scale: int) -> tuple[list[Pair], str]:
     """The images to test on: a prepared folder's split (``split.json``), else any folder's layout."""
-    from .data import list_images
+    from model.training.data import list_images
 
     if (Path(data) / "split.json").exists():
         return [Pair(p.name, p, None) for p in list_images(data, split)], f"prepared photo set, {split} split"
@@ -132,10 +139,9 @@ def evaluate(ckpt: str | os.PathLike, data: str | os.PathLike = "data/photos", s
     """Per-image and mean metrics of the checkpoint and of the baseline, the paper's number where known,
     and for MambaIRv2 the router numbers per layer (``router``) over the centre ``router_crop`` crops."""
     from model import load_checkpoint
-    from model.router_stats import pool_records, records_stats, router_records, summary
-    from model.weights import preset_of, task_of
-
-    from .data import load_image
+    from model.analysis.router_stats import pool_records, records_stats, router_records, summary
+    from model.hub.weights import preset_of, task_of
+    from model.training.data import load_image
 
     net = load_checkpoint(ckpt, device=device)
     cfg = net.config
@@ -217,7 +223,7 @@ def manifest_metrics(result: dict[str, Any]) -> dict[str, Any]:
 def update_manifest(ckpt: str | os.PathLike, result: dict[str, Any], manifest: str | os.PathLike,
                     source: str = "trained here") -> dict[str, Any]:
     """Write the metrics (and training facts found beside the checkpoint) into the manifest entry."""
-    from model.weights import load_manifest, manifest_entry, sha256_file, upsert_manifest
+    from model.hub.weights import load_manifest, manifest_entry, sha256_file, upsert_manifest
 
     ckpt = Path(ckpt)
     digest = sha256_file(ckpt)
@@ -234,7 +240,8 @@ def update_manifest(ckpt: str | os.PathLike, result: dict[str, Any], manifest: s
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.evaluation.evaluate",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--data", default="data/photos")
     ap.add_argument("--split", default="test", choices=("test", "train", "all"),
@@ -263,6 +270,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
+    from model.cli import run_cli
 
     run_cli(main)

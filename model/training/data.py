@@ -1,6 +1,6 @@
 """A small set of real photographs for training/evaluating here, with a fixed held-out split.
 
-``python -m model.data prepare --out data/photos`` writes PNG files, ``split.json`` (train/test
+``python -m model.training.data prepare --out data/photos`` writes PNG files, ``split.json`` (train/test
 file names, and each file's source and licence) and ``SOURCES.md`` (the same as a table).
 
 Sources (only photographs; each one was looked at):
@@ -14,7 +14,7 @@ Sources (only photographs; each one was looked at):
   ``Infinite-Sea_by_Aury88`` (a composite artwork) (20.04).
 
 The Debian files are read below ``--root`` (default ``/``, the installed packages);
-``python -m model.data debs --out data/debs`` downloads the three packages with
+``python -m model.training.data debs --out data/debs`` downloads the three packages with
 ``apt-get download`` and unpacks them with ``dpkg -x`` into ``data/debs/root`` (no root rights
 needed), then ``prepare --root data/debs/root``.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .degrade import imresize, to_uint8
+from model.evaluation.degrade import imresize, to_uint8
 
 __all__ = ["Source", "SOURCES", "TEST_SOURCES", "DEBIAN_PACKAGES", "prepare", "load_split", "list_images",
            "load_image", "write_assets", "download_debs"]
@@ -124,7 +124,7 @@ def _largest_image(folder: Path, package: str) -> Path:
     files = [p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
     if not files:
         raise FileNotFoundError(f"no images at {folder}; install the Debian package {package}, or run "
-                                "`python -m model.data debs --out data/debs` and prepare with "
+                                "`python -m model.training.data debs --out data/debs` and prepare with "
                                 "--root data/debs/root")
     return max(files, key=lambda p: math.prod(Image.open(p).size))
 
@@ -210,7 +210,8 @@ def load_split(folder: str | os.PathLike) -> dict:
     """Read ``split.json`` of a prepared folder."""
     path = Path(folder) / "split.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `python -m model.data prepare --out {folder}`")
+        raise FileNotFoundError(
+            f"{path} not found: run `python -m model.training.data prepare --out {folder}`")
     return json.loads(path.read_text())
 
 
@@ -261,7 +262,7 @@ def download_debs(out: str | os.PathLike = "data/debs", packages: tuple[str, ...
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``debs --out DIR``, ``prepare --out DIR [--root DIR]`` and ``assets --out DIR``."""
-    ap = argparse.ArgumentParser(prog="python -m model.data", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.training.data", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="write the photo set and split.json")
     p.add_argument("--out", default="data/photos")
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--root", default="/", help="as for prepare")
     args = ap.parse_args(argv)
     if args.cmd == "debs":
-        print(f"unpacked into {download_debs(args.out)}; now: python -m model.data prepare "
+        print(f"unpacked into {download_debs(args.out)}; now: python -m model.training.data prepare "
               f"--root {Path(args.out) / 'root'}")
     elif args.cmd == "prepare":
         split = prepare(args.out, root=args.root)

@@ -4,7 +4,7 @@
     snaps[i].step, snaps[i].stats[layer]["mean_max_prob"], snaps[i].labels[layer]  # (H, W) int
 
 Each checkpoint is loaded with ``model.load_checkpoint`` and run once on the same image with argmax
-routing under capture (``model.router_stats.router_records``); what is kept per checkpoint is
+routing under capture (``model.analysis.router_stats.router_records``); what is kept per checkpoint is
 small: the router numbers per ASSM layer and the label map of each layer. Figures are in
 ``viz.timeline``.
 
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .router_stats import is_untrained, records_stats
-from .weights import CHECKPOINT_SUFFIXES
+from model.analysis.router_stats import is_untrained, records_stats
+from model.hub.weights import CHECKPOINT_SUFFIXES
 
 __all__ = ["Snapshot", "CHECKPOINT_SUFFIXES", "checkpoint_step", "list_checkpoints", "checkpoint_timeline"]
 
@@ -37,9 +37,9 @@ class Snapshot:
 
     path: Path
     step: int | None  # iteration from the file name (net_g_5000.pth -> 5000), None if it has none
-    stats: list[dict[str, Any]]  # model.router_stats.layer_stats per layer
+    stats: list[dict[str, Any]]  # model.analysis.router_stats.layer_stats per layer
     labels: list[np.ndarray] = field(repr=False)  # (H, W) int64 label per pixel, per layer
-    untrained: bool = False  # model.router_stats.is_untrained(stats)
+    untrained: bool = False  # model.analysis.router_stats.is_untrained(stats)
 
     @property
     def name(self) -> str:
@@ -106,9 +106,9 @@ def checkpoint_timeline(items: Sequence[str | os.PathLike], image: Any,
     All checkpoints must be MambaIRv2 networks of one configuration (a series of one run);
     ``progress(i, n, path)`` is called before each checkpoint is run.
     """
-    from .detect import CheckpointError
-    from .loading import load_checkpoint
-    from .router_stats import router_records
+    from model.analysis.router_stats import router_records
+    from model.detect import CheckpointError
+    from model.loading import load_checkpoint
 
     paths = list_checkpoints(items)
     x = _as_input(image)

@@ -1,6 +1,6 @@
 """Uniform weight averaging of checkpoints of one run (its tail at a constant learning rate).
 
-    python -m model.average runs/x4_v2light/models/net_g_{2150..2650..25}.pth --out avg.pth [--force]
+    python -m model.training.average runs/x4_v2light/models/net_g_{2150..2650..25}.pth --out avg.pth [--force]
 
 At a constant learning rate and a small batch the weights wander around a minimum with the
 gradient noise; the mean of the checkpoints along that walk tends to lie closer to it than the last one
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: average the given checkpoints into one BasicSR file and say what it holds."""
     from model.loading import inspect_checkpoint
 
-    ap = argparse.ArgumentParser(prog="python -m model.average", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.training.average",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+",
                     help="checkpoint files of one network (e.g. a run's models/net_g_*.pth)")
     ap.add_argument("--out", required=True, help="the averaged file to write (.pth)")
@@ -84,6 +85,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
+    from model.cli import run_cli
 
     run_cli(main)

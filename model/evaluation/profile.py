@@ -1,6 +1,6 @@
 """MACs per component, including the selective scan, for MambaIRv2 and MambaIR presets, and the time.
 
-    python -m model.profile [PRESET ...] [--size 64 256 180x320] [--no-time] [--json out.json]
+    python -m model.evaluation.profile [PRESET ...] [--size 64 256 180x320] [--no-time] [--json out.json]
 
 How the count is made (one forward of a randomly initialised preset on a zero-free random image;
 forward hooks read the real shapes each module sees, so padding and scan lengths are exact):
@@ -82,7 +82,7 @@ def compare_reported(results: list[dict[str, Any]], reported: tuple[Reported, ..
     the official scan rule) / reported only when the result's input times the preset's scale is the
     output size the figure refers to (else ``macs_ratio`` is None: a different input size).
     """
-    from . import PRESETS
+    from model import PRESETS
 
     rows = []
     for r in results:
@@ -141,9 +141,9 @@ def official_scan_rule(b: int, l: int, d: int, n: int) -> int:
 
 def count(net: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     """Run ``net`` on ``x`` once (no gradients) and count MACs per component; also the wall time."""
-    from .archs.common import WindowAttention
-    from .archs.mambair import SS2D
-    from .archs.mambairv2 import ASSM, SelectiveScan
+    from model.archs.common import WindowAttention
+    from model.archs.mambair import SS2D
+    from model.archs.mambairv2 import ASSM, SelectiveScan
 
     macs: dict[str, int] = defaultdict(int)
     moves: dict[str, int] = defaultdict(int)
@@ -218,7 +218,7 @@ def count(net: nn.Module, x: torch.Tensor) -> dict[str, Any]:
 
 def profile(preset: str | Any, hw: tuple[int, int], seed: int = 0, name: str | None = None) -> dict[str, Any]:
     """Count MACs and time one forward of a preset (name or config; random weights) on an (h, w) input."""
-    from . import PRESETS, build, last_backend
+    from model import PRESETS, build, last_backend
 
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -235,7 +235,7 @@ def profile(preset: str | Any, hw: tuple[int, int], seed: int = 0, name: str | N
 
 def cfg_name(cfg: Any) -> str:
     """A short name for a config: its preset name, else its architecture."""
-    from .weights import preset_of
+    from model.hub.weights import preset_of
 
     return preset_of(cfg) or cfg.arch
 
@@ -277,7 +277,8 @@ def format_table(results: list[dict[str, Any]], timed: bool = True) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m model.profile", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.evaluation.profile",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("presets", nargs="*", default=list(DEFAULT_PRESETS))
     ap.add_argument("--size", nargs="+", default=["64", "256"], help="input sizes: N or HxW")
     ap.add_argument("--no-time", action="store_true", help="do not print the forward time")
@@ -294,9 +295,9 @@ def main(argv: list[str] | None = None) -> None:
             results.append(profile(p, hw))
     print()
     print(format_table(results, timed=not a.no_time))
-    print("\nCounted with forward hooks on one forward (see `python -m model.profile --help` and the module "
-          "docstring). MACs of the paper's tables are for a 1280x720 output: --size 180x320 for x4, "
-          "360x640 for x2.\n")
+    print("\nCounted with forward hooks on one forward (see `python -m model.evaluation.profile --help` "
+          "and the module docstring). MACs of the paper's tables are for a 1280x720 output: "
+          "--size 180x320 for x4, 360x640 for x2.\n")
     print(format_reported(compare_reported(results)))
     if a.json:
         with open(a.json, "w") as f:
@@ -304,6 +305,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
+    from model.cli import run_cli
 
     run_cli(main)

@@ -3,7 +3,7 @@
 Inputs: numpy images (H, W, C) or (H, W), either uint8 in [0, 255] or float in [0, 1]; or torch
 tensors (C, H, W) / (1, C, H, W) float in [0, 1]. Both images are brought to float64 on the
 0-255 range. For SR the benchmarks quantise the network output to uint8 first (as saving a PNG
-does): pass ``to_uint8(sr)`` from ``model.degrade`` to match published numbers exactly.
+does): pass ``to_uint8(sr)`` from ``model.evaluation.degrade`` to match published numbers exactly.
 
 ``test_y_channel``: compare only Y of YCbCr, ITU-R BT.601 "studio swing" (16-235), as MATLAB's
 ``rgb2ycbcr``: Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1]. Not rounded.
