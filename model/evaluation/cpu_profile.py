@@ -1,6 +1,6 @@
 """Where a CPU forward and forward+backward of the light networks spend their time.
 
-Usage: OMP_WAIT_POLICY=PASSIVE python scripts/cpu_profile.py [--presets P ...] [--sizes 64 256]
+Usage: OMP_WAIT_POLICY=PASSIVE python -m model.evaluation.cpu_profile [--presets P ...] [--sizes 64 256]
        [--threads 2] [--no-backward] [--top 12]
 
 For each preset and size, one warm-up, then one profiled forward (no_grad) and one profiled
