@@ -63,13 +63,13 @@ def test_tabs_share_helpers_through_common_only():
 def test_shared_helpers_pick_the_layer_and_the_centre():
     import numpy as np
 
-    from app.handlers.common import centre_crop, pick_layer
+    from app.handlers.common import centre_crop, layer_record
 
     img = np.arange(10 * 7).reshape(10, 7)
     assert centre_crop(img, 4).tolist() == img[3:7, 1:5].tolist()
     assert centre_crop(img, 20).shape == (10, 7)
     recs = [{"stage": 0, "block": 0}, {"stage": 0, "block": 1}, {"stage": 1, "block": 0}]
-    assert pick_layer(recs, "0.1") is recs[1]
-    assert pick_layer(recs, "0.5") is recs[1]  # no such block: the nearest earlier one
+    assert layer_record(recs, "0.1") is recs[1]
+    assert layer_record(recs, "0.5") is recs[1]  # no such block: the nearest earlier one
     with pytest.raises(gr.Error, match="stage.block"):
-        pick_layer(recs, "first")
+        layer_record(recs, "first")

@@ -39,6 +39,8 @@ from .internals import (
     layer_choices,
     layer_dropdown,
     lesson_extras,
+    lesson_layer_choices,
+    lesson_layer_dropdown,
     select_pixel,
 )
 from .lam import (
@@ -68,8 +70,8 @@ __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
     "LAM_WINDOW", "MODES", "MODE_AS_IS", "MODE_GT", "PROMPT_ORDERS", "ROUTINGS", "Prepared",
     "apply_options", "draw_box", "explain_errors", "format_metric", "internals", "lam", "lam_window",
-    "layer_choices", "layer_dropdown", "lesson_extras", "LESSON_STEPS",
-    "new_photo", "prepare", "region_preview", "restore", "run_network",
+    "layer_choices", "layer_dropdown", "lesson_extras", "LESSON_STEPS", "lesson_layer_choices",
+    "lesson_layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
     "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
     "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "timeline",
     "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "prompt_quality_series",

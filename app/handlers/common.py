@@ -109,13 +109,14 @@ def _gray3(img: np.ndarray) -> np.ndarray:
 
 
 def plan_for(photo_hw: tuple[int, int], task: str | None, mode: str = MODE_AS_IS, region: str | None = "",
-             large: str = LARGE_REGION) -> Plan:
-    """``app.region.plan_input`` for a task and mode: in ground-truth mode SR networks see 1/scale."""
+             large: str = LARGE_REGION, photo: np.ndarray | None = None) -> Plan:
+    """``app.region.plan_input`` for a task and mode: in ground-truth mode SR networks see 1/scale; an
+    empty ``region`` of a large ``photo`` (its pixels) is its most detailed window."""
     _, scale, _ = _kind_scale_level(specs_for(task))
     factor = 1.0 / scale if mode == MODE_GT else 1.0
     side = REGION_SIDE if cache.device().type == "cpu" else MAX_SIDE  # a GPU restores 1024^2 in seconds
     try:
-        return plan_input(photo_hw, region, large, factor=factor, side=side)
+        return plan_input(photo_hw, region, large, factor=factor, side=side, photo=photo)
     except ImageError as exc:
         raise _user_error(exc) from exc
 
@@ -125,7 +126,7 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
     """Load/check the image and make the network input for ``task`` in ``mode``.
 
     A photo whose network input would exceed ``MAX_SIDE`` per side is cut to ``region`` (default:
-    the centre) or, with ``large`` = downscale to fit, resized (``app.region``).
+    its most detailed window) or, with ``large`` = downscale to fit, resized (``app.region``).
     """
     from model.evaluation import degrade
 
@@ -135,7 +136,7 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
         raise _user_error(exc) from exc
     specs = specs_for(task)
     kind, scale, level = _kind_scale_level(specs)
-    plan = plan_for(photo.shape[:2], task, mode, region, large)
+    plan = plan_for(photo.shape[:2], task, mode, region, large, photo=photo)
     rgb = apply_plan(photo, plan)
     img = rgb.astype(np.float64) / 255.0
     if kind == "car":
@@ -171,7 +172,7 @@ def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
     return img[r0:r0 + size, c0:c0 + size]
 
 
-def pick_layer(records: list[dict], layer: str) -> dict:
+def layer_record(records: list[dict], layer: str) -> dict:
     """The record of 'stage.block' (the nearest earlier one when that layer does not exist)."""
     try:
         st, bl = (int(v) for v in str(layer).split("."))

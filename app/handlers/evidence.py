@@ -25,7 +25,7 @@ from .common import (
     explain_errors,
     gpu,
     in_chans,
-    pick_layer,
+    layer_record,
     prepare,
     run_network,
     score_pair,
@@ -101,12 +101,12 @@ def decay(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: st
 
     v2recs, _, rnd = _records(image, task, mode, "MambaIRv2", progress)
     untrained = _untrained(v2recs, rnd)
-    r2 = pick_layer(v2recs, layer)
+    r2 = layer_record(v2recs, layer)
     fig2 = decay_figure(r2, untrained=untrained)
     fig1 = None
     if specs_for(task).get("MambaIR") is not None:
         v1recs, _, _ = _records(image, task, mode, "MambaIR")
-        fig1 = decay_figure(pick_layer(v1recs, layer))
+        fig1 = decay_figure(layer_record(v1recs, layer))
     d = label_distances(r2)
     text = (f"MambaIRv2 layer {r2['stage']}.{r2['block']}: same-label pixel pairs are on average "
             f"{d['raster']:.1f} positions apart in raster order and {d['scan']:.1f} in the scanned order.")
@@ -131,7 +131,7 @@ def ase_query(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     c = int(col) if col is not None and col >= 0 else w // 2
     if not (0 <= r < h and 0 <= c < w):
         raise gr.Error(f"pixel (row {r}, col {c}) is outside the {w}x{h} crop")
-    rec = pick_layer(records, layer)
+    rec = layer_record(records, layer)
     fig = ase_query_figure(rec, (r, c), to_uint8(lr), untrained=untrained)
     note = _note(untrained, rnd)
     big = np.repeat(np.repeat(to_uint8(lr), QUERY_ZOOM, axis=0), QUERY_ZOOM, axis=1)  # (zH, zW, 3)

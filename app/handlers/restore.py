@@ -45,7 +45,8 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     """Restore with MambaIRv2 and MambaIR: (v2 image, MambaIR image, slider, details, scores, state).
 
     A photo larger than the networks' limit is cut to ``region`` ('x,y' or 'x0,y0,x1,y1' in photo
-    pixels; default: the centre) or downscaled when ``large`` is "Downscale to fit" (``app.region``).
+    pixels; empty: the most detailed window, ``app.region.default_box``) or downscaled when ``large``
+    is "Downscale to fit" (``app.region``).
     """
     prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
@@ -120,7 +121,7 @@ def region_preview(image: Any, task: str | None = None, mode: str = MODE_AS_IS, 
         photo = load_image(image, max_side=None)
     except ImageError as exc:
         raise gr.Error(str(exc), title="Cannot use this image") from exc
-    plan = plan_for(photo.shape[:2], task, mode, region, large)
+    plan = plan_for(photo.shape[:2], task, mode, region, large, photo=photo)
     specs = specs_for(task)
     scale = next(iter(specs.values())).scale
     text = describe(plan, scale, estimate_seconds(specs, plan.net_hw, int(tile)))
@@ -137,7 +138,8 @@ def region_preview(image: Any, task: str | None = None, mode: str = MODE_AS_IS, 
 @explain_errors
 def new_photo(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
               large: str = LARGE_REGION, tile: float = DEFAULT_TILE) -> tuple:
-    """A new upload: the region goes back to the centre; (region, preview text, preview image)."""
+    """A new upload: the region goes back to the default (the most detailed window); (region, preview
+    text, preview image)."""
     return ("", *region_preview(image, task, mode, "", large, tile))
 
 
