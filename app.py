@@ -15,4 +15,12 @@ if __name__ == "__main__":
     from app import build_demo, cache
 
     cache.prepare_weights(logging.getLogger("weights").info)  # never raises: offline it says so
-    build_demo().launch(max_file_size="50mb")  # larger uploads are refused before decoding
+    import threading
+
+    from app.handlers import warm_up
+
+    demo = build_demo()
+    # Load the first task's models and time them in the background, so that the first preview has
+    # its estimate ready (app.timing); a restore started meanwhile waits for it (timing.RUN_LOCK).
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    demo.launch(max_file_size="50mb")  # larger uploads are refused before decoding

@@ -11,7 +11,7 @@ import gradio as gr
 
 from model.hub.download import APP_PRESETS
 
-from . import cache, handlers, stepscan, texts
+from . import cache, handlers, stepscan, texts, tour, urlstate
 from .io import MAX_SIDE
 from .region import LARGE_CHOICES, LARGE_REGION, REGION_SIDE
 
@@ -100,13 +100,19 @@ def example_files() -> list[str]:
     return paths
 
 
-def _layer_and_pixel(task: str | None, what: str, layer_id: str, row_id: str, col_id: str
+def _layer_and_pixel(task: str | None, what: str, layer_id: str, row_id: str, col_id: str, auto: bool = False
                      ) -> tuple[gr.Dropdown, gr.Number, gr.Number]:
-    """The layer menu and the pixel row/column boxes of the Internals and Evidence tabs."""
-    layer = gr.Dropdown(handlers.layer_choices(task) if task else ["0.0"], value="0.0",
-                        label="Layer (stage.block)", elem_id=layer_id)
-    row = gr.Number(value=-1, precision=0, label=f"{what} row (-1 = centre)", elem_id=row_id)
-    col = gr.Number(value=-1, precision=0, label=f"{what} column (-1 = centre)", elem_id=col_id)
+    """The layer menu and the pixel row/column boxes of the Internals and Evidence tabs (``auto``: the
+    lesson's, which opens on the most decided layer and an edge pixel)."""
+    if auto:
+        layer = gr.Dropdown(handlers.lesson_layer_choices(task), value="auto", label="Layer (stage.block)",
+                            elem_id=layer_id)
+    else:
+        layer = gr.Dropdown(handlers.layer_choices(task) if task else ["0.0"], value="0.0",
+                            label="Layer (stage.block)", elem_id=layer_id)
+    default = "on an edge" if auto else "centre"
+    row = gr.Number(value=-1, precision=0, label=f"{what} row (-1 = {default})", elem_id=row_id)
+    col = gr.Number(value=-1, precision=0, label=f"{what} column (-1 = {default})", elem_id=col_id)
     return layer, row, col
 
 
@@ -122,6 +128,12 @@ def build_demo() -> gr.Blocks:
 
     with gr.Blocks(title="MambaIRv2 Explorer") as demo:
         gr.Markdown(texts.INTRO)
+        with gr.Row(equal_height=False):
+            tour_btn = gr.Button("Take the tour", elem_id="tour-btn", size="sm", scale=0, min_width=150)
+            gr.Markdown(urlstate.LINK_NOTE, elem_id="link-note")
+        # The link's state (app.urlstate): as read at page load, and the region / layer still to apply
+        # after the change events that a new photo or task triggers.
+        url_state, pending_region, pending_layer = gr.State(None), gr.State(None), gr.State(None)
         # One line on the weights (official fetched or not, random demo models, a broken manifest),
         # refreshed on page load and after a fetch.
         top_status = gr.Markdown(handlers.weights_status(), elem_id="weights-status-top")
@@ -136,6 +148,8 @@ def build_demo() -> gr.Blocks:
                     examples = example_files()
                     if examples:
                         gr.Examples(examples=examples, inputs=inp, label="Examples", cache_examples=False)
+                    # The example's file name when the input is one (for the link), else empty.
+                    example_name = gr.Textbox(visible="hidden", elem_id="example-name")
                     # Custom values are allowed because checkpoints added while the app runs (Weights tab,
                     # add_checkpoint) bring new labels; the handlers check every label against the cache.
                     task = gr.Dropdown(task_names, value=default_task, label="Task", allow_custom_value=True,
@@ -143,7 +157,7 @@ def build_demo() -> gr.Blocks:
                     mode = gr.Radio(handlers.MODES, value=handlers.MODE_AS_IS, label="Mode", elem_id="mode")
                     large = gr.Radio(LARGE_CHOICES, value=LARGE_REGION, elem_id="large",
                                      label=f"Photos over {MAX_SIDE} px per side (what the networks see)")
-                    region = gr.Textbox(value="", label="Region (x,y or x0,y0,x1,y1; empty = centre)",
+                    region = gr.Textbox(value="", label="Region (x,y or x0,y0,x1,y1; empty = most detailed)",
                                         placeholder="click or drag on the input", elem_id="region")
                     region_info = gr.Markdown(elem_id="region-info")
                     region_img = gr.Image(label="Region of the photo", format="png", interactive=False,
@@ -186,14 +200,10 @@ def build_demo() -> gr.Blocks:
                 lam_info = gr.Markdown(elem_id="lam-info")
 
             # Choosing the region of a large photo: a click or a drag on the input writes the region
-            # box (PAGE_JS); every change redraws the preview (no network runs).
+            # box (PAGE_JS); every change redraws the preview (wired below, once the tile slider exists).
             demo.load(None, js=PAGE_JS)
-            preview_inputs = [inp, task, mode, region, large]
-            inp.change(handlers.new_photo, inputs=[inp, task, mode, large],
-                       outputs=[region, region_info, region_img], api_visibility="private", queue=False)
-            for comp in (region, large, mode, task):
-                comp.change(handlers.region_preview, inputs=preview_inputs, outputs=[region_info, region_img],
-                            api_visibility="private", queue=False)
+            inp.change(urlstate.example_namer(examples), inputs=[inp], outputs=[example_name],
+                       api_visibility="private", queue=False)
 
         with gr.Tab("Internals", id="internals"):
             # The lesson view, in the order data flows through one ASSM layer: route -> sort -> scan
@@ -201,7 +211,8 @@ def build_demo() -> gr.Blocks:
             # picture of step 0 follows another pixel (select_pixel, then the `internals` endpoint).
             gr.Markdown(texts.fill(texts.INTERNALS_HELP, size=handlers.INTERNALS_MAX))
             with gr.Row():
-                layer, q_row, q_col = _layer_and_pixel(default_task, "pixel", "layer", "q-row", "q-col")
+                layer, q_row, q_col = _layer_and_pixel(default_task, "pixel", "layer", "q-row", "q-col",
+                                                       auto=True)
                 int_btn = gr.Button("Show internals", variant="primary", elem_id="internals-btn")
             lesson_view = gr.State(None)
             gr.Markdown(texts.STEP_PICK)
@@ -370,6 +381,16 @@ def build_demo() -> gr.Blocks:
         run_btn.click(handlers.restore, inputs=[inp, task, mode, *settings, tile, region, large, runtime],
                       outputs=[out_v2, out_v1, slider, details, scores, result_state],
                       api_name="restore", **heavy)
+        # The preview: what the networks will see and the estimated time (app.timing: the first preview
+        # of a task measures its models; later ones are arithmetic).
+        preview_inputs = [inp, task, mode, region, large, tile]
+        inp.change(urlstate.photo_changed(handlers.new_photo),
+                   inputs=[inp, task, mode, large, pending_region, tile],
+                   outputs=[region, region_info, region_img, pending_region], api_visibility="private",
+                   queue=False)
+        for comp in (region, large, mode, task, tile):
+            comp.change(handlers.region_preview, inputs=preview_inputs, outputs=[region_info, region_img],
+                        api_visibility="private", queue=False)
         int_inputs = [inp, task, mode, layer, q_row, q_col, *settings, region, large]
         int_outputs = [int_summary, sgn_overlay, sgn_fig, seq_ribbon, seq_fig, scan_fig, hist_fig, usage_fig,
                        proj_fig, sim_fig, ase_fig, attn_v2, attn_v1, lesson_view]
@@ -430,8 +451,27 @@ def build_demo() -> gr.Blocks:
         tl_btn.click(handlers.timeline, inputs=[tl_files, tl_folder, inp, tl_layer],
                      outputs=[tl_curves, tl_maps, tl_info], api_name="timeline", **heavy)
         demo.load(handlers.weights_status, outputs=[top_status], api_visibility="private", queue=False)
-        for dropdown in (layer, ev_layer):
-            task.change(handlers.layer_dropdown, inputs=[task], outputs=[dropdown], api_visibility="private",
-                        queue=False)
+        task.change(handlers.layer_dropdown, inputs=[task], outputs=[ev_layer], api_visibility="private",
+                    queue=False)
+        task.change(urlstate.task_changed(handlers.lesson_layer_dropdown), inputs=[task, pending_layer],
+                    outputs=[layer, pending_layer], api_visibility="private", queue=False)
+
+        # The link: read at page load, then the address follows the page (app.urlstate); a link that
+        # names an example photo opens its tab's view computed (Restore, or the Internals lesson).
+        loaded = demo.load(urlstate.reader(examples, handlers.lesson_layer_choices),
+                           outputs=[inp, task, mode, large, region, layer, q_row, q_col, url_state,
+                                    pending_region, pending_layer], api_visibility="private", queue=False)
+        loaded.then(None, js=urlstate.url_js())
+        restore_outputs = [out_v2, out_v1, slider, details, scores, result_state]
+        loaded.then(urlstate.opener("restore", urlstate.open_restore(handlers.restore), len(restore_outputs)),
+                    inputs=[url_state, inp, task, mode, *settings, tile, large], outputs=restore_outputs,
+                    api_visibility="private", **heavy)
+        loaded.then(urlstate.opener("internals", urlstate.open_internals(handlers.internals),
+                                    len(int_outputs)),
+                    inputs=[url_state, inp, task, mode, *settings, large], outputs=int_outputs,
+                    api_visibility="private", **heavy).then(**extras)
+        # The tour (app.tour, in the browser; it picks the example photo when the input is empty).
+        demo.load(None, js=tour.tour_js())
+        tour_btn.click(None, js=tour.START_JS)
     demo.queue(max_size=QUEUE_SIZE)
     return demo

@@ -5,8 +5,9 @@
     python -m app.measure --restore 128   # only the restore time of a 128x128 input at x4
 
 The restore time uses the models the app would use for "SR x4" (weights/ or the random-weight
-light presets), through ``app.handlers.restore`` (so it includes loading on the first call; the
-second call is the steady state).
+light presets), through ``app.handlers.restore`` (so the first call's handler time includes loading
+the models and timing them for the estimate, ``app.timing``; the second call is the steady state).
+Each model's line gives its measured time and the estimate the app made before the run.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def restore_seconds(size: int = 128, task: str = "SR x4", repeats: int = 2) -> l
         rows = [r for r in out[3].splitlines() if r.startswith("| Mamba")]
         for r in rows:
             cells = [c.strip() for c in r.strip("|").split("|")]
-            lines.append(f"call {k + 1}: {cells[0]:9s} {size}x{size} -> x4: {cells[1]} s "
-                         f"(params {cells[2]}, {cells[3]}, scan {cells[4]}, {cells[5]})")
+            lines.append(f"call {k + 1}: {cells[0]:9s} {size}x{size} -> x4: {cells[2]} s, estimated "
+                         f"{cells[1]} s (params {cells[3]}, {cells[4]}, scan {cells[5]})")
         lines.append(f"call {k + 1}: whole restore handler {total:.2f} s")
     spec = next(iter(cache.tasks()[task].values()))
     lines.append(f"threads: torch {__import__('torch').get_num_threads()}, weights: {spec.source}")

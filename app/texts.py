@@ -11,9 +11,11 @@ RESTORE_HELP = """**Restore as is** runs the models on your image (for SR the ou
 Gaussian noise, or JPEG), restores it, and scores every output against your original with PSNR/SSIM
 (BasicSR conventions). SR models were trained on bicubic-downscaled images: on real camera photos with
 noise or JPEG artefacts they tend to blur. **Any photo size:** when what the networks would see is over
-{max_side} pixels per side, they restore a region ({region_side}×{region_side} at the centre by default;
-click on the input to move it, or drag a box up to {max_side}) or the whole photo downscaled to fit; the
-output size and an estimated time are shown before you run. Inputs larger than the tile size (Settings)
+{max_side} pixels per side, they restore a region ({region_side}×{region_side} by default, placed on the
+most detailed part of the photo: the window with the highest mean gradient magnitude; click on the input to
+move it, or drag a box up to {max_side}) or the whole photo downscaled to fit; the
+output size and an estimated time are shown before you run (measured on the machine that runs the app;
+the details compare it with the real time of each model). Inputs larger than the tile size (Settings)
 are processed in overlapping tiles (SGN then sorts within a tile)."""
 
 LAM_HELP = """**Click on either output** to place the 16×16 LAM window (red box) there; LAM then attributes

@@ -11,6 +11,16 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI=true, stop at once when the browser or API tests could not run (never a silent skip)."""
+    from browser import ui_missing, under_ci
+
+    missing = ui_missing() if under_ci() else []
+    if missing:
+        pytest.exit("CI=true but the browser and API tests cannot run; missing: " + "; ".join(missing),
+                    returncode=1)
+
+
 def _free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:

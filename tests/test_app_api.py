@@ -9,11 +9,12 @@ import os
 
 import numpy as np
 import pytest
+from browser import require_gradio_client
 from PIL import Image
 
 from app.handlers.internals import LESSON_SIDE as INTERNALS_ZOOM
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 
 @pytest.fixture(scope="module")
@@ -235,16 +236,18 @@ def _bicubic_of(crop: np.ndarray, scale: int) -> np.ndarray:
     return to_uint8(bicubic_upscale(crop.astype(np.float64) / 255.0, scale))
 
 
-def test_large_photo_restores_the_centre_region_by_default(client, camera_photo):
-    from app.region import REGION_SIDE
+def test_large_photo_restores_the_most_detailed_region_by_default(client, camera_photo):
+    """``region`` left empty: the most detailed window (app.region.default_box; where it lands on a photo
+    with one textured patch is tested in tests/test_app_region.py)."""
+    from app.region import REGION_SIDE, default_box
 
     path, rgb = camera_photo
     v2, v1, slider, details, *_ = client.predict(gradio_client.handle_file(path), api_name="/restore")
     side = REGION_SIDE
     assert _png(v2).shape == _png(v1).shape == (2 * side, 2 * side, 3)
-    t, left = 800 - side // 2, 1280 - side // 2
-    assert f"x {left}–{left + side - 1}, y {t}–{t + side - 1}" in details
-    # The "before" image is the bicubic upscaling of exactly that centre crop of the photo.
+    (t, left, _, _), why = default_box(rgb, side)
+    assert f"x {left}–{left + side - 1}, y {t}–{t + side - 1}" in details and why in details
+    # The "before" image is the bicubic upscaling of exactly that crop of the photo.
     before = _png(slider[0])
     np.testing.assert_array_equal(before, _bicubic_of(rgb[t:t + side, left:left + side], 2))
 

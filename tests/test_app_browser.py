@@ -163,8 +163,11 @@ def _restore_and_wait(page, expect: str, where: str = "#details") -> str:
 
 
 def test_camera_photo_restores_as_is_and_as_ground_truth(page, tmp_path):
-    """A 2560x1600 JPEG: as is, the centre region; then a region drawn on the input; then ground truth."""
-    from app.region import REGION_SIDE
+    """A 2560x1600 JPEG: as is, the default region (its most detailed window, as ``app.region.default_box``
+    finds it in the decoded photo; tests/test_app_firstlook_browser.py checks where that lands); then a
+    region drawn on the input; then ground truth."""
+    from app.io import load_image
+    from app.region import REGION_SIDE, default_box
 
     yy, xx = np.mgrid[0:1600, 0:2560]
     rgb = np.stack([(xx // 10) % 256, (yy // 7) % 256, ((xx + yy) // 13) % 256], axis=-1).astype(np.uint8)
@@ -176,12 +179,13 @@ def test_camera_photo_restores_as_is_and_as_ground_truth(page, tmp_path):
     assert "estimated time" in page.inner_text("#region-info")
     page.locator("#region-preview img").first.wait_for(state="visible")
 
-    # As is, default: the centre region, x2.
-    t, left = 800 - REGION_SIDE // 2, 1280 - REGION_SIDE // 2
-    details = _restore_and_wait(page, f"x {left}–{left + REGION_SIDE - 1}, y {t}–{t + REGION_SIDE - 1}")
+    # As is, default: the most detailed window, x2.
+    (t, left, b, r), _ = default_box(load_image(str(path), max_side=None), REGION_SIDE)
+    assert (b - t, r - left) == (REGION_SIDE, REGION_SIDE)
+    details = _restore_and_wait(page, f"x {left}–{r - 1}, y {t}–{b - 1}")
     assert "Scan backend" in details
     _wait_for_size(page, "out-v2", 2 * REGION_SIDE, 2 * REGION_SIDE)
-    page.screenshot(path=str(SHOTS / "camera_centre.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "camera_default.png"), full_page=True)
 
     # Drag a box on the input from 10%/10% to 13%/14% of the shown photo.
     shown = page.locator("#input-image img").first

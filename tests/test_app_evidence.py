@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from browser import require_gradio_client
 from PIL import Image
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 VARIANTS = ("as trained", "SGN off", "prompt off", "aligned prompts")
 

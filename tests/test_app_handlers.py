@@ -40,3 +40,36 @@ def test_output_click_failure_becomes_a_message():
 
     with pytest.raises(gr.Error, match="TypeError"):
         handlers.explain_errors(handlers.select_window)(None, Broken())
+
+
+def test_tabs_share_helpers_through_common_only():
+    # Issue 23: what two tabs use lives in app/handlers/common.py; a tab never imports a sibling tab.
+    import ast
+    from pathlib import Path
+
+    folder = Path(handlers.__file__).parent
+    tabs = {p.stem for p in folder.glob("*.py")} - {"__init__", "common"}
+    found = []
+    for p in sorted(folder.glob("*.py")):
+        if p.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in tabs:
+                found.append(f"{p.name} imports .{node.module}")
+    assert tabs >= {"restore", "internals", "evidence", "lam", "weights"}
+    assert found == []
+
+
+def test_shared_helpers_pick_the_layer_and_the_centre():
+    import numpy as np
+
+    from app.handlers.common import centre_crop, layer_record
+
+    img = np.arange(10 * 7).reshape(10, 7)
+    assert centre_crop(img, 4).tolist() == img[3:7, 1:5].tolist()
+    assert centre_crop(img, 20).shape == (10, 7)
+    recs = [{"stage": 0, "block": 0}, {"stage": 0, "block": 1}, {"stage": 1, "block": 0}]
+    assert layer_record(recs, "0.1") is recs[1]
+    assert layer_record(recs, "0.5") is recs[1]  # no such block: the nearest earlier one
+    with pytest.raises(gr.Error, match="stage.block"):
+        layer_record(recs, "first")

@@ -76,3 +76,76 @@ def test_crop_is_the_box_and_describe_says_sizes():
     np.testing.assert_array_equal(apply_plan(rgb, plan), rgb[10:26, 7:23])  # capped about its centre
     text = describe(plan, 4, 95.0)
     assert "Output 64x64" in text and "about 2 min" in text and "x 7–22, y 10–25" in text
+
+
+# --- the default region of a large photo: its most detailed window -------------------------------------
+
+
+def _smooth_photo_with_patch(h: int = 1600, w: int = 2560,
+                             patch: tuple[int, int, int, int] = (300, 1800, 500, 2000), seed: int = 0
+                             ) -> np.ndarray:
+    """A smooth colour ramp with faint sensor noise, and one checkerboard patch (top, left, bottom, right)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([60 + xx * 0.05, 120 + yy * 0.05, np.full(xx.shape, 80.0)], axis=-1)
+    rgb += rng.normal(0, 1.0, rgb.shape)
+    t, left, b, r = patch
+    checker = ((yy[t:b, left:r] // 6 + xx[t:b, left:r] // 6) % 2)[..., None]
+    rgb[t:b, left:r] = np.where(checker == 0, 30.0, 220.0)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def test_window_means_equal_the_brute_force_means():
+    from app.region import window_means
+
+    v = np.random.default_rng(1).random((13, 17))
+    got = window_means(v, 4, 5)
+    assert got.shape == (10, 13)
+    want = np.array([[v[i:i + 4, j:j + 5].mean() for j in range(13)] for i in range(10)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_default_region_of_a_large_photo_is_its_most_detailed_window():
+    """Measure: mean gradient magnitude of the luma; the only textured patch of the photo must be inside."""
+    from app.region import DETAIL_MEASURE, box_detail
+
+    rgb = _smooth_photo_with_patch()
+    plan = plan_input(rgb.shape[:2], "", photo=rgb)
+    t, left, b, r = plan.box
+    assert plan.how == "region" and (b - t, r - left) == (REGION_SIDE, REGION_SIDE)
+    assert t <= 300 and b >= 500 and left <= 1800 and r >= 2000  # the 200x200 patch is all inside
+    assert "most detailed" in plan.why and DETAIL_MEASURE in plan.why
+    centre = plan_input(rgb.shape[:2], "").box  # without the pixels: the centre, as before
+    assert box_detail(rgb, plan.box) > 20 * box_detail(rgb, centre)
+    assert "most detailed" in describe(plan, 2, None)
+    # A click still moves it: a point is a window around the point, whatever the detail.
+    moved = plan_input(rgb.shape[:2], "100,100", photo=rgb)
+    assert moved.box == (0, 0, REGION_SIDE, REGION_SIDE) and moved.why == ""
+
+
+def test_ground_truth_mode_picks_the_detail_at_the_photo_scale():
+    rgb = _smooth_photo_with_patch(patch=(1100, 300, 1300, 500))
+    plan = plan_input(rgb.shape[:2], "", factor=1 / 2, photo=rgb)
+    t, left, b, r = plan.box
+    assert plan.net_hw == (REGION_SIDE, REGION_SIDE) and (b - t, r - left) == (2 * REGION_SIDE,) * 2
+    assert t <= 1100 and b >= 1300 and left <= 300 and r >= 500
+
+
+def test_evenly_textured_photo_keeps_the_centre():
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)  # the same noise everywhere
+    plan = plan_input(rgb.shape[:2], "", photo=rgb)
+    assert plan.box == plan_input(rgb.shape[:2], "").box and plan.why.startswith("the centre")
+
+
+def test_edge_pixel_is_on_the_edge_and_away_from_the_border():
+    from app.region import edge_pixel
+
+    img = np.zeros((40, 50, 3), dtype=np.uint8)
+    img[:, 30:] = 200  # one vertical edge between columns 29 and 30
+    img[0, 0] = 255     # a bright corner pixel: in the border margin, never chosen
+    r, c = edge_pixel(img, margin=4)
+    assert c in (29, 30) and 4 <= r < 36
+    img2 = np.zeros((40, 50, 3), dtype=np.uint8)
+    img2[:, 2:] = 200  # an edge only inside the margin: the pixel stays at least 4 from the border
+    assert edge_pixel(img2, margin=4)[1] >= 4

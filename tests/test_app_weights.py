@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser import require_gradio_client
 from PIL import Image
 
 from model import build
 from model.config import MambaIRv2LightConfig
 
-gradio_client = pytest.importorskip("gradio_client")
+gradio_client = require_gradio_client()
 
 ROOT = Path(__file__).parent.parent
 

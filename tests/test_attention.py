@@ -1,7 +1,7 @@
 """Implicit attention (viz.attention) equals the autograd Jacobian of the reference selective scan.
 
 Synthetic scan arguments with the exact shapes of ``model.capture`` records, and a
-real capture of a tiny random MambaIRv2-light / MambaIR when ``model.capture`` exists.
+real capture of a tiny random MambaIRv2-light / MambaIR.
 Letters: D channels of one scan, K scans, N d_state, L tokens.
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import capture
 from model.scan.ref import selective_scan_ref
 from viz.attention import (
     attention_figure,
@@ -207,13 +208,7 @@ def test_map_crops_to_image_and_figure() -> None:
 
 
 # ---------------------------------------------------------------- real captures
-def _capture_or_skip():
-    cap = pytest.importorskip("model.capture", reason="model.capture not on main yet")
-    return cap.capture
-
-
 def test_real_capture_v2_light_matches_jacobian() -> None:
-    capture = _capture_or_skip()
     from model.archs import build
     from model.config import MambaIRv2LightConfig
 
@@ -259,7 +254,6 @@ def test_real_capture_v2_light_matches_jacobian() -> None:
 
 
 def test_real_capture_mambair_matches_jacobian() -> None:
-    capture = _capture_or_skip()
     from model.archs import build
     from model.config import MambaIRConfig
 

@@ -28,7 +28,13 @@ def test_listing_and_candidates_by_name(hub, at_hub):
     files = dl.list_official()
     paths = {f.path for f in files}
     assert set(hub.paths.values()) <= paths and "README.md" in paths
-    assert all(f.sha256 and f.size for f in files)
+    assert all(f.size for f in files)
+    # As on the Hub: checkpoints are LFS files (sha256 listed), small text files are plain git files
+    # (no sha256; their git blob id instead).
+    by_path = {f.path: f for f in files}
+    assert all(by_path[p].sha256 and not by_path[p].git_oid for p in hub.paths.values())
+    readme = by_path["README.md"]
+    assert readme.sha256 is None and readme.git_oid == dl.git_blob_id(hub.root / "README.md")
     for preset, path in hub.paths.items():
         assert dl.candidates_for(preset, files)[0].path == path
     # Names that are not checkpoints never become candidates; no file means no candidate.
@@ -55,6 +61,10 @@ def test_fetch_verifies_and_registers_official(hub, at_hub, tmp_path):
     assert sum(1 for m, p in hub.requests if m == "GET" and "/resolve/" in p) == gets
     entries, skipped = scan_weights(tmp_path / "weights")
     assert [e["source"] for e in entries] == ["official"] and skipped == []
+    # The checkpoint (LFS) came from the CDN stand-in, after a redirect that huggingface_hub did not
+    # follow for its HEAD (another origin): exactly one GET of the bytes there.
+    sha = sha256_file(served)
+    assert [m for m, p in hub.cdn_requests if p.startswith(f"/{sha}")] == ["GET"]
 
 
 def test_fetch_refuses_files_that_are_not_the_network(hub, at_hub, tmp_path):
@@ -149,3 +159,70 @@ def test_cli_lists_fetches_and_explains_offline(hub, at_hub, tmp_path, capsys, m
     assert dl.main(["mambairv2_lightSR_x2", "--dest", str(tmp_path / "w")]) == 1
     err = capsys.readouterr()
     assert "Official weights not fetched" in err.out and "--local FILE" in err.err
+
+
+def test_small_plain_file_is_served_without_lfs(hub, at_hub):
+    """A small text file: no redirect, no sha256; huggingface_hub gets it from the hub itself."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download
+
+    meta = get_hf_file_metadata(dl.file_url("README.md"))
+    assert meta.etag == dl.git_blob_id(hub.root / "README.md") and meta.location == dl.file_url("README.md")
+    lfs_meta = get_hf_file_metadata(dl.file_url(hub.paths["MambaIR_lightSR_x2"]))
+    assert lfs_meta.location.startswith(hub.cdn_url)
+    assert lfs_meta.etag == sha256_file(hub.root / hub.paths["MambaIR_lightSR_x2"])
+    n = len(hub.cdn_requests)
+    path = hf_hub_download(dl.repo_id(), "README.md", endpoint=dl.endpoint())
+    assert open(path, "rb").read() == (hub.root / "README.md").read_bytes() and len(hub.cdn_requests) == n
+    (listed,) = [f for f in dl.list_official() if f.path == "README.md"]
+    assert dl.same_content(path, listed) is True
+
+
+def test_damaged_lfs_download_is_refused(hub, at_hub, tmp_path):
+    rel = hub.paths["mambairv2_lightSR_x4"]
+    hub.damaged.add(rel)
+    try:
+        with pytest.raises(dl.DownloadError, match="sha256 differs from the repository's listing"):
+            dl.fetch("mambairv2_lightSR_x4", tmp_path)
+    finally:
+        hub.damaged.discard(rel)
+    assert not list(tmp_path.glob("*.pth"))
+
+
+@pytest.fixture(scope="module")
+def plain_hub(tmp_path_factory):
+    """A hub whose .gitattributes tracks nothing: every file below 10 MiB, checkpoints too, is plain git."""
+    from conftest import official_repo_files
+    from hub_server import LFS_MIN_SIZE, HubServer
+
+    root = tmp_path_factory.mktemp("plain_repo")
+    paths = official_repo_files(root)
+    server = HubServer(root, is_lfs=lambda rel, size: size >= LFS_MIN_SIZE).start()
+    server.paths = paths
+    yield server
+    server.stop()
+
+
+def test_checkpoint_stored_without_lfs_is_checked_by_git_blob_id(plain_hub, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", plain_hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    rel = plain_hub.paths["mambairv2_lightSR_x2"]
+    (listed,) = [f for f in dl.list_official() if f.path == rel]
+    assert listed.sha256 is None and listed.git_oid == dl.git_blob_id(plain_hub.root / rel)
+    plain_hub.damaged.add(rel)
+    try:
+        with pytest.raises(dl.DownloadError, match="git blob id differs from the repository's listing"):
+            dl.fetch("mambairv2_lightSR_x2", tmp_path / "a")
+    finally:
+        plain_hub.damaged.discard(rel)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache2"))  # the damaged copy stays in the first
+    path = dl.fetch("mambairv2_lightSR_x2", tmp_path / "a")
+    assert sha256_file(path) == sha256_file(plain_hub.root / rel) and plain_hub.cdn_requests == []
+    gets = sum(1 for m, p in plain_hub.requests if m == "GET" and "/resolve/" in p)
+    assert dl.fetch("mambairv2_lightSR_x2", tmp_path / "a") == path  # present: matched by git blob id
+    assert sum(1 for m, p in plain_hub.requests if m == "GET" and "/resolve/" in p) == gets
+    mine = tmp_path / "renamed.pth"
+    mine.write_bytes(path.read_bytes())
+    _, source = dl.register_local(mine, "mambairv2_lightSR_x2", tmp_path / "b")
+    assert source == "official"
+    assert "git blob id checked" in load_manifest(tmp_path / "b" / "manifest.json")[0]["notes"]

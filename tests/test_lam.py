@@ -296,6 +296,31 @@ def test_lam_matches_lam_demo_reference_on_v2light():
     print(f"LAM 50 steps on 32x32 v2light_x2: {seconds:.1f} s, batch {res.batch_size}")
 
 
+@pytest.mark.slow
+def test_fast_lam_is_close_to_lam_demo_reference_on_v2light():
+    """Fast LAM (8 Gauss-Legendre nodes) on the Mamba model of the reference, at its setting.
+
+    Tolerances from one measurement (relative L1 error of the attribution; Pearson correlation of
+    abs_norm): fast 0.134 / 0.9935 against the reference. Argmax routing makes the path integrand jump
+    where labels change, so quadrature converges slowly on a MambaIRv2: the 50-step reference itself is
+    0.056 from 200 LAM_Demo steps and 0.067 from 64 nodes, fast 0.121 / 0.126 from them, so 0.2 bounds
+    the two errors together. A wrong setting is far outside: sigma 2.4 instead of 1.2 gives 0.318 / 0.964,
+    the window moved by 2 px 0.53-0.55 / 0.89-0.90.
+    """
+    from model import load_checkpoint
+
+    ref = torch.load(DATA / "lam_reference.pt", weights_only=True)["v2light_x2"]
+    net = load_checkpoint(DATA / "v2light_x2.pth", routing="argmax")
+    res = lam.local_attribution_map(net, ref["image"][None], h=int(ref["h"]), w=int(ref["w"]),
+                                    window=int(ref["window"]), sigma=float(ref["sigma"]),
+                                    kernel_size=int(ref["kernel"]), fast=True)
+    assert res.steps == lam.FAST_NODES == 8
+    attr = ref["attribution"].numpy()
+    assert np.abs(res.attribution - attr).sum() / np.abs(attr).sum() <= 0.2
+    assert np.corrcoef(res.abs_norm.ravel(), ref["abs_norm"].numpy().ravel())[0, 1] >= 0.98
+    assert res.diffusion_index == pytest.approx(float(ref["di"]), abs=1.5)  # measured 18.998 vs 18.038
+
+
 def test_parameters_untouched():
     # LAM needs input gradients only: parameters keep requires_grad and get no .grad.
     net, x = tiny_sr(), lr_image()

@@ -135,3 +135,22 @@ def test_pool_and_summary() -> None:
     assert [r["layer"] for r in s["layers"]] == ["0.1", "0.1"] and s["num_prompts"] == 4
     assert s["layers"][0]["logit_change"] == 0 and "logit_change" not in s["layers"][1]
     assert s["layers_at_4_over_T"] == sum(st["mean_max_prob"] >= 1.0 for st in (layer_stats(a), both))
+
+
+def test_layers_at_4_over_T_counts_decided_routers_only() -> None:
+    """With T = 8 (4/T = 0.5 < 1) the count separates a decided router from an undecided one."""
+    T, L = 8, 64
+    g = torch.Generator().manual_seed(4)
+    flat = torch.randn(1, L, T, generator=g) * 0.1  # near uniform: mean max prob ~ 1/T
+    halfway = torch.zeros(1, L, T)
+    halfway[..., 0] = np.log(3.0)  # prompt 0 three times as likely as each other: p = 3/10 < 4/T
+    decided = torch.randn(1, L, T, generator=g)
+    decided[0, torch.arange(L), torch.arange(L) % T] += 3.0  # one prompt per pixel clearly ahead
+    st = {name: layer_stats(record(lg, 8, 8)) for name, lg in
+          (("flat", flat), ("halfway", halfway), ("decided", decided))}
+    assert st["flat"]["mean_max_prob"] < 2 / T
+    assert st["halfway"]["mean_max_prob"] == pytest.approx(0.3, rel=1e-5)
+    assert 4 / T < st["decided"]["mean_max_prob"] < 1.0  # decided, yet never sure of every pixel
+    assert summary([st["flat"], st["halfway"]])["layers_at_4_over_T"] == 0  # not decided
+    assert summary([st["flat"], st["decided"], st["halfway"]])["layers_at_4_over_T"] == 1
+    assert summary([st["decided"], st["decided"]])["layers_at_4_over_T"] == 2

@@ -283,6 +283,29 @@ def test_numba_vectorised_exp_accuracy():
     assert np.max(np.abs(got / want - 1)) < 5e-7  # a few float32 ulps
 
 
+def test_numba_softplus_matches_torch():
+    """The kernel's own softplus (vectorisable series) against torch's, around its threshold too."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _softplus32
+
+    @numba.njit(error_model="numpy")
+    def softplus_all(x):
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = _softplus32(x[i])
+        return out
+
+    x = np.concatenate([np.linspace(-80.0, 40.0, 120_001), [19.999, 20.0, 20.001, 0.0]]).astype(np.float32)
+    got = softplus_all(x).astype(np.float64)
+    want = torch.nn.functional.softplus(torch.from_numpy(x).double()).numpy()
+    assert np.max(np.abs(got / want - 1)) < 1e-6  # a few float32 ulps
+    assert np.array_equal(got[x > 20], x[x > 20])  # torch returns x itself above the threshold
+    tiny = softplus_all(np.array([-90.0, -120.0], dtype=np.float32))
+    assert np.all((tiny >= 0) & (tiny < 1e-37))  # exp clamped at -87: still ~0
+
+
 def test_numba_very_large_steps_match_reference():
     """dt * A far below -87 (exp underflows): clamped exp still equals the reference."""
     from model.scan.cpu import selective_scan_numba

@@ -58,7 +58,7 @@ def random_record(hp: int = 8, wp: int = 8, T: int = 6, seed: int = 0, order: st
 @pytest.fixture(scope="module")
 def real():
     """Records and input of tiny random models: v2-light on a 12x14 image (grid 16x16), MambaIR."""
-    cap = pytest.importorskip("model.capture", reason="model.capture not on main yet")
+    from model import capture
     from model.archs import build
     from model.config import MambaIRConfig, MambaIRv2LightConfig
 
@@ -71,7 +71,7 @@ def real():
 
     img = astronaut()[::40, ::36][:12, :14]  # (12, 14, 3) uint8, a real photo, tiny
     x = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]  # (1, 3, 12, 14)
-    with torch.no_grad(), cap.capture(v2) as r2, cap.capture(v1) as r1:
+    with torch.no_grad(), capture(v2) as r2, capture(v1) as r1:
         v2(x)
         v1(x)
     return dict(image=img, assm=r2.assm, ss2d=r1.ss2d)
@@ -304,7 +304,6 @@ def test_scan_orders_of_real_mambair_capture(real) -> None:
 
 
 def test_render_all_writes_every_picture(tmp_path) -> None:
-    pytest.importorskip("model.capture", reason="model.capture not on main yet")
     from PIL import Image
 
     from viz import render_all

@@ -43,13 +43,54 @@ def test_shipped_weights_match_manifest_and_official_keys(entry):
     assert {k: list(v.shape) for k, v in sd.items()} == official["keys"]
     if entry["source"] == "trained here":
         m = entry["metrics"]["photos-test"]
-        # Issue 13: x2 ships only at >= 1.2 dB over bicubic. The x4 demos are below its 1.0 dB target
-        # (+0.85 / +0.84 dB); a new x4 file may not fall below the 0.84 dB they reach.
-        assert m["psnr"] - m["baseline_psnr"] >= (0.84 if entry["scale"] == 4 else 1.2)
         if entry["arch"] != "MambaIR":  # the router has learned: >= 4/T in at least half of the layers
             xt = [r["mean_max_prob_xT"] for r in m["router"]["layers"]]
             assert sum(x >= 4 for x in xt) >= len(xt) / 2
 
+
+
+DEMOS = sorted((ROOT / "weights").glob("*_demo.pth"))
+PHOTOS = sorted((ROOT / "assets").glob("*.png"))  # held out of training (assets/README.md)
+LR_SIDE = 32  # LR crop side: seconds per checkpoint on a free 2-core CPU
+# Floors on the mean PSNR-Y gain over bicubic of the centre crops of the four photos. Issue 13's
+# targets are on the 22 held-out files: x2 ships at >= 1.2 dB (the files: +1.29 / +1.35); x4's 1.0 dB
+# is not reached (+0.84 / +0.85). These small crops of the 256-px photos are easier: measured +2.16 /
+# +2.21 (x2) and +1.32 / +1.30 (x4) (MambaIR / MambaIRv2; this test with -s, 2026-12-06). A floor at
+# the target would let an x2 file lose 0.9 dB unnoticed, so each floor sits 0.15-0.2 dB below what the
+# files do here, and above the targets. Measured on the MambaIRv2 files (x2 / x4): weights with 20%
+# noise give +1.22 / +0.80 dB (a floor at the x2 target would pass them), box-filtered LR +1.17 / +0.90,
+# an untrained network -21 / -15: each fails.
+GAIN_FLOOR = {2: 2.0, 4: 1.15}
+
+
+def centre_crop(img: np.ndarray, side: int) -> np.ndarray:
+    """The centred side x side crop of an (H, W, C) image."""
+    top, left = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
+    return img[top:top + side, left:left + side]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DEMOS, ids=[p.name for p in DEMOS])
+def test_shipped_demo_weights_beat_bicubic_on_the_project_photos(path):
+    """Run the shipped checkpoint: MATLAB-bicubic LR of each photo's centre crop (saved as uint8, as a PNG
+    would be), restore, PSNR-Y (crop = scale) against bicubic upscaling of the same LR."""
+    from model.evaluation.degrade import bicubic_downscale, bicubic_upscale, to_uint8
+    from model.evaluation.metrics import psnr
+
+    assert len(DEMOS) == 4 and len(PHOTOS) == 4
+    net = load_checkpoint(path, routing="argmax")
+    s = net.config.upscale
+    gains = []
+    for photo in PHOTOS:
+        hr = centre_crop(np.asarray(Image.open(photo).convert("RGB"), dtype=np.float64) / 255.0, LR_SIDE * s)
+        lr = to_uint8(bicubic_downscale(hr, s)) / 255.0
+        with torch.inference_mode():
+            sr = net(torch.from_numpy(lr).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
+        hr8 = to_uint8(hr)
+        gains.append(psnr(to_uint8(sr), hr8, crop_border=s, test_y_channel=True)
+                     - psnr(to_uint8(bicubic_upscale(lr, s)), hr8, crop_border=s, test_y_channel=True))
+    print(f"{path.name}: gain {np.mean(gains):+.3f} dB ({', '.join(f'{g:+.2f}' for g in gains)})")
+    assert np.mean(gains) >= GAIN_FLOOR[s]
 
 
 def test_manifest_round_trip(tmp_path):

@@ -7,6 +7,7 @@ error wrapping). The names the layout wires up are re-exported here.
 
 from .common import (
     DEFAULT_TILE,
+    INTERNALS_MAX,
     MODE_AS_IS,
     MODE_GT,
     MODES,
@@ -21,6 +22,7 @@ from .common import (
     run_network,
     to_image,
     to_tensor,
+    warm_up,
 )
 from .evidence import (
     COST_SIZES,
@@ -34,12 +36,13 @@ from .evidence import (
     select_query,
 )
 from .internals import (
-    INTERNALS_MAX,
     LESSON_STEPS,
     internals,
     layer_choices,
     layer_dropdown,
     lesson_extras,
+    lesson_layer_choices,
+    lesson_layer_dropdown,
     select_pixel,
 )
 from .lam import (
@@ -70,12 +73,12 @@ __all__ = [
     "DEFAULT_TILE", "EFFECTS", "INTERNALS_MAX", "LAM_CONTEXT", "LAM_DEFAULT_STEPS", "LAM_METHODS",
     "LAM_WINDOW", "MODES", "MODE_AS_IS", "MODE_GT", "PROMPT_ORDERS", "ROUTINGS", "RUNTIMES", "Prepared",
     "apply_options", "default_runtime", "draw_box", "explain_errors", "format_metric", "internals", "lam",
-    "lam_window", "layer_choices", "layer_dropdown", "lesson_extras", "LESSON_STEPS",
-    "new_photo", "prepare", "region_preview", "restore", "run_network",
+    "lam_window", "layer_choices", "layer_dropdown", "lesson_extras", "LESSON_STEPS", "lesson_layer_choices",
+    "lesson_layer_dropdown", "new_photo", "prepare", "region_preview", "restore", "run_network",
     "select_pixel", "select_window", "settings_effect", "to_image", "to_tensor", "weights_table",
     "add_checkpoint", "fetch_official", "fetcher", "weights_status", "official_name", "onnx_download",
     "timeline",
     "COST_SIZES", "ablation", "ase_query", "cost", "decay", "prompt_quality", "prompt_quality_series",
     "scan_redundancy",
-    "select_query",
+    "select_query", "warm_up",
 ]

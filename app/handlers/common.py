@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ import torch
 
 from model.evaluation.degrade import to_uint8
 
-from .. import cache
+from .. import cache, timing
 from ..io import MAX_SIDE, ImageError, check_size, load_image
 from ..region import LARGE_REGION, REGION_SIDE, Plan, apply_plan, plan_input
 
@@ -43,6 +45,7 @@ RUNTIME_TORCH = "PyTorch"
 RUNTIME_ONNX = "onnxruntime"
 RUNTIMES = [RUNTIME_TORCH, RUNTIME_ONNX]
 NOISE_SEED = 0         # fixed noise so that restore, internals and LAM see the same input
+INTERNALS_MAX = 96     # LR pixels per side the Internals and Evidence tabs look at (centre crop)
 
 
 def explain_errors(fn: Any) -> Any:
@@ -109,13 +112,14 @@ def _gray3(img: np.ndarray) -> np.ndarray:
 
 
 def plan_for(photo_hw: tuple[int, int], task: str | None, mode: str = MODE_AS_IS, region: str | None = "",
-             large: str = LARGE_REGION) -> Plan:
-    """``app.region.plan_input`` for a task and mode: in ground-truth mode SR networks see 1/scale."""
+             large: str = LARGE_REGION, photo: np.ndarray | None = None) -> Plan:
+    """``app.region.plan_input`` for a task and mode: in ground-truth mode SR networks see 1/scale; an
+    empty ``region`` of a large ``photo`` (its pixels) is its most detailed window."""
     _, scale, _ = _kind_scale_level(specs_for(task))
     factor = 1.0 / scale if mode == MODE_GT else 1.0
     side = REGION_SIDE if cache.device().type == "cpu" else MAX_SIDE  # a GPU restores 1024^2 in seconds
     try:
-        return plan_input(photo_hw, region, large, factor=factor, side=side)
+        return plan_input(photo_hw, region, large, factor=factor, side=side, photo=photo)
     except ImageError as exc:
         raise _user_error(exc) from exc
 
@@ -125,7 +129,7 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
     """Load/check the image and make the network input for ``task`` in ``mode``.
 
     A photo whose network input would exceed ``MAX_SIDE`` per side is cut to ``region`` (default:
-    the centre) or, with ``large`` = downscale to fit, resized (``app.region``).
+    its most detailed window) or, with ``large`` = downscale to fit, resized (``app.region``).
     """
     from model.evaluation import degrade
 
@@ -135,7 +139,7 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
         raise _user_error(exc) from exc
     specs = specs_for(task)
     kind, scale, level = _kind_scale_level(specs)
-    plan = plan_for(photo.shape[:2], task, mode, region, large)
+    plan = plan_for(photo.shape[:2], task, mode, region, large, photo=photo)
     rgb = apply_plan(photo, plan)
     img = rgb.astype(np.float64) / 255.0
     if kind == "car":
@@ -162,6 +166,42 @@ def prepare(image: Any, task: str | None, mode: str = MODE_AS_IS, region: str | 
         baseline, name = np.clip(lr, 0.0, 1.0), "input" if mode == MODE_AS_IS else "degraded input"
     return Prepared(lr=lr, gt=gt, baseline=baseline, baseline_name=name, kind=kind, scale=scale,
                     level=level, plan=plan)
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` part of an (H, W, ...) image (all of it along a shorter side)."""
+    H, W = img.shape[:2]
+    r0, c0 = max(0, (H - size) // 2), max(0, (W - size) // 2)
+    return img[r0:r0 + size, c0:c0 + size]
+
+
+def layer_record(records: list[dict], layer: str) -> dict:
+    """The record of 'stage.block' (the nearest earlier one when that layer does not exist)."""
+    try:
+        st, bl = (int(v) for v in str(layer).split("."))
+    except ValueError as exc:
+        raise gr.Error(f"layer must look like 'stage.block', e.g. '0.0'; got {layer!r}") from exc
+    best = records[0]
+    for r in records:
+        if (int(r["stage"]), int(r["block"])) <= (st, bl):
+            best = r
+    return best
+
+
+def checkpoint_items(files: Any, folder: str | None) -> list[str]:
+    """Checkpoint paths from uploaded files and/or a folder on the machine running the app."""
+    items = []
+    for f in files or []:
+        items.append(getattr(f, "path", None) or getattr(f, "name", None) or str(f))
+    if folder and str(folder).strip():
+        path = os.path.expanduser(str(folder).strip())
+        if not os.path.isdir(path):
+            raise gr.Error(f"{path} is not a folder on the machine that runs the app")
+        items.append(path)
+    if not items:
+        raise gr.Error("upload several checkpoints of one run (e.g. net_g_1000.pth, net_g_2000.pth, ...) "
+                       "or give the folder that holds them")
+    return items
 
 
 # ---------------------------------------------------------------------------
@@ -223,6 +263,11 @@ def progress_fn(progress: Any, desc: str) -> Any:
     return report
 
 
+def tile_overlap(tile: int) -> int:
+    """Input pixels two neighbouring tiles share (what ``run_network`` blends across)."""
+    return max(8, int(tile) // 16)
+
+
 def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
                 progress: Any = None) -> np.ndarray:
     """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels."""
@@ -234,34 +279,50 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
         if tile and max(h, w) > int(tile):
             from model.tiling import tiled_forward
 
-            y = tiled_forward(net, x, tile=int(tile), overlap=max(8, int(tile) // 16),
+            y = tiled_forward(net, x, tile=int(tile), overlap=tile_overlap(int(tile)),
                               progress=progress_fn(progress, "tiles"))
         else:
             y = net(x)
     return to_image(y)
 
 
-# Seconds per network-input pixel of the last run of each model (ModelSpec.key), for time estimates.
-_SECONDS_PER_PIXEL: dict[str, float] = {}
-# Before a model has run: MambaIRv2-light x4 on 128x128 took 1.56 s on the 2-core CPU (README, Speed).
-CPU_SECONDS_PER_PIXEL = 1.0e-4
-GPU_SECONDS_PER_PIXEL = 2.0e-6
+def estimate_model(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int = DEFAULT_TILE) -> float:
+    """Predicted seconds of ``run_network`` with ``spec``'s model on a ``net_hw`` input, from its speed
+    measured on this machine (``app.timing``; the first call loads the model and measures it)."""
+    net = cache.get_model(spec)
+    return timing.estimate(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)))
 
 
-def record_speed(spec: cache.ModelSpec, seconds: float, n_pixels: int) -> None:
-    """Remember how fast ``spec`` ran, for the next estimate (the fastest run: the first one of a
-    process also compiles the numba scan)."""
-    if n_pixels > 0:
-        rate = float(seconds) / n_pixels
-        _SECONDS_PER_PIXEL[spec.key] = min(rate, _SECONDS_PER_PIXEL.get(spec.key, rate))
+def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int],
+                     tile: int = DEFAULT_TILE) -> float | None:
+    """Predicted seconds to restore a ``net_hw`` input with every model of a task (None when a model
+    cannot be loaded or run: the restore itself then says why)."""
+    try:
+        return sum(estimate_model(sp, net_hw, tile) for sp in specs.values())
+    except Exception:
+        log.exception("no time estimate for %s", [sp.key for sp in specs.values()])
+        return None
 
 
-def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int]) -> float:
-    """Estimated seconds to restore a ``net_hw`` input with every model of a task (last measured speed,
-    else a figure measured on a 2-core CPU, or a rough one for a GPU)."""
-    default = CPU_SECONDS_PER_PIXEL if cache.device().type == "cpu" else GPU_SECONDS_PER_PIXEL
-    n = int(net_hw[0]) * int(net_hw[1])
-    return sum(_SECONDS_PER_PIXEL.get(sp.key, default) * n for sp in specs.values())
+def record_speed(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int, seconds: float) -> None:
+    """A finished ``run_network``: the next estimates for ``spec`` follow its measured speed."""
+    net = cache.get_model(spec)
+    timing.record_run(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)), seconds)
+
+
+def warm_up(task: str | None = None) -> None:
+    """Load the models of ``task`` (default: the first) and measure their speed, so that the first
+    estimate is ready; meant for a background thread at app start. Failures are only logged."""
+    try:
+        for sp in specs_for(task).values():
+            t0 = time.perf_counter()
+            estimate_model(sp, (REGION_SIDE, REGION_SIDE))
+            pts = timing.points(sp.key)
+            log.info("warm-up: %s loaded and timed in %.1f s; per forward: %s", sp.key,
+                     time.perf_counter() - t0,
+                     ", ".join(f"{p} px {t:.2f} s ({t / p * 1e6:.0f} us/px)" for p, t in sorted(pts.items())))
+    except Exception:
+        log.exception("warm-up of task %r failed", task)
 
 
 def backend_name() -> str:

@@ -18,17 +18,20 @@ from model.evaluation.degrade import to_uint8
 from .. import cache
 from .common import (
     DEFAULT_TILE,
+    INTERNALS_MAX,
     MODE_AS_IS,
+    centre_crop,
+    checkpoint_items,
     explain_errors,
     gpu,
     in_chans,
+    layer_record,
     prepare,
     run_network,
     score_pair,
     specs_for,
     to_tensor,
 )
-from .internals import INTERNALS_MAX, _centre_crop, _pick
 
 COST_SIZES = "32, 64"
 QUERY_ZOOM = 4  # the crop is shown this many times enlarged for picking the ASE query pixel
@@ -46,7 +49,7 @@ def _records(image: Any, task: str | None, mode: str, family: str,
     spec = specs_for(task).get(family)
     if spec is None:
         raise gr.Error(f"no {family} weights for this task")
-    lr = np.clip(_centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
+    lr = np.clip(centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
     if progress is not None:
         progress((0, 1), desc=f"recording {family}")
     net = cache.get_model(spec)
@@ -98,12 +101,12 @@ def decay(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: st
 
     v2recs, _, rnd = _records(image, task, mode, "MambaIRv2", progress)
     untrained = _untrained(v2recs, rnd)
-    r2 = _pick(v2recs, layer)
+    r2 = layer_record(v2recs, layer)
     fig2 = decay_figure(r2, untrained=untrained)
     fig1 = None
     if specs_for(task).get("MambaIR") is not None:
         v1recs, _, _ = _records(image, task, mode, "MambaIR")
-        fig1 = decay_figure(_pick(v1recs, layer))
+        fig1 = decay_figure(layer_record(v1recs, layer))
     d = label_distances(r2)
     text = (f"MambaIRv2 layer {r2['stage']}.{r2['block']}: same-label pixel pairs are on average "
             f"{d['raster']:.1f} positions apart in raster order and {d['scan']:.1f} in the scanned order.")
@@ -128,7 +131,7 @@ def ase_query(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     c = int(col) if col is not None and col >= 0 else w // 2
     if not (0 <= r < h and 0 <= c < w):
         raise gr.Error(f"pixel (row {r}, col {c}) is outside the {w}x{h} crop")
-    rec = _pick(records, layer)
+    rec = layer_record(records, layer)
     fig = ase_query_figure(rec, (r, c), to_uint8(lr), untrained=untrained)
     note = _note(untrained, rnd)
     big = np.repeat(np.repeat(to_uint8(lr), QUERY_ZOOM, axis=0), QUERY_ZOOM, axis=1)  # (zH, zW, 3)
@@ -219,9 +222,8 @@ def prompt_quality_series(files: Any = None, folder: str | None = None, image: A
     from viz.evidence import prompt_quality_series_figure
 
     from ..io import ImageError, load_image
-    from .weights import _timeline_items
 
-    items = _timeline_items(files, folder)
+    items = checkpoint_items(files, folder)
     if image is None:
         raise gr.Error("give an input image on the Restore tab (or pick an example there) first: it is "
                        "the ground truth every checkpoint is scored against")

@@ -12,19 +12,22 @@ from model.analysis.router_stats import UNIFORM_FACTOR, UNTRAINED_MESSAGE, is_un
 from model.evaluation.degrade import to_uint8
 
 from .. import cache
+from ..lesson import AUTO_LAYER, AUTO_LAYER_LABEL, is_auto, pick_layer, pick_pixel
 from ..region import LARGE_REGION
 from .common import (
+    INTERNALS_MAX,
     MODE_AS_IS,
     apply_options,
+    centre_crop,
     explain_errors,
     gpu,
     in_chans,
+    layer_record,
     prepare,
     specs_for,
     to_tensor,
 )
 
-INTERNALS_MAX = 96     # LR pixels per side the internals tab looks at (centre crop)
 LESSON_SIDE = 384      # pixels per side of the enlarged pictures (a 96-pixel crop: 4 per LR pixel)
 # Lesson steps with a caption, in the order ``lesson_extras`` returns them (after the step-through).
 LESSON_STEPS = ("pick", "route", "sort", "scan", "unsort", "step")
@@ -43,33 +46,26 @@ def layer_dropdown(task: str | None = None) -> gr.Dropdown:
     return gr.Dropdown(choices=layer_choices(task), value="0.0")
 
 
-def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    H, W = img.shape[:2]
-    r0, c0 = max(0, (H - size) // 2), max(0, (W - size) // 2)
-    return img[r0:r0 + size, c0:c0 + size]
+def lesson_layer_choices(task: str | None = None) -> list:
+    """The lesson's layer menu: "auto" (the most decided router for the input) first, then every layer."""
+    return [(AUTO_LAYER_LABEL, AUTO_LAYER), *layer_choices(task)]
 
 
-def _pick(records: list[dict], layer: str) -> dict:
-    """The record of 'stage.block' (the nearest earlier one when that layer does not exist)."""
-    try:
-        st, bl = (int(v) for v in str(layer).split("."))
-    except ValueError as exc:
-        raise gr.Error(f"layer must look like 'stage.block', e.g. '0.0'; got {layer!r}") from exc
-    best = records[0]
-    for r in records:
-        if (int(r["stage"]), int(r["block"])) <= (st, bl):
-            best = r
-    return best
+@explain_errors
+def lesson_layer_dropdown(task: str | None = None) -> gr.Dropdown:
+    """The lesson's layer menu for a newly chosen task ("auto" selected)."""
+    return gr.Dropdown(choices=lesson_layer_choices(task), value=AUTO_LAYER)
 
 
 @gpu
 @explain_errors
-def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = "0.0",
+def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer: str = AUTO_LAYER,
               query_row: float = -1, query_col: float = -1, routing: str = "argmax", seed: float = 0,
               prompt_order: str = "official", region: str | None = "", large: str = LARGE_REGION,
               progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """Record both networks on the (centre-cropped) input and draw every internals picture of one layer,
-    each marking the followed pixel (query_row, query_col; -1 = centre) of the crop: the lesson view.
+    each marking the followed pixel (query_row, query_col; -1 = on an object edge) of the crop: the lesson
+    view. ``layer`` "auto" (or empty): the layer whose router is most decided for this input (app.lesson).
 
     Returns (summary, label overlay with the pixel, label figure, sequence ribbon, sequence figure,
     MambaIR scan orders, routing histogram, usage heatmap, prompt projection, prompt similarity, ASE
@@ -82,7 +78,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
 
     prep = prepare(image, task, mode, region, large)
     specs = specs_for(task)
-    lr = np.clip(_centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
+    lr = np.clip(centre_crop(prep.lr, INTERNALS_MAX), 0.0, 1.0)
     lr_u8 = to_uint8(lr)
     hw = lr.shape[:2]
     records: dict[str, list[dict]] = {}
@@ -97,18 +93,24 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
         with torch.no_grad(), capture(net) as rec:
             net(x)
         records[fam] = list(rec.assm) if fam == "MambaIRv2" else list(rec.ss2d)
-    qr = int(query_row) if query_row is not None and query_row >= 0 else hw[0] // 2
-    qc = int(query_col) if query_col is not None and query_col >= 0 else hw[1] // 2
+    layer, (edge, pixel_why), layer_why = _lesson_defaults(records.get("MambaIRv2"), layer, lr_u8, hw)
+    given_r, given_c = (v is not None and v >= 0 for v in (query_row, query_col))
+    auto_px = not (given_r or given_c)
+    qr = int(query_row) if given_r else edge[0]
+    qc = int(query_col) if given_c else edge[1]
     px = (min(qr, hw[0] - 1), min(qc, hw[1] - 1))
     progress((1, 2), desc="drawing")
     zoom = max(1, LESSON_SIDE // max(hw))  # small crops are shown enlarged (nearest neighbour)
     out: list[Any] = []
     notes = [f"Input: {hw[1]}x{hw[0]} LR pixels (centre crop, at most {INTERNALS_MAX}). "
-             f"**Your pixel: row {px[0]}, column {px[1]}** (click the picture to follow another)."]
+             f"**Your pixel: row {px[0]}, column {px[1]}**"
+             + (f", {pixel_why}" if auto_px else "") + " (click the picture to follow another)."]
+    if layer_why:
+        notes.append(f"**Layer {layer}** {layer_why} (pick another in the menu).")
     v2recs = records.get("MambaIRv2")
     r = amap = r1 = amap1 = None
     if v2recs:
-        r = _pick(v2recs, layer)
+        r = layer_record(v2recs, layer)
         st = vrouting.routing_stats(r, hw)
         rc_seq, _ = sequence.scan_sequence(r, hw)
         at = sequence.sequence_position(rc_seq, px)
@@ -135,7 +137,8 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     else:
         out += [None, None, None, None]
     v1recs = records.get("MambaIR")
-    out.append(sequence.scan_orders_figure(_pick(v1recs, layer), image_hw=hw, pixel=px) if v1recs else None)
+    out.append(sequence.scan_orders_figure(layer_record(v1recs, layer), image_hw=hw, pixel=px)
+               if v1recs else None)
     if v2recs:
         out += [vrouting.routing_histogram(r, hw), vrouting.usage_heatmap(v2recs, hw),
                 prompts.prompt_projection(r, image_hw=hw, pixel=px),
@@ -147,7 +150,7 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     else:
         out += [None] * 6
     if v1recs:
-        r1 = _pick(v1recs, layer)
+        r1 = layer_record(v1recs, layer)
         amap1 = attention.implicit_attention_map(r1, px, image_hw=hw)
         out.append(attention.attention_figure(amap1, image=lr_u8, pixel=px,
                                               title=f"MambaIR {r1['stage']}.{r1['block']}"))
@@ -158,6 +161,22 @@ def internals(image: Any, task: str | None = None, mode: str = MODE_AS_IS, layer
     view = {"zoom": zoom, "hw": [int(hw[0]), int(hw[1])]}
     view.update(_lesson_extras_data(r, r1, lr_u8, hw, px, amap, amap1))
     return ("\n\n".join(notes), *out, view)
+
+
+def _lesson_defaults(v2recs: list[dict] | None, layer: str, lr_u8: np.ndarray, hw: tuple[int, int]
+                     ) -> tuple[str, tuple[tuple[int, int], str], str]:
+    """The layer ("auto": the most decided router, ``app.lesson``), the default pixel (an edge, in a label
+    group of some size) and why."""
+    from viz.sgn import label_grid
+
+    why = ""
+    if is_auto(layer):
+        layer = "0.0"
+        if v2recs:
+            i, why = pick_layer(records_stats(v2recs, image_hw=hw))
+            layer = f"{v2recs[i]['stage']}.{v2recs[i]['block']}"
+    labels = label_grid(layer_record(v2recs, layer), hw) if v2recs else None  # (H, W) labels of that layer
+    return layer, pick_pixel(lr_u8, labels), why
 
 
 def _lesson_extras_data(v2: dict | None, v1: dict | None, lr_u8: np.ndarray, hw: tuple[int, int],

@@ -14,6 +14,7 @@ from model.evaluation.degrade import to_uint8
 from .. import cache
 from ..io import ImageError, load_image
 from ..region import LARGE_REGION, describe
+from ..timing import RUN_LOCK, is_calibrated
 from .common import (
     DEFAULT_TILE,
     MODE_AS_IS,
@@ -22,6 +23,7 @@ from .common import (
     backend_line,
     backend_name,
     default_runtime,
+    estimate_model,
     estimate_seconds,
     explain_errors,
     gpu,
@@ -45,7 +47,8 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     """Restore with MambaIRv2 and MambaIR: (v2 image, MambaIR image, slider, details, scores, state).
 
     A photo larger than the networks' limit is cut to ``region`` ('x,y' or 'x0,y0,x1,y1' in photo
-    pixels; default: the centre) or downscaled when ``large`` is "Downscale to fit" (``app.region``).
+    pixels; empty: the most detailed window, ``app.region.default_box``) or downscaled when ``large``
+    is "Downscale to fit" (``app.region``).
     ``runtime``: "PyTorch" or "onnxruntime" (the network exported to ONNX on first use, cached;
     default from ``MAMBAIR_RUNTIME``); Gumbel routing has no ONNX form and runs on PyTorch.
     """
@@ -55,13 +58,19 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     outs: dict[str, np.ndarray | None] = {}
     # Short columns in the table; the long words (weights, training) as lines under it, so that the
     # table does not break words at a 1000 px window.
-    rows = ["| model | time (s) | params | device | scan |", "|---|---|---|---|---|"]
+    rows = ["| model | estimated (s) | time (s) | params | device | scan |", "|---|---|---|---|---|---|"]
     about: list[str] = []
+    hw = prep.lr.shape[:2]
+    # The estimates are made before any model runs (as the preview's), so that the table compares
+    # the promise with what happened; the first call of a process measures the machine first.
+    if not all(is_calibrated(sp.key) for sp in specs.values()):
+        progress((0, len(cache.FAMILIES)), desc="timing the models on this machine (once)")
+    estimates = {fam: estimate_model(sp, hw, int(tile)) for fam, sp in specs.items()}
     for i, fam in enumerate(cache.FAMILIES):
         spec = specs.get(fam)
         if spec is None:
             outs[fam] = None
-            rows.append(f"| {fam} | – | – | – | – |")
+            rows.append(f"| {fam} | – | – | – | – | – |")
             about.append(f"- **{fam}**: no weights for this task")
             continue
         progress((i, len(cache.FAMILIES)), desc=f"loading {fam}")
@@ -75,13 +84,14 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
                 progress((i, len(cache.FAMILIES)), desc=f"{fam} to ONNX (first use exports, checks, caches)")
                 runner, engine = cache.get_onnx(spec, net), "onnxruntime"
         progress((i, len(cache.FAMILIES)), desc=f"running {fam}")
-        t0 = time.perf_counter()
-        outs[fam] = run_network(runner, prep.lr, int(tile), progress)
-        dt = time.perf_counter() - t0
-        if engine is None:
-            record_speed(spec, dt, prep.lr.shape[0] * prep.lr.shape[1])
-        rows.append(f"| {fam} | {dt:.2f} | {cache.param_count(net):,} | {cache.device().type} | "
-                    f"{engine or backend_name()} |")
+        with RUN_LOCK:  # no calibration shares the machine with this run
+            t0 = time.perf_counter()
+            outs[fam] = run_network(runner, prep.lr, int(tile), progress)
+            dt = time.perf_counter() - t0
+        if engine is None:  # the time estimates are of the PyTorch path
+            record_speed(spec, hw, int(tile), dt)
+        rows.append(f"| {fam} | {estimates[fam]:.2f} | {dt:.2f} | {cache.param_count(net):,} | "
+                    f"{cache.device().type} | {engine or backend_name()} |")
         about.append(f"- **{fam}** weights: {provenance(spec)}; trained for {trained_for(spec)}")
     v2, v1 = outs.get("MambaIRv2"), outs.get("MambaIR")
     details = ("\n".join(rows) + "\n\n" + "\n".join(about)
@@ -117,19 +127,20 @@ PREVIEW_SIDE = 480     # pixels per side of the region preview (the photo shrunk
 
 @explain_errors
 def region_preview(image: Any, task: str | None = None, mode: str = MODE_AS_IS, region: str | None = "",
-                   large: str = LARGE_REGION) -> tuple:
+                   large: str = LARGE_REGION, tile: float = DEFAULT_TILE) -> tuple:
     """Before a run: (what the networks will see, output size and estimated time; the photo shrunk with
-    the region outlined, hidden when the whole photo is used). Cheap: no network runs."""
+    the region outlined, hidden when the whole photo is used). Cheap once the task's models have been
+    measured (``app.timing``); the first preview of a task loads them and times a few small forwards."""
     if image is None:
         return "", gr.Image(value=None, visible=False)
     try:
         photo = load_image(image, max_side=None)
     except ImageError as exc:
         raise gr.Error(str(exc), title="Cannot use this image") from exc
-    plan = plan_for(photo.shape[:2], task, mode, region, large)
+    plan = plan_for(photo.shape[:2], task, mode, region, large, photo=photo)
     specs = specs_for(task)
     scale = next(iter(specs.values())).scale
-    text = describe(plan, scale, estimate_seconds(specs, plan.net_hw))
+    text = describe(plan, scale, estimate_seconds(specs, plan.net_hw, int(tile)))
     if plan.how == "whole":
         return text, gr.Image(value=None, visible=False)
     h, w = plan.photo_hw
@@ -142,9 +153,10 @@ def region_preview(image: Any, task: str | None = None, mode: str = MODE_AS_IS, 
 
 @explain_errors
 def new_photo(image: Any, task: str | None = None, mode: str = MODE_AS_IS,
-              large: str = LARGE_REGION) -> tuple:
-    """A new upload: the region goes back to the centre; (region, preview text, preview image)."""
-    return ("", *region_preview(image, task, mode, "", large))
+              large: str = LARGE_REGION, tile: float = DEFAULT_TILE) -> tuple:
+    """A new upload: the region goes back to the default (the most detailed window); (region, preview
+    text, preview image)."""
+    return ("", *region_preview(image, task, mode, "", large, tile))
 
 
 def draw_rect(img: np.ndarray, top: int, left: int, bottom: int, right: int,

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from .. import cache
-from .common import apply_options, explain_errors, provenance, specs_for, trained_for
+from .common import apply_options, checkpoint_items, explain_errors, provenance, specs_for, trained_for
 
 
 def format_metric(name: str, value: Any) -> str:
@@ -117,22 +117,6 @@ def fetcher(preset: str) -> Any:
 TIMELINE_SIZE = 64  # LR pixels per side of the centre crop every checkpoint is run on
 
 
-def _timeline_items(files: Any, folder: str | None) -> list[str]:
-    """Checkpoint paths from uploaded files and/or a folder on the machine running the app."""
-    items = []
-    for f in files or []:
-        items.append(getattr(f, "path", None) or getattr(f, "name", None) or str(f))
-    if folder and str(folder).strip():
-        path = os.path.expanduser(str(folder).strip())
-        if not os.path.isdir(path):
-            raise gr.Error(f"{path} is not a folder on the machine that runs the app")
-        items.append(path)
-    if not items:
-        raise gr.Error("upload several checkpoints of one run (e.g. net_g_1000.pth, net_g_2000.pth, ...) "
-                       "or give the folder that holds them")
-    return items
-
-
 @explain_errors
 def timeline(files: Any = None, folder: str | None = None, image: Any = None, layer: str = "0.0",
              progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
@@ -145,7 +129,7 @@ def timeline(files: Any = None, folder: str | None = None, image: Any = None, la
 
     from ..io import ImageError, load_image
 
-    items = _timeline_items(files, folder)
+    items = checkpoint_items(files, folder)
     if image is None:
         raise gr.Error("give an input image on the Restore tab (or pick an example there) first")
     try:

@@ -35,7 +35,7 @@ from .common import (
     init_weights,
     mean_tensor,
     relative_position_index,
-    shifted_window_mask,
+    shifted_window_mask_sparse,
     window_partition,
     window_reverse,
 )
@@ -307,12 +307,13 @@ class AttentiveLayer(nn.Module):
         # Part 1: (shifted) window attention.
         shortcut = x
         qkv = self.wqkv(self.norm1(x)).reshape(b, h, w, 3 * c)  # (b, h, w, 3c)
-        mask = None
+        mask = masked = None
         if self.shift_size > 0:
             qkv = torch.roll(qkv, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-            mask = params["attn_mask"]
+            mask, masked = params["attn_mask"], params["attn_windows"]
         windows = window_partition(qkv, s).reshape(-1, s * s, 3 * c)  # (b*nw, s*s, 3c)
-        attn = self.win_mhsa(windows, rpi=params["rpi_sa"], mask=mask).reshape(-1, s, s, c)  # (b*nw, s, s, c)
+        attn = self.win_mhsa(windows, rpi=params["rpi_sa"], mask=mask, windows=masked)  # (b*nw, s*s, c)
+        attn = attn.reshape(-1, s, s, c)  # (b*nw, s, s, c)
         attn_x = window_reverse(attn, s, h, w)  # (b, h, w, c)
         if self.shift_size > 0:
             attn_x = torch.roll(attn_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
@@ -413,7 +414,9 @@ class MambaIRv2(Reconstruction):
         """(b, c, h, w) padded features -> (b, c, h, w) after the ASSBs and the final norm."""
         h, w = x.shape[-2:]
         x_size = (h, w)
-        params = {"attn_mask": shifted_window_mask(h, w, self.window_size, x.device).to(x.dtype),
+        # The shifted-window mask of the windows it touches only (see shifted_window_mask_sparse).
+        windows, mask = shifted_window_mask_sparse(h, w, self.window_size, x.shape[0], x.device)
+        params = {"attn_mask": mask.to(x.dtype), "attn_windows": windows,
                   "rpi_sa": self.relative_position_index_SA}
         t = self.patch_embed(x)  # (b, l, c)
         if self.ape:

@@ -21,21 +21,35 @@ allocations.
     python -m model.evaluation.bench --quick              # fewer repeats, smaller inputs, no ref backward
     python -m model.evaluation.bench --presets MambaIR_lightSR_x4 --sizes 64 96 --backends auto ref
     python -m model.evaluation.bench --device cuda        # mamba_ssm and torch backends on the GPU
+    python -m model.evaluation.bench --compare HEAD~3     # old (a git revision) vs this tree, one run
+
+``--compare REV`` checks REV out into a temporary ``git worktree`` and times the same inputs
+(seeded random weights and image) in both trees, each in its own subprocess (the numba scan and
+torch are imported per tree), interleaved round by round in alternating order so that a load
+change on a shared machine hits both alike; it prints the medians over rounds and new/old
+ratios of forward and forward+backward (input gradient) time, wall and process CPU. The
+measuring code is passed to the subprocess, so REV needs only ``model.archs.build`` and
+``model.config.PRESETS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -208,6 +222,115 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
     return rows
 
 
+COMPARE_ROWS: list[tuple[str, int]] = [
+    ("mambairv2_lightSR_x4", 64), ("MambaIR_lightSR_x4", 48),
+    ("mambairv2_lightSR_x2", 256), ("MambaIR_lightSR_x2", 256),
+]
+# Run inside each tree (cwd = the tree): forward and forward+backward times of one preset/size.
+_WORKER = """
+import json, os, statistics, sys, time
+import torch
+threads, preset, size, repeats, backward = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
+                                            int(sys.argv[4]), sys.argv[5] == "1")
+torch.set_num_threads(threads)
+try:
+    import numba
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+except ImportError:
+    pass
+from model.archs import build
+from model.config import PRESETS
+torch.manual_seed(0)
+net = build(PRESETS[preset]).eval().requires_grad_(False)
+x = torch.rand(1, PRESETS[preset].in_chans, size, size)
+def timed(fn):
+    fn()  # warm-up (numba compile or cache load, allocator)
+    out = []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        out.append((time.perf_counter() - t0, time.process_time() - c0))
+    return [statistics.median(t[i] for t in out) for i in (0, 1)]
+def fwd():
+    with torch.no_grad():
+        net(x)
+res = {"fwd": timed(fwd)}
+if backward:
+    xg = x.clone().requires_grad_()
+    res["fwd_bwd"] = timed(lambda: torch.autograd.grad(net(xg).sum(), xg))
+print("RESULT " + json.dumps(res))
+"""
+
+
+@contextlib.contextmanager
+def revision_tree(rev: str) -> Iterator[Path]:
+    """A temporary detached ``git worktree`` of ``rev`` (removed afterwards)."""
+    root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    tmp = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    tree = tmp / "tree"
+    done = subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), rev],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cannot check out {rev!r}: {done.stderr.strip()}")
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
+                       capture_output=True)
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+def _worker(tree: Path, threads: int, preset: str, size: int, repeats: int, backward: bool
+            ) -> dict[str, list[float]]:
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+               PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", _WORKER, str(threads), preset, str(size), str(repeats),
+                           "1" if backward else "0"], cwd=tree, env=env, capture_output=True, text=True)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not line:
+        raise SystemExit(f"timing {preset} {size} in {tree} failed:\n{done.stderr[-2000:]}")
+    return json.loads(line[-1][len("RESULT "):])
+
+
+def compare(rev: str, rows: list[tuple[str, int]], threads: int, repeats: int, rounds: int,
+            backward_max: int) -> str:
+    """Old (``rev``) vs new (this tree) times of ``rows``, interleaved; the printed table."""
+    new_tree = Path(sys.modules["model"].__file__).resolve().parents[1]  # the tree this package is in
+    load0 = os.getloadavg()
+    lines = []
+    with revision_tree(rev) as old_tree:
+        for preset, size in rows:
+            backward = size <= backward_max
+            got: dict[str, list[dict[str, list[float]]]] = {"old": [], "new": []}
+            for r in range(rounds):
+                order = [("old", old_tree), ("new", new_tree)]
+                for name, tree in order if r % 2 == 0 else order[::-1]:
+                    got[name].append(_worker(tree, threads, preset, size, repeats, backward))
+            med = {name: {key: [statistics.median(g[key][i] for g in runs) for i in (0, 1)]
+                          for key in runs[0]} for name, runs in got.items()}
+            row = [preset, f"{size}x{size}"]
+            for key in ("fwd", "fwd_bwd"):
+                if key not in med["old"]:
+                    row += ["-"] * 4
+                    continue
+                (ow, oc), (nw, nc) = med["old"][key], med["new"][key]
+                row += [f"{ow:.3f}", f"{nw:.3f}", f"{ow / nw:.2f}x", f"{oc / max(nc, 1e-9):.2f}x"]
+            lines.append(row)
+            print(f"  compared {preset} {size}", file=sys.stderr, flush=True)
+    load1 = os.getloadavg()
+    cols = ["preset", "input", "old fwd s", "new fwd s", "speed-up", "(CPU time)",
+            "old fwd+bwd s", "new fwd+bwd s", "speed-up", "(CPU time)"]
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    head = (f"# model.evaluation.bench --compare {rev}: old = {rev}, new = this tree; CPU, "
+            f"{threads} threads, torch {torch.__version__}; median of {repeats} runs after a warm-up "
+            f"per subprocess, median over {rounds} interleaved rounds; load average {load0[0]:.1f} before, "
+            f"{load1[0]:.1f} after; speed-up = old / new")
+    out = [head, fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    return "\n".join(out + [fmt.format(*line) for line in lines])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -222,7 +345,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-backward", action="store_true",
                     help="also time forward+backward with the ref scan (a Python loop: minutes)")
     ap.add_argument("--threads", type=int, default=None, help="torch/numba CPU threads (default: all)")
+    ap.add_argument("--compare", metavar="REV",
+                    help="time git revision REV against this tree, interleaved (CPU; see above)")
+    ap.add_argument("--rounds", type=int, default=3, help="--compare: interleaved rounds")
+    ap.add_argument("--backward-max", type=int, default=128,
+                    help="--compare: time forward+backward only up to this input size")
     args = ap.parse_args(argv)
+    if args.compare:
+        rows = ([(p, s) for p in (args.presets or ["mambairv2_lightSR_x4"]) for s in (args.sizes or [64])]
+                if args.presets or args.sizes else COMPARE_ROWS)
+        threads = args.threads or torch.get_num_threads()
+        print(compare(args.compare, rows, threads, 2 if args.quick else max(1, args.repeats),
+                      max(1, args.rounds), args.backward_max))
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available", file=sys.stderr)
         return 2

@@ -7,10 +7,12 @@
 Nothing here guesses file names. The repository (``cguoh/MambaIR``; ``MAMBAIR_HF_REPO`` overrides) is
 listed through ``huggingface_hub``; a preset's candidates are the checkpoint files whose path names
 its network, task and scale (``candidates_for``); each candidate is downloaded (into the hub cache),
-checked against the sha256 the listing gives, and accepted only when its tensors detect as the
-preset's network. Accepted files are copied to ``<weights>/official/`` and recorded in the
-``manifest.json`` there with source "official". Only this code path marks a file official: a file
-registered by hand (``--local``) is official only when its sha256 equals an official file's.
+checked against the hash the listing gives (``same_content``: the sha256 of an LFS file, the git blob
+id of a plain git file; the Hub gives no sha256 for files stored without LFS), and accepted only when
+its tensors detect as the preset's network. Accepted files are copied to ``<weights>/official/`` and
+recorded in the ``manifest.json`` there with source "official". Only this code path marks a file
+official: a file registered by hand (``--local``) is official only when its content equals an official
+file's (by the same hashes).
 
 Everything goes through ``huggingface_hub``, so ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE``, the hub
 cache and ``HF_HUB_OFFLINE`` behave as its users expect (offline, the cache is listed instead). One
@@ -21,6 +23,7 @@ that an offline machine gives up at once instead of waiting on retries.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -33,8 +36,8 @@ from typing import Any
 from model.hub.weights import CHECKPOINT_SUFFIXES
 
 __all__ = ["HF_REPO", "OFFICIAL_DIR", "APP_PRESETS", "OfficialFile", "DownloadError", "FetchReport",
-           "repo_id", "endpoint", "offline", "list_official", "candidates_for", "fetch", "fetch_many",
-           "register_local", "main"]
+           "repo_id", "endpoint", "offline", "list_official", "candidates_for", "git_blob_id", "same_content",
+           "fetch", "fetch_many", "register_local", "main"]
 
 HF_REPO = "cguoh/MambaIR"
 HF_URL = f"https://huggingface.co/{HF_REPO}"
@@ -52,11 +55,17 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class OfficialFile:
-    """One file of the official repository: its path there, size and sha256 (None when not given)."""
+    """One file of the official repository: its path there, size and content hash (None when not given).
+
+    The Hub lists an LFS file's sha256 (``sha256``); a plain git file has none, only its git blob id
+    (``git_oid``, the sha1 of ``b"blob <size>\\0" + bytes``). An LFS file's git oid names its pointer
+    file, not its bytes, so it is never kept.
+    """
 
     path: str
     size: int | None = None
     sha256: str | None = None
+    git_oid: str | None = None
 
     @property
     def name(self) -> str:
@@ -168,7 +177,10 @@ def list_official(cache_dir: str | Path | None = None) -> list[OfficialFile]:
             if getattr(item, "size", None) is None or not hasattr(item, "lfs"):
                 continue  # a folder
             lfs = getattr(item, "lfs", None)
-            files.append(OfficialFile(item.path, int(item.size), getattr(lfs, "sha256", None)))
+            if lfs is not None:
+                files.append(OfficialFile(item.path, int(item.size), lfs.sha256))
+            else:  # stored in git itself: the listing's oid is the git blob id of its bytes
+                files.append(OfficialFile(item.path, int(item.size), git_oid=getattr(item, "blob_id", None)))
     except Exception as err:
         raise DownloadError(f"listing {repo_id()} at {endpoint()} failed ({type(err).__name__}: "
                             f"{str(err).splitlines()[0][:160]})") from err
@@ -242,6 +254,28 @@ def candidates_for(preset: str, files: Iterable[OfficialFile]) -> list[OfficialF
 # ----------------------------------------------------------------------------- fetching
 
 
+def git_blob_id(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The git blob id of a file (sha1 of ``b"blob <size>\\0"`` then its bytes), as the Hub lists it."""
+    path = Path(path)
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def same_content(path: str | Path, official: OfficialFile) -> bool | None:
+    """Whether ``path`` holds the bytes the listing describes: by sha256 (LFS) or git blob id (plain file);
+    None when the listing gives neither (e.g. files listed from the hub cache)."""
+    from model.hub.weights import sha256_file
+
+    if official.sha256:
+        return sha256_file(path) == official.sha256
+    if official.git_oid:
+        return git_blob_id(path) == official.git_oid
+    return None
+
+
 def verify(path: str | Path, preset: str) -> tuple[Any, list[str]]:
     """(detected config, notes); raises DownloadError when the file is not the preset's kind of network."""
     from model import PRESETS, inspect_checkpoint
@@ -292,10 +326,10 @@ def fetch(preset: str, dest: str | Path, *, files: list[OfficialFile] | None = N
     reasons = []
     for cand in cands:
         local = dest / cand.name
-        if local.exists() and not force and cand.sha256 and sha256_file(local) == cand.sha256:
+        if local.exists() and not force and same_content(local, cand):
             _, notes = verify(local, preset)
             _register(local, preset, file_url(cand.path), cand.path, notes, dest / "manifest.json")
-            say(f"{preset}: {local} already present (sha256 matches {cand.path})")
+            say(f"{preset}: {local} already present (same content as {cand.path})")
             return local
         say(f"{preset}: fetching {cand.path}" + (f" ({cand.size / 2**20:.1f} MiB)" if cand.size else ""))
         try:
@@ -305,8 +339,9 @@ def fetch(preset: str, dest: str | Path, *, files: list[OfficialFile] | None = N
         except Exception as err:  # the hub raises many error types; each is a reason to try the next
             reasons.append(f"{cand.path}: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
             continue
-        if cand.sha256 and sha256_file(cached) != cand.sha256:
-            reasons.append(f"{cand.path}: sha256 differs from the repository's listing (damaged download)")
+        if same_content(cached, cand) is False:
+            kind = "sha256" if cand.sha256 else "git blob id"
+            reasons.append(f"{cand.path}: {kind} differs from the repository's listing (damaged download)")
             continue
         try:
             _, notes = verify(cached, preset)
@@ -372,26 +407,27 @@ def register_local(file: str | Path, preset: str, dest: str | Path,
                    cache_dir: str | Path | None = None) -> tuple[Path, str]:
     """Copy a file fetched by hand into ``dest`` and record it; returns (path, source).
 
-    The source is "official" only when the file's sha256 equals that of an official file the listing
-    names (which needs the hub); otherwise "user file", whatever its name.
+    The source is "official" only when the file's content equals that of an official file the listing
+    names (sha256 or git blob id, ``same_content``; needs the hub); otherwise "user file", whatever its name.
     """
     from model.hub.weights import manifest_entry, sha256_file, upsert_manifest
 
     file, dest = Path(file), Path(dest)
     _, notes = verify(file, preset)
-    digest = sha256_file(file)
     try:
-        official = {f.sha256: f for f in list_official(cache_dir) if f.sha256}
-        why = "its sha256 is not one of the official repository's files"
+        listed = list_official(cache_dir)
+        why = "its content is not that of any of the official repository's files"
     except DownloadError as err:
-        official, why = {}, f"the official repository could not be checked ({err})"
-    match = official.get(digest)
+        listed, why = [], f"the official repository could not be checked ({err})"
+    by_hash = {f.sha256: f for f in listed if f.sha256} | {f.git_oid: f for f in listed if f.git_oid}
+    match = by_hash.get(sha256_file(file)) or by_hash.get(git_blob_id(file))
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / file.name
     if not path.exists() or not path.samefile(file):
         shutil.copyfile(file, path)
     if match is not None:
-        source, text = "official", f"official {preset} ({repo_id()}: {match.path}; sha256 checked)"
+        kind = "sha256" if match.sha256 else "git blob id"
+        source, text = "official", f"official {preset} ({repo_id()}: {match.path}; {kind} checked)"
     else:
         source, text = "user file", f"registered by hand as {preset}; not marked official: {why}"
     entry = manifest_entry(path, source=source, url=file_url(match.path) if match else None,

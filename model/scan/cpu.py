@@ -5,14 +5,15 @@ letters as in ``ref.py``: b batch, d channels, l sequence, n state, g groups of
 B/C (channel c reads group c // (d // g)); k blocks of 16 channels of a group,
 j the channel within a block.
 
-Split of the work:
-  * torch (autograd as usual): ``delta + delta_bias``, softplus, ``+ D u``,
-    ``* silu(z)`` -- cheap element-wise ops on (b, d, l);
-  * numba (this file's ``_ScanCore``): the recurrence h_t = exp(dt_t A) h_{t-1}
-    + dt_t B_t u_t, y_t = <C_t, h_t>, which is the b*d*l*n part.
+Split of the work: one numba call per direction does everything but the optional gate z
+(``* silu(z)``, in torch): each task copies its block's rows of u and delta from the (b, d, l)
+input into private (l, 16) slabs, applies ``delta + delta_bias`` and softplus there, runs the
+recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, y_t = <C_t, h_t>, and writes y + D u
+straight back into (b, d, l) rows. Done in torch around the kernel, the bias, softplus, skip and
+the two layout copies took about as long as the recurrence itself (MambaIR-light, 48x48).
 
 Layout: blocks of 16 channels, channels innermost. Inside the kernels u, dt, y
-and their gradients are (b, g, k, l, 16): each group's channels are cut into
+and their gradients are (l, 16) slabs: each group's channels are cut into
 blocks of 16 (the last one padded with zeros, which the recurrence keeps at
 zero), and a block's sequence is one contiguous (l, 16) slab. The innermost
 loop of every step then runs over the 16 channels of a block, which read the
@@ -20,7 +21,8 @@ same scalars B_t[s] and C_t[s]: one SIMD lane per channel (AVX-512: one
 instruction), no reduction, and every load is contiguous. Vectorising over the
 state instead, as a (b, d, l) layout would, leaves registers half empty (the
 light models have 8-10 states) and needs a sum across lanes each step.
-exp(dt A) is straight-line arithmetic that LLVM vectorises (``_exp32``).
+exp(dt A) and softplus are straight-line arithmetic that LLVM vectorises (``_exp32``,
+``_softplus32``).
 
 Parallelism: one ``prange`` task per (b, g, k) block, forward and backward.
 The backward recomputes the block's hidden states into a private (l + 1, n, 16)
@@ -28,7 +30,7 @@ buffer (nothing is kept from the forward: its memory is just its output), then
 runs the reverse recurrence. B and C are shared by a group's blocks, so each
 block writes its own partial dB and dC, summed afterwards. Extra backward
 memory: ``b * g * k * l * n`` floats for each of dB and dC, plus
-``(l + 1) * n * 16`` floats per running task.
+``(l + 1) * n * 16 + 6 * l * 16`` floats per running task (states and slabs).
 """
 
 from __future__ import annotations
@@ -86,6 +88,29 @@ def _exp32(x):  # pragma: no cover - compiled
     return p * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _softplus32(x):  # pragma: no cover - compiled
+    """torch's softplus (threshold 20) as straight-line arithmetic that LLVM vectorises.
+
+    softplus(x) = max(x, 0) + log1p(q), q = e^-|x| in (0, 1]; log1p(q) = 2 atanh(s) with
+    s = q / (2 + q) <= 1/3, by its odd series to s^17 (relative error < 1e-9 before float32
+    rounding, and no cancellation for small q). Above 20 it returns x, as torch does.
+    """
+    q = _exp32(-abs(x))
+    s = q / (np.float32(2.0) + q)
+    s2 = s * s
+    p = np.float32(1 / 15) + s2 * np.float32(1 / 17)
+    p = np.float32(1 / 13) + s2 * p
+    p = np.float32(1 / 11) + s2 * p
+    p = np.float32(1 / 9) + s2 * p
+    p = np.float32(1 / 7) + s2 * p
+    p = np.float32(1 / 5) + s2 * p
+    p = np.float32(1 / 3) + s2 * p
+    p = np.float32(1.0) + s2 * p
+    sp = max(x, np.float32(0.0)) + np.float32(2.0) * s * p
+    return x if x > np.float32(20.0) else sp
+
+
 @numba.njit(fastmath={"reassoc", "nsz"}, cache=True)
 def _dot(a, b, m):  # pragma: no cover - compiled
     """sum_j a[j] b[j] for j < m, as a vectorised tree sum (the flags allow reordering it;
@@ -96,35 +121,34 @@ def _dot(a, b, m):  # pragma: no cover - compiled
     return acc
 
 
-@numba.njit(**_JIT)
-def _scan_fwd(ub, dtb, Ab, Bt, Ct, yb):  # pragma: no cover - compiled
-    """yb[b,g,k,t,j] = <C[b,g,t,:], h_t>; ub, dtb, yb (b,g,k,l,16); Ab (g,k,n,16); Bt, Ct (b,g,l,n)."""
-    nb, ng, nk, nl = ub.shape[:4]
-    nn_ = Ab.shape[2]
+@numba.njit(cache=True, fastmath={"contract"})
+def _block_fwd(u2, dt2, A2, B2, C2, y2):  # pragma: no cover - compiled
+    """Forward of one block: y2[t, j] = <C2[t], h_t[:, j]>; u2, dt2, y2 (l,16); A2 (n,16); B2, C2 (l,n)."""
+    nl = u2.shape[0]
+    nn_ = A2.shape[0]
     w = _LANES  # a compile-time constant: the loops over lanes become single SIMD instructions
-    for task in numba.prange(nb * ng * nk):
-        k = task % nk
-        gi = (task // nk) % ng
-        bi = task // (nk * ng)
-        # The block's slabs, and local work arrays: LLVM vectorises a loop over
-        # arrays it cannot prove apart only behind run-time overlap checks.
-        u2, dt2, y2, A2 = ub[bi, gi, k], dtb[bi, gi, k], yb[bi, gi, k], Ab[gi, k]
-        h = np.zeros((nn_, w), dtype=np.float32)
-        v = np.empty((3, w), dtype=np.float32)  # dt_t, dt_t u_t, y_t
-        for t in range(nl):
-            for j in range(w):
-                v[0, j] = dt2[t, j]
-                v[1, j] = dt2[t, j] * u2[t, j]
-                v[2, j] = 0.0
-            for s in range(nn_):
-                bs = Bt[bi, gi, t, s]
-                cs = Ct[bi, gi, t, s]
-                for j in range(w):  # the hot loop: one SIMD lane per channel
-                    hv = _exp32(v[0, j] * A2[s, j]) * h[s, j] + v[1, j] * bs
-                    h[s, j] = hv
-                    v[2, j] += cs * hv
-            for j in range(w):
-                y2[t, j] = v[2, j]
+    # Local work arrays: LLVM vectorises a loop over arrays it cannot prove apart only
+    # behind run-time overlap checks.
+    h = np.zeros((nn_, w), dtype=np.float32)
+    a = np.empty((nn_, w), dtype=np.float32)
+    for s in range(nn_):
+        for j in range(w):
+            a[s, j] = A2[s, j]
+    v = np.empty((3, w), dtype=np.float32)  # dt_t, dt_t u_t, y_t
+    for t in range(nl):
+        for j in range(w):
+            v[0, j] = dt2[t, j]
+            v[1, j] = dt2[t, j] * u2[t, j]
+            v[2, j] = 0.0
+        for s in range(nn_):
+            bs = B2[t, s]
+            cs = C2[t, s]
+            for j in range(w):  # the hot loop: one SIMD lane per channel
+                hv = _exp32(v[0, j] * a[s, j]) * h[s, j] + v[1, j] * bs
+                h[s, j] = hv
+                v[2, j] += cs * hv
+        for j in range(w):
+            y2[t, j] = v[2, j]
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -191,19 +215,6 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: n
     for s in range(nn_):
         for j in range(w):
             dA2[s, j] = dA[s, j]
-
-
-@numba.njit(**_JIT)
-def _scan_bwd(ub, dtb, Ab, Bt, Ct, dyb, dub, ddtb, dAb, dBb, dCb):  # pragma: no cover - compiled
-    """Gradients of the core scan, per block. ub, dtb, dyb, dub, ddtb (b,g,k,l,16);
-    Ab (g,k,n,16); dAb (b,g,k,n,16); Bt, Ct (b,g,l,n); dBb, dCb (b,g,k,l,n)."""
-    nb, ng, nk = ub.shape[:3]
-    for task in numba.prange(nb * ng * nk):
-        k = task % nk
-        gi = (task // nk) % ng
-        bi = task // (nk * ng)
-        _block_bwd(ub[bi, gi, k], dtb[bi, gi, k], Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dyb[bi, gi, k],
-                   dub[bi, gi, k], ddtb[bi, gi, k], dAb[bi, gi, k], dBb[bi, gi, k], dCb[bi, gi, k])
 
 
 @numba.njit(parallel=True, cache=True)
@@ -273,34 +284,162 @@ def _np(x: Tensor) -> np.ndarray:
     return x.detach().contiguous().numpy()
 
 
-class _ScanCore(torch.autograd.Function):
-    """y = scan(u, dt, A, B, C) with dt already biased/softplussed; u, dt, y (b, d, l); B, C (b, g, l, n)."""
+@numba.njit(cache=True)
+def _load_rows(x, bi, c0, m, slab):  # pragma: no cover - compiled
+    """slab[t, j] = x[bi, c0 + j, t] for j < m, 0 for m <= j < 16; x (b, d, l), slab (l, 16).
+
+    Eight rows at a time, in tiles of 64 steps: x's rows are l floats apart, and walking
+    down many of them at once (l = 4096: 16 KB apart) keeps hitting one cache set.
+    """
+    nl = slab.shape[0]
+    for j in range(m, _LANES):
+        for t in range(nl):
+            slab[t, j] = 0.0
+    for j0 in range(0, m, 8):
+        for t0 in range(0, nl, 64):
+            for j in range(j0, min(j0 + 8, m)):
+                row = x[bi, c0 + j]
+                for t in range(t0, min(t0 + 64, nl)):
+                    slab[t, j] = row[t]
+
+
+# error_model="numpy": no zero-division check on "/" (its branch stops LLVM vectorising the loop).
+@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _dt_rows(x2, bias, c0, m, softplus, dt2):  # pragma: no cover - compiled
+    """dt2 = softplus(x2 + bias[c0 + j]) per lane j (bias 0 on padded lanes), or x2 + bias; (l, 16)."""
+    nl = x2.shape[0]
+    b16 = np.zeros(_LANES, dtype=np.float32)
+    for j in range(m):
+        b16[j] = bias[c0 + j]
+    for t in range(nl):
+        if softplus:
+            for j in range(_LANES):
+                dt2[t, j] = _softplus32(x2[t, j] + b16[j])
+        else:
+            for j in range(_LANES):
+                dt2[t, j] = x2[t, j] + b16[j]
+
+
+@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _softplus_grad_rows(x2, bias, c0, m, g2):  # pragma: no cover - compiled
+    """In place g2 *= e^x / (e^x + 1) for x = x2 + bias (x <= 20; unchanged above), as torch; (l, 16)."""
+    nl = x2.shape[0]
+    b16 = np.zeros(_LANES, dtype=np.float32)
+    for j in range(m):
+        b16[j] = bias[c0 + j]
+    for t in range(nl):
+        for j in range(_LANES):
+            x = x2[t, j] + b16[j]
+            z = _exp32(min(x, np.float32(20.0)))
+            f = z / (z + np.float32(1.0))
+            g2[t, j] = g2[t, j] if x > np.float32(20.0) else g2[t, j] * f
+
+
+@numba.njit(**_JIT)
+def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, y):  # pragma: no cover - compiled
+    """y = scan(u, softplus(delta + bias)) + D u, in raster layout; u, delta, y (b, d, l);
+    bias, Dv (d,); Ab (g, k, n, 16); Bt, Ct (b, g, l, n). One task per 16-channel block: it
+    copies its rows into (l, 16) slabs, scans, and writes its rows of y."""
+    nb, d, nl = u.shape
+    ng, nk = Ab.shape[0], Ab.shape[1]
+    per = d // ng
+    for task in numba.prange(nb * ng * nk):
+        k = task % nk
+        gi = (task // nk) % ng
+        bi = task // (nk * ng)
+        c0 = gi * per + k * _LANES
+        m = min(_LANES, per - k * _LANES)
+        u2 = np.empty((nl, _LANES), dtype=np.float32)
+        dt2 = np.empty((nl, _LANES), dtype=np.float32)
+        y2 = np.empty((nl, _LANES), dtype=np.float32)
+        _load_rows(u, bi, c0, m, u2)
+        _load_rows(delta, bi, c0, m, y2)  # raw delta, in y2 until the scan writes it
+        _dt_rows(y2, bias, c0, m, softplus, dt2)
+        _block_fwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], y2)
+        for j in range(m):
+            row = y[bi, c0 + j]
+            dj = Dv[c0 + j]
+            for t in range(nl):
+                row[t] = y2[t, j] + u2[t, j] * dj
+
+
+@numba.njit(**_JIT)
+def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, dy, du, ddelta, dAb, dBb, dCb, dDp, dbp
+               ):  # pragma: no cover - compiled
+    """Gradients of ``_fused_fwd``, per block: du, ddelta (b, d, l) raster; dAb (b, g, k, n, 16);
+    dBb, dCb (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image."""
+    nb, d, nl = u.shape
+    ng, nk = Ab.shape[0], Ab.shape[1]
+    per = d // ng
+    for task in numba.prange(nb * ng * nk):
+        k = task % nk
+        gi = (task // nk) % ng
+        bi = task // (nk * ng)
+        c0 = gi * per + k * _LANES
+        m = min(_LANES, per - k * _LANES)
+        u2 = np.empty((nl, _LANES), dtype=np.float32)
+        dt2 = np.empty((nl, _LANES), dtype=np.float32)
+        dy2 = np.empty((nl, _LANES), dtype=np.float32)
+        du2 = np.empty((nl, _LANES), dtype=np.float32)
+        ddt2 = np.empty((nl, _LANES), dtype=np.float32)
+        x2 = np.empty((nl, _LANES), dtype=np.float32)
+        _load_rows(u, bi, c0, m, u2)
+        _load_rows(delta, bi, c0, m, x2)
+        _dt_rows(x2, bias, c0, m, softplus, dt2)
+        _load_rows(dy, bi, c0, m, dy2)
+        _block_bwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dy2, du2, ddt2, dAb[bi, gi, k],
+                   dBb[bi, gi, k], dCb[bi, gi, k])
+        if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
+            _softplus_grad_rows(x2, bias, c0, m, ddt2)
+        for j in range(m):
+            c = c0 + j
+            dj = Dv[c]
+            du_row, dd_row, u_row, dy_row = du[bi, c], ddelta[bi, c], u[bi, c], dy[bi, c]
+            s_d = 0.0  # float64 sums over l
+            s_b = 0.0
+            for t in range(nl):
+                du_row[t] = du2[t, j] + dy_row[t] * dj
+                gd = ddt2[t, j]
+                dd_row[t] = gd
+                s_d += dy_row[t] * u_row[t]
+                s_b += gd
+            dDp[bi, c] = s_d
+            dbp[bi, c] = s_b
+
+
+class _ScanFused(torch.autograd.Function):
+    """y = scan(u, softplus?(delta + bias), A, B, C) + D u; u, delta, y (b, d, l) float32;
+    Bt, Ct (b, g, l, n); D, bias (d,). The bias, softplus and skip run inside the kernel."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor) -> Tensor:
-        d, g = u.shape[1], Bt.shape[1]
-        ub, dtb = _blocks(u, g), _blocks(dt, g)  # (b, g, k, l, 16)
-        Ab = _blocks(A.float()[None], g)[0]  # (d, n) -> (g, k, n, 16)
-        yb = torch.empty_like(ub)
-        _scan_fwd(ub.numpy(), dtb.numpy(), Ab.numpy(), _np(Bt), _np(Ct), yb.numpy())
-        ctx.save_for_backward(ub, dtb, Ab, Bt, Ct)
-        ctx.d = d  # the blocks are padded: the true channel count is not in their shapes
-        return _unblocks(yb, d)
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor, D: Tensor,
+                bias: Tensor, softplus: bool) -> Tensor:
+        g = Bt.shape[1]
+        Ab = _blocks(A[None], g)[0]  # (d, n) -> (g, k, n, 16)
+        y = torch.empty_like(u)
+        _fused_fwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
+                   softplus, y.numpy())
+        ctx.save_for_backward(u, delta, Ab, Bt, Ct, D, bias)
+        ctx.softplus = softplus
+        return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        ub, dtb, Ab, Bt, Ct = ctx.saved_tensors
-        b, g, k, l, w = ub.shape
-        n = Ab.shape[2]
-        d = ctx.d
-        dub, ddtb = torch.empty_like(ub), torch.empty_like(ub)
+        u, delta, Ab, Bt, Ct, D, bias = ctx.saved_tensors
+        b, d, l = u.shape
+        g, k, n, w = Ab.shape
+        du, ddelta = torch.empty_like(u), torch.empty_like(u)
         dAb = torch.empty((b, g, k, n, w), dtype=torch.float32)
         dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
         dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
-        _scan_bwd(ub.numpy(), dtb.numpy(), Ab.numpy(), _np(Bt), _np(Ct), _blocks(dy, g).numpy(),
-                  dub.numpy(), ddtb.numpy(), dAb.numpy(), dBb.numpy(), dCb.numpy())
+        dDp = torch.empty((b, d), dtype=torch.float32)
+        dbp = torch.empty((b, d), dtype=torch.float32)
+        _fused_bwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
+                   ctx.softplus, _np(dy.float()), du.numpy(), ddelta.numpy(), dAb.numpy(), dBb.numpy(),
+                   dCb.numpy(), dDp.numpy(), dbp.numpy())
         dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
-        return _unblocks(dub, d), _unblocks(ddtb, d), dA, dBb.sum(2), dCb.sum(2)  # dB, dC summed over blocks
+        # dB, dC summed over a group's blocks; dD, dbias over the batch.
+        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), None
 
 
 def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
@@ -311,14 +450,17 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
         raise ValueError("selective_scan_numba runs on CPU tensors only")
     dtype_in = u.dtype
     b, d, l = u.shape
-    uf, dt, Bg, Cg = scan_inputs(u, delta, B, C, delta_bias, delta_softplus)  # float32, (b, g, n, l)
+    # bias and softplus are applied in the kernel: the prologue only casts and groups B/C.
+    uf, df, Bg, Cg = scan_inputs(u, delta, B, C, None, False)  # float32, (b, g, n, l)
     if d % Bg.shape[1] or Cg.shape[1] != Bg.shape[1]:
         raise ValueError(f"channels d={d} must split evenly into the groups of B/C {tuple(Bg.shape)}")
     Bt = Bg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n): state innermost
     Ct = Cg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n)
-    y = _ScanCore.apply(uf, dt, A.float(), Bt, Ct)  # (b, d, l)
-    if D is not None:
-        y = y + uf * D.float()[:, None]
+    zeros = u.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
+    Df = D.float() if D is not None else zeros
+    bias = delta_bias.float() if delta_bias is not None else zeros
+    y = _ScanFused.apply(uf.contiguous(), df.contiguous(), A.float().contiguous(), Bt, Ct,
+                         Df.contiguous(), bias.contiguous(), bool(delta_softplus))  # (b, d, l)
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(dtype_in)

@@ -1,0 +1,70 @@
+"""Fused window attention (SDPA, sparse shifted-window mask) against the plain formula.
+
+Letters as in model/archs/common.py: b batch, nw windows per image, n tokens per window (s*s),
+nh heads, c channels.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.archs.common import (
+    WindowAttention,
+    relative_position_index,
+    shifted_window_mask,
+    shifted_window_mask_sparse,
+    window_attention_ref,
+)
+
+
+def plain(attn: WindowAttention, qkv: torch.Tensor, rpi: torch.Tensor, mask: torch.Tensor | None,
+          b: int) -> torch.Tensor:
+    """The module's maths in plain ops: full (nw, n, n) mask repeated per image, explicit softmax."""
+    bw, n, c3 = qkv.shape
+    c, nh = c3 // 3, attn.num_heads
+    q, k, v = qkv.reshape(bw, n, 3, nh, c // nh).permute(2, 0, 3, 1, 4)  # (b*nw, nh, n, c/nh) each
+    bias = attn.relative_position_bias_table[rpi.reshape(-1)].view(n, n, nh).permute(2, 0, 1)  # (nh, n, n)
+    add = bias[None] if mask is None else bias[None] + mask.repeat(b, 1, 1)[:, None]  # (b*nw, nh, n, n)
+    x = window_attention_ref(q, k, v, add, attn.scale)  # (b*nw, nh, n, c/nh)
+    return attn.proj(x.transpose(1, 2).reshape(bw, n, c))
+
+
+@pytest.mark.parametrize("b, h, w, s, nh, mode", [
+    (1, 16, 24, 8, 2, "sparse"), (2, 24, 16, 8, 3, "sparse"), (1, 8, 8, 8, 2, "sparse"),
+    (2, 16, 16, 4, 2, "full"), (1, 16, 16, 4, 2, "none"), (3, 12, 8, 4, 1, "sparse")])
+def test_window_attention_matches_plain_formula(b, h, w, s, nh, mode):
+    torch.manual_seed(0)
+    c = 6 * nh
+    attn = WindowAttention(c, s, nh)
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_(0, 1)  # large enough to matter
+    rpi = relative_position_index(s)
+    nw, n = (h // s) * (w // s), s * s
+    qkv = torch.randn(b * nw, n, 3 * c, requires_grad=True)
+    full = shifted_window_mask(h, w, s) if mode != "none" else None
+    if mode == "sparse":
+        windows, mask = shifted_window_mask_sparse(h, w, s, b)
+        got = attn(qkv, rpi, mask, windows)
+    else:
+        got = attn(qkv, rpi, full)
+    want = plain(attn, qkv, rpi, full, b)
+    assert (got - want).abs().max() < 1e-5
+    gy = torch.randn_like(got)
+    params = [qkv, attn.relative_position_bias_table, attn.proj.weight]
+    g_got = torch.autograd.grad(got, params, gy)
+    g_want = torch.autograd.grad(want, params, gy)
+    for a, e in zip(g_got, g_want, strict=True):
+        assert (a - e).norm() <= 1e-5 * e.norm()
+
+
+def test_sparse_mask_covers_exactly_the_masked_windows():
+    """The sparse mask's windows are those where the full mask is non-zero, with the same values."""
+    for h, w, s in [(64, 64, 16), (32, 48, 16), (16, 16, 16), (24, 40, 8)]:
+        full = shifted_window_mask(h, w, s)  # (nw, n, n)
+        windows, mask = shifted_window_mask_sparse(h, w, s, batch=2)
+        nw = full.shape[0]
+        touched = full.flatten(1).ne(0).any(1).nonzero().squeeze(1)
+        assert torch.equal(windows, torch.cat([touched, touched + nw]))
+        assert torch.equal(mask, full[touched].repeat(2, 1, 1))
+        assert len(touched) == h // s + w // s - 1  # last row and column of windows
