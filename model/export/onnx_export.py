@@ -133,6 +133,31 @@ class _Exportable(nn.Module):
         return self.net(x)[..., : h * s, : w * s]
 
 
+def _dense_window_mask(h: int, w: int, s: int, batch: int = 1, device: torch.device | None = None
+                       ) -> tuple[None, Tensor]:
+    """The shifted-window mask for every window, the dense form ``WindowAttention`` also takes."""
+    from ..archs.common import shifted_window_mask
+
+    return None, shifted_window_mask(h, w, s, device)  # (nw, n, n)
+
+
+@contextlib.contextmanager
+def dense_window_masks() -> Iterator[None]:
+    """MambaIRv2 picks the masked windows with ``nonzero`` (a data-dependent size torch.export
+    cannot carry); while exporting, every window gets its mask instead (same attention)."""
+    from ..archs import mambairv2
+
+    sparse = getattr(mambairv2, "shifted_window_mask_sparse", None)
+    if sparse is None:  # a network version without the sparse mask
+        yield
+        return
+    mambairv2.shifted_window_mask_sparse = _dense_window_mask
+    try:
+        yield
+    finally:
+        mambairv2.shifted_window_mask_sparse = sparse
+
+
 @contextlib.contextmanager
 def export_scan() -> Iterator[None]:
     """Route every selective scan through the chunked form while the block runs."""
@@ -255,7 +280,8 @@ def export_onnx(net: nn.Module, out: str | os.PathLike, size: tuple[int, int] = 
         x = torch.rand(1, channels, *size)
         dims = ({2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC},) if dynamic else None
         log(f"exporting {type(net).__name__} at {size[0]}x{size[1]}{' (dynamic H, W)' if dynamic else ''}...")
-        with export_scan(), torch.no_grad(), contextlib.redirect_stdout(None), _quiet("torch.onnx"):
+        with (export_scan(), dense_window_masks(), torch.no_grad(), contextlib.redirect_stdout(None),
+              _quiet("torch.onnx")):
             torch.onnx.export(
                 _Exportable(net), (x,), str(tmp), dynamo=True, dynamic_shapes=dims,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
