@@ -86,7 +86,9 @@ def test_the_commands_are_found() -> None:
 def test_every_named_command_answers_help(module) -> None:
     """`python -m module --help` exits 0 with a usage line: a renamed or broken command fails here."""
     where = ", ".join(sorted(set(COMMANDS[module])))
-    path = ROOT / (module.replace(".", "/") + ".py")
+    stem = ROOT / module.replace(".", "/")
+    # `python -m` runs a module file, or a package's __main__.py
+    path = stem.with_suffix(".py") if stem.with_suffix(".py").is_file() else stem / "__main__.py"
     assert path.is_file(), f"python -m {module} (named in {where}) has no module"
     assert "argparse" in path.read_text(), f"python -m {module} (named in {where}) has no argparse"
     r = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
