@@ -13,12 +13,15 @@ Each model's line gives its measured time and the estimate the app made before t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,31 +32,42 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def startup_seconds(timeout: float = 300.0) -> float:
-    """Start ``python app.py`` on a free port; seconds until GET / returns 200. The server is stopped."""
+@contextlib.contextmanager
+def running_app(stdout: Any = subprocess.DEVNULL, timeout: float = 300.0) -> Iterator[tuple[str, float]]:
+    """``python app.py`` on a free port while the block runs: yields (its URL, seconds until GET /
+    returned 200); ``stdout`` takes the app's output and log (e.g. an open file). Stopped afterwards."""
     port = _free_port()
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_ANALYTICS_ENABLED="False")
+    url = f"http://127.0.0.1:{port}/"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=stdout,
+                            stderr=subprocess.STDOUT)
     try:
-        while time.perf_counter() - t0 < timeout:
+        while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"app.py exited with code {proc.returncode}")
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"no answer from app.py within {timeout:.0f} s")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status == 200:
-                        return time.perf_counter() - t0
+                        break
             except OSError:
                 time.sleep(0.2)
-        raise TimeoutError(f"no answer from app.py within {timeout:.0f} s")
+        yield url, time.perf_counter() - t0
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def startup_seconds(timeout: float = 300.0) -> float:
+    """Start ``python app.py`` on a free port; seconds until GET / returns 200. The server is stopped."""
+    with running_app(timeout=timeout) as (_, seconds):
+        return seconds
 
 
 def restore_seconds(size: int = 128, task: str = "SR x4", repeats: int = 2) -> list[str]:

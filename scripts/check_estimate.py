@@ -13,20 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, ROOT)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from app.measure import running_app  # noqa: E402
 
 
 def _rows(details: str) -> list[str]:
@@ -59,23 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task", default="SR x2")
     ap.add_argument("--runs", type=int, default=2, help="restores through gradio_client after the browser's")
     args = ap.parse_args(argv)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"check_estimate_{port}.log")
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+    log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"check_estimate_{os.getpid()}.log")
     t_start = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"app.py exited; see {log_path}") from None
-                time.sleep(0.5)
-        print(f"page answers after {time.perf_counter() - t_start:.1f} s")
+    with open(log_path, "w") as log, running_app(stdout=log, timeout=600) as (url, seconds):
+        print(f"page answers after {seconds:.1f} s")
         _wait_for_warm_up(log_path, 2, 1800)
         print(f"warm-up done after {time.perf_counter() - t_start:.1f} s:")
         with open(log_path) as f:
@@ -109,12 +90,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"gradio_client restore {k + 1}: {wall:.1f} s, load average {os.getloadavg()[0]:.1f}")
             for row in _rows(out[3]):
                 print("  " + row)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 if __name__ == "__main__":
