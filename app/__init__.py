@@ -5,14 +5,11 @@ Gradio is imported on the first ``build_demo()`` call, so that ``app.io`` stays 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-# numba's and torch's OpenMP workers spin while idle; on a small shared CPU that slows every later
-# torch op several-fold (measured: light x4 128x128 forward 33 s -> 10 s). Must be set before torch
-# or numba load, so it is set here, on the first import of the app package (app.cache imports
-# torch before model/__init__.py, which sets the same default for model users).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP reads its wait policy once, when torch or numba loads (app.cache imports torch): importing
+# the model package first sets it (a short spin, see model/threads.py).
+import model  # noqa: F401
 
 
 def build_demo() -> Any:

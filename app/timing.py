@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from model.threads import cpu_threads
+
 # Sides of the square calibration inputs, up to the default region and tile (256); multiples of
 # MambaIRv2's window of 16. A 256x256 forward of a light model takes seconds on a 2-core CPU: the
 # calibration costs about one restore, once per model and process (at app start, in the background).
@@ -96,7 +98,7 @@ def time_forward(net: nn.Module, hw: tuple[int, int],
     chans = int(getattr(getattr(net, "config", None), "in_chans", 3))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, chans, int(hw[0]), int(hw[1]), generator=gen).to(p.device)
-    with torch.no_grad():
+    with torch.no_grad(), cpu_threads(device=p.device):  # as run_network runs it
         _sync(p.device)
         t0 = clock()
         net(x)

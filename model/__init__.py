@@ -10,13 +10,11 @@ Importing the package defines classes only; nothing is built or loaded at import
 
 from __future__ import annotations
 
-import os
+# OpenMP reads its wait policy once, when torch (or numba) loads, so it is set here, before any torch
+# import of the package (`python -m model.X` imports this file first): a short spin, see model/threads.py.
+from model.threads import set_runtime_defaults
 
-# The OpenMP workers of torch and numba spin while idle by default; on a small CPU that made
-# every later torch op 3-10x slower here (light x4 128x128 forward 33 s -> 10 s; a training step
-# 54-83 s -> 14-24 s). The runtime reads this once, when torch loads, so it is set before any
-# torch import of the package; `python -m model.X` imports this file first. A user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+set_runtime_defaults()
 
 from model.archs import build, set_options  # noqa: E402
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from model.evaluation.degrade import to_uint8
+from model.threads import cpu_threads
 
 from .. import cache, timing
 from ..io import MAX_SIDE, ImageError, check_size, load_image
@@ -275,7 +276,7 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
     dev = param.device if param is not None else torch.device("cpu")
     x = to_tensor(lr, in_chans(net), dev)
     h, w = lr.shape[:2]
-    with torch.no_grad():
+    with torch.no_grad(), cpu_threads(device=dev):  # every core if idle, one beside another job
         if tile and max(h, w) > int(tile):
             from model.tiling import tiled_forward
 

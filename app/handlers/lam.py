@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from model.threads import cpu_threads
 from viz.lam import FAST_NODES
 
 from .. import cache
@@ -104,14 +105,15 @@ def lam(image: Any, task: str | None = None, mode: str = MODE_AS_IS, x: float = 
         x_in = to_tensor(np.clip(crop, 0.0, 1.0), in_chans(net), next(net.parameters()).device)
         report = progress_fn(progress, f"{method} {fam}")
         kw = dict(h=int(h), w=int(w), window=int(window), progress=report)
-        if method == "Integrated gradients":
-            res = vlam.integrated_gradients(net, x_in, steps=steps, **kw)
-        elif method == "Saliency":
-            res = vlam.saliency(net, x_in, **kw)
-        elif method == "LAM":
-            res = vlam.local_attribution_map(net, x_in, steps=steps, fast=True, **kw)
-        else:
+        if method not in LAM_METHODS:
             raise gr.Error(f"unknown method {method!r}; choose one of {', '.join(LAM_METHODS)}")
+        with cpu_threads(device=x_in.device):  # every core if idle, one beside another job
+            if method == "Integrated gradients":
+                res = vlam.integrated_gradients(net, x_in, steps=steps, **kw)
+            elif method == "Saliency":
+                res = vlam.saliency(net, x_in, **kw)
+            else:
+                res = vlam.local_attribution_map(net, x_in, steps=steps, fast=True, **kw)
         pictures[fam] = vlam.lam_figure(res, title=f"{fam}  DI {res.diffusion_index:.2f}")
         rows.append(f"| {fam} | {res.method} | {res.diffusion_index:.2f} | {res.gini:.3f} | {res.steps} | "
                     f"{res.seconds:.1f} |")

@@ -8,9 +8,9 @@ and the median forward+backward time (gradient of ``output.sum()`` w.r.t. the
 input, parameters frozen, as LAM needs it). Weights are random: latency does
 not depend on them.
 
-CPU threads: with OpenMP's default (active) waiting, torch's idle threads spin
-and, on a shared 2-core machine, made forwards 3-4x slower; run with
-``OMP_WAIT_POLICY=PASSIVE`` set before torch is imported (the header shows it).
+CPU threads: the OpenMP wait settings decide much of a CPU forward's time; the package sets a
+short spin before torch loads (``model/threads.py`` says why and what it measured), and the header
+shows the settings in force.
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak resident
 set size (sampled every 2 ms from /proc/self/statm, else ``ru_maxrss``) minus
@@ -56,6 +56,7 @@ import torch
 from model import scan
 from model.archs import build
 from model.config import PRESETS
+from model.threads import user_environment
 
 CPU_ROWS: list[tuple[str, int, tuple[str, ...]]] = [
     ("mambairv2_lightSR_x4", 64, ("auto", "ref")),
@@ -229,6 +230,7 @@ COMPARE_ROWS: list[tuple[str, int]] = [
 # Run inside each tree (cwd = the tree): forward and forward+backward times of one preset/size.
 _WORKER = """
 import json, os, statistics, sys, time
+import model  # first: each tree's package sets its own OpenMP defaults before torch loads
 import torch
 threads, preset, size, repeats, backward = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
                                             int(sys.argv[4]), sys.argv[5] == "1")
@@ -283,8 +285,9 @@ def revision_tree(rev: str) -> Iterator[Path]:
 
 def _worker(tree: Path, threads: int, preset: str, size: int, repeats: int, backward: bool
             ) -> dict[str, list[float]]:
-    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-               PYTHONPATH=str(tree))
+    # No OpenMP setting of ours: each tree runs with the defaults its model package sets (a user's
+    # OMP_WAIT_POLICY / GOMP_SPINCOUNT in the environment applies to both).
+    env = dict(user_environment(), PYTHONPATH=str(tree))
     done = subprocess.run([sys.executable, "-c", _WORKER, str(threads), preset, str(size), str(repeats),
                            "1" if backward else "0"], cwd=tree, env=env, capture_output=True, text=True)
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -392,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         name = torch.cuda.get_device_name(device)
     else:
         name = (f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
-                f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+                f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+                f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')}")
     header = (f"# model.evaluation.bench on {name}; torch {torch.__version__}; median of {repeats} runs "
               f"(ref rows: <= 3) after a warm-up; scan {scan.backend_report(device.type)}")
     print(format_table(rows, header))

@@ -1,6 +1,6 @@
 """Where a CPU forward and forward+backward of the light networks spend their time.
 
-Usage: OMP_WAIT_POLICY=PASSIVE python -m model.evaluation.cpu_profile [--presets P ...] [--sizes 64 256]
+Usage: python -m model.evaluation.cpu_profile [--presets P ...] [--sizes 64 256]
        [--threads 2] [--no-backward] [--top 12]
 
 For each preset and size, one warm-up, then one profiled forward (no_grad) and one profiled
@@ -200,7 +200,8 @@ def main() -> None:
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')}")
     for preset in args.presets:
         for size in args.sizes:
             profile_one(preset, size, not args.no_backward, args.top)

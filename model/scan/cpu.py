@@ -460,6 +460,8 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
         raise ValueError("selective_scan_numba runs on CPU tensors only")
     dtype_in = u.dtype
     b, d, l = u.shape
+    # numba keeps its own thread pool: follow torch's count, which model.threads sets per run.
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     # bias and softplus are applied in the kernel: the prologue only casts and groups B/C.
     uf, df, Bg, Cg = scan_inputs(u, delta, B, C, None, False)  # float32, (b, g, n, l)
     if d % Bg.shape[1] or Cg.shape[1] != Bg.shape[1]:
