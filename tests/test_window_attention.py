@@ -68,3 +68,42 @@ def test_sparse_mask_covers_exactly_the_masked_windows():
         assert torch.equal(windows, torch.cat([touched, touched + nw]))
         assert torch.equal(mask, full[touched].repeat(2, 1, 1))
         assert len(touched) == h // s + w // s - 1  # last row and column of windows
+
+
+def test_kept_bias_and_mask_sum_follow_the_weights_and_never_reach_training():
+    """A frozen network keeps its bias / masked windows' sum between forwards; changing the table,
+    the input shape or the dtype recomputes them, and a trainable table never uses them."""
+    from model.archs import build
+    from model.config import PRESETS
+
+    torch.manual_seed(0)
+    cfg = PRESETS["mambairv2_lightSR_x2"]
+    net = build(cfg).eval().requires_grad_(False)
+    fresh = build(cfg).eval().requires_grad_(False)
+    attn = net.layers[0].residual_group.layers[1].win_mhsa  # a shifted layer
+    calls = []
+    make = attn._bias
+    attn._bias = lambda *a: calls.append(1) or make(*a)
+    x = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        y1 = net(x)
+        y2 = net(x)
+        assert len(calls) == 1 and torch.equal(y1, y2)  # kept: computed once for two forwards
+        net(torch.rand(1, 3, 24, 24))
+        assert len(calls) == 1  # the bias does not depend on the input shape
+        fresh.load_state_dict(net.state_dict())
+        attn.relative_position_bias_table.add_(0.5)  # an in-place change of the weights
+        fresh.layers[0].residual_group.layers[1].win_mhsa.relative_position_bias_table.add_(0.5)
+        y3 = net(x)
+        assert len(calls) == 2 and torch.equal(y3, fresh(x))  # recomputed, as a fresh network
+        assert not torch.equal(y3, y1)
+    # Frozen weights under autograd (LAM's input gradient): kept values, the same gradient as fresh.
+    xg, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.autograd.grad(net(xg).sum(), xg)[0]
+    torch.testing.assert_close(g, torch.autograd.grad(fresh(xf).sum(), xf)[0], rtol=0, atol=0)
+    # A trainable table: recomputed every forward, so its gradient flows.
+    net.requires_grad_(True)
+    n0 = len(calls)
+    net(x).sum().backward()
+    net(x)
+    assert len(calls) == n0 + 2 and attn.relative_position_bias_table.grad.abs().sum() > 0

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
+ADD_CACHE_BYTES = 16 * 2**20  # WindowAttention keeps a masked windows' bias + mask sum up to this size
 
 
 # ---------------------------------------------------------------------------
@@ -174,6 +175,7 @@ class WindowAttention(nn.Module):
             torch.zeros((2 * window_size - 1) ** 2, num_heads))  # ((2s-1)^2, nh)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._kept: dict[str, tuple[tuple, Tensor]] = {}  # see _cached
 
     def forward(self, qkv: Tensor, rpi: Tensor, mask: Tensor | None = None,
                 windows: Tensor | None = None) -> Tensor:
@@ -184,18 +186,15 @@ class WindowAttention(nn.Module):
         others unmasked), as ``shifted_window_mask_sparse`` gives them.
         """
         bw, n, c3 = qkv.shape
-        nh = self.num_heads
-        bias = self.relative_position_bias_table[rpi.reshape(-1)].view(n, n, nh)  # (n, n, nh)
-        # Contiguous (1, nh, n, n): a permuted view made the mask sum below inherit its strides,
-        # and SDPA then copied the whole (nw, nh, n, n) sum (both passes strided).
-        bias = bias.permute(2, 0, 1).contiguous().unsqueeze(0).to(qkv.dtype)  # (1, nh, n, n)
+        bias = self._cached("bias", (rpi, qkv.dtype), lambda: self._bias(rpi, n, qkv.dtype))  # (1, nh, n, n)
         if mask is None:
             x = self._attend(qkv, bias)
         elif windows is not None:
             # Whole windows' rows picked before the head split: contiguous copies.
             free = _complement(windows, bw)  # (bw - m,) windows without mask
             x_free = self._attend(qkv.index_select(0, free), bias)  # (bw - m, n, c)
-            add = mask[:, None].to(qkv.dtype) + bias  # (m, nh, n, n)
+            add = self._cached("add", (mask, bias), lambda: mask[:, None].to(qkv.dtype) + bias,
+                               max_bytes=ADD_CACHE_BYTES)  # (m, nh, n, n)
             x_mask = self._attend(qkv.index_select(0, windows), add)  # (m, n, c)
             x = x_free.new_empty((bw,) + x_free.shape[1:]).index_copy(0, free, x_free)
             x = x.index_copy(0, windows, x_mask)  # (b*nw, n, c)
@@ -204,9 +203,40 @@ class WindowAttention(nn.Module):
             add = mask[:, None].to(qkv.dtype) + bias  # (nw, nh, n, n), contiguous
             # batch > 1: every image's windows share the mask: (b, nw*n, 3c) with the windows
             # as extra heads, the mask broadcast over images.
-            x = self._attend(qkv.reshape(bw // nw, nw * n, c3), add.view(1, nw * nh, n, n), nw)
+            x = self._attend(qkv.reshape(bw // nw, nw * n, c3), add.view(1, nw * self.num_heads, n, n), nw)
             x = x.reshape(bw, n, c3 // 3)  # (b*nw, n, c)
         return self.proj(x)
+
+    def _bias(self, rpi: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+        """The relative position bias as a contiguous (1, nh, n, n) tensor of ``dtype``."""
+        bias = self.relative_position_bias_table[rpi.reshape(-1)].view(n, n, self.num_heads)  # (n, n, nh)
+        # Contiguous (1, nh, n, n): a permuted view made the mask sum inherit its strides,
+        # and SDPA then copied the whole (nw, nh, n, n) sum (both passes strided).
+        return bias.permute(2, 0, 1).contiguous().unsqueeze(0).to(dtype)  # (1, nh, n, n)
+
+    def _cached(self, name: str, inputs: tuple, make, max_bytes: int | None = None) -> Tensor:
+        """``make()``, kept for the next forward while the bias table is frozen and unchanged.
+
+        The bias (gathered from the table) and the masked windows' bias + mask sum are the same in
+        every forward of a fixed network on one input shape: ~10% of a MambaIRv2-light forward at
+        64x64, recomputed each time (LAM runs dozens). Kept only when no gradient can reach the
+        table (inference, or LAM's frozen parameters), outside torch.compile/export, and for ``add``
+        only while small (it is (m, nh, n, n): 7 MB at 64x64, 32 MB per layer at 256x256). The key
+        holds the input tensors themselves (identity, not address) and the table's version.
+        """
+        table = self.relative_position_bias_table
+        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling():
+            return make()
+        key = (table._version, torch.is_inference_mode_enabled(), *inputs)  # no inference tensor in autograd
+        hit = self._kept.get(name)
+        if hit is not None and len(hit[0]) == len(key) and all(map(_same, hit[0], key)):
+            return hit[1]
+        out = make()
+        if max_bytes is None or out.numel() * out.element_size() <= max_bytes:
+            self._kept[name] = (key, out)
+        else:
+            self._kept.pop(name, None)
+        return out
 
     def _attend(self, qkv: Tensor, add: Tensor, groups: int = 1) -> Tensor:
         """qkv (w, g*n, 3c) -> (w, g*n, c): softmax(q k^T * scale + add) v per head and group of
@@ -219,6 +249,13 @@ class WindowAttention(nn.Module):
         x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=add, scale=self.scale)
         x = x.reshape(w_, groups, nh, n, c // nh).permute(0, 1, 3, 2, 4)  # (w, g, n, nh, c/nh)
         return x.reshape(w_, gn, c)  # (w, g*n, c)
+
+
+def _same(a: object, b: object) -> bool:
+    """Cache-key equality: tensors by identity (never by address or value), anything else by ==."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return a is b
+    return a == b
 
 
 def _complement(index: Tensor, size: int) -> Tensor:

@@ -414,10 +414,19 @@ class MambaIRv2(Reconstruction):
         """(b, c, h, w) padded features -> (b, c, h, w) after the ASSBs and the final norm."""
         h, w = x.shape[-2:]
         x_size = (h, w)
-        # The shifted-window mask of the windows it touches only (see shifted_window_mask_sparse).
-        windows, mask = shifted_window_mask_sparse(h, w, self.window_size, x.shape[0], x.device)
-        params = {"attn_mask": mask.to(x.dtype), "attn_windows": windows,
-                  "rpi_sa": self.relative_position_index_SA}
+        # The shifted-window mask of the windows it touches only (see shifted_window_mask_sparse); the
+        # same tensors for every forward of one input shape, so that the layers can keep what they
+        # derive from them (WindowAttention's cache).
+        key = (h, w, self.window_size, x.shape[0], x.device, x.dtype)
+        if torch.compiler.is_compiling():  # traced (ONNX export): built in the graph, never kept
+            windows, mask = shifted_window_mask_sparse(h, w, self.window_size, x.shape[0], x.device)
+            mask = mask.to(x.dtype)
+        else:
+            if getattr(self, "_mask_key", None) != key:
+                windows, mask = shifted_window_mask_sparse(h, w, self.window_size, x.shape[0], x.device)
+                self._mask_key, self._mask = key, (windows, mask.to(x.dtype))
+            windows, mask = self._mask
+        params = {"attn_mask": mask, "attn_windows": windows, "rpi_sa": self.relative_position_index_SA}
         t = self.patch_embed(x)  # (b, l, c)
         if self.ape:
             t = t + self.absolute_pos_embed
