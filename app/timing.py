@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from model.threads import cpu_threads
+from model.threads import choose_threads, cpu_threads
 
 # Sides of the square calibration inputs, up to the default region and tile (256); multiples of
 # MambaIRv2's window of 16. A 256x256 forward of a light model takes seconds on a 2-core CPU: the
@@ -39,8 +39,12 @@ CALIBRATION_SIDES = (64, 128, 256)
 # another calibration), or both measure the other's load.
 RUN_LOCK = threading.RLock()
 
-# Per model (ModelSpec.key): {processed pixels P: seconds of one forward}.
+# Per model (ModelSpec.key): {processed pixels P: seconds of one forward}, at the thread count in
+# _threads (model.threads' choice when it was calibrated), and the time of one thread over the time
+# of every core for that model (measured at calibration when it ran on every core; absent else).
 _points: dict[str, dict[int, float]] = {}
+_threads: dict[str, int] = {}
+_one_thread: dict[str, float] = {}
 
 
 def padded_pixels(hw: tuple[int, int], window: int) -> int:
@@ -92,13 +96,14 @@ def _sync(device: torch.device) -> None:
 
 
 def time_forward(net: nn.Module, hw: tuple[int, int],
-                 clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds (of ``clock``) of one forward of ``net`` on a random (1, C, h, w) input (no gradients)."""
+                 clock: Callable[[], float] = time.perf_counter, threads: int | None = None) -> float:
+    """Seconds (of ``clock``) of one forward of ``net`` on a random (1, C, h, w) input (no gradients),
+    with ``threads`` CPU threads (None: ``model.threads``' choice now, as ``run_network`` makes it)."""
     p = next(net.parameters())
     chans = int(getattr(getattr(net, "config", None), "in_chans", 3))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, chans, int(hw[0]), int(hw[1]), generator=gen).to(p.device)
-    with torch.no_grad(), cpu_threads(device=p.device):  # as run_network runs it
+    with torch.no_grad(), cpu_threads(threads, device=p.device):
         _sync(p.device)
         t0 = clock()
         net(x)
@@ -112,14 +117,31 @@ def calibrate(key: str, net: nn.Module, sides: tuple[int, ...] = CALIBRATION_SID
     forwards each, after a warm-up that loads the compiled scan); remembered under ``key``.
     ``clock``: wall time for the app; the test of the estimate also uses process CPU time."""
     with RUN_LOCK:
-        time_forward(net, (sides[0], sides[0]))  # warm-up: not timed
+        cpu = next(net.parameters()).device.type == "cpu"
+        n = choose_threads() if cpu else torch.get_num_threads()
+        time_forward(net, (sides[0], sides[0]), threads=n)  # warm-up: not timed
         w = window_of(net)
         points: dict[int, float] = {}
         for s in sides:
-            times = [time_forward(net, (s, s), clock) for _ in range(max(1, int(repeats)))]
+            times = [time_forward(net, (s, s), clock, n) for _ in range(max(1, int(repeats)))]
             points[padded_pixels((s, s), w)] = min(times)
-        _points[key] = points
+        _points[key], _threads[key] = points, n
+        _one_thread.pop(key, None)
+        if cpu and n > 1:
+            # What a run on one thread (chosen when another job holds a core) costs against these.
+            mid = sides[len(sides) // 2]
+            one = min(time_forward(net, (mid, mid), clock, 1) for _ in range(max(1, int(repeats))))
+            _one_thread[key] = max(1.0, one / points[padded_pixels((mid, mid), w)])
         return dict(points)
+
+
+def thread_factor(key: str, threads: int | None) -> float:
+    """Seconds with ``threads`` over seconds at ``key``'s calibration thread count (1 when the same,
+    None, or not measured)."""
+    cal, f = _threads.get(key), _one_thread.get(key)
+    if threads is None or cal is None or threads == cal or f is None:
+        return 1.0
+    return f if threads == 1 else 1.0 / f
 
 
 def remember(key: str, points: dict[int, float]) -> None:
@@ -137,24 +159,29 @@ def is_calibrated(key: str) -> bool:
     return key in _points
 
 
-def estimate(key: str, net: nn.Module, hw: tuple[int, int], tile: int, overlap: int) -> float:
-    """Predicted seconds of a run of ``net`` on an ``hw`` input (calibrating first if needed)."""
+def estimate(key: str, net: nn.Module, hw: tuple[int, int], tile: int, overlap: int,
+             threads: int | None = None) -> float:
+    """Predicted seconds of a run of ``net`` on an ``hw`` input with ``threads`` CPU threads (None:
+    as calibrated), calibrating first if needed."""
     if key not in _points:
         with RUN_LOCK:  # a calibration under way (the warm-up thread) is waited for, not repeated
             if key not in _points:
                 calibrate(key, net)
     w = window_of(net)
-    return sum(seconds_at(_points[key], padded_pixels(s, w)) for s in forward_shapes(hw, tile, overlap))
+    base = sum(seconds_at(_points[key], padded_pixels(s, w)) for s in forward_shapes(hw, tile, overlap))
+    return base * thread_factor(key, threads)
 
 
 def record_run(key: str, net: nn.Module, hw: tuple[int, int], tile: int, overlap: int,
-               seconds: float) -> None:
-    """A finished run of ``seconds``: the estimate of its size moves half-way to the measured time (a
-    run slowed down by another job for a moment moves it only half-way), every other stored time of
-    ``key`` by the same factor (the machine is that much busier or idler than when they were measured)."""
+               seconds: float, threads: int | None = None) -> None:
+    """A finished run of ``seconds`` on ``threads`` CPU threads: the estimate of its size moves half-way
+    to the measured time (a run slowed down by another job for a moment moves it only half-way), every
+    other stored time of ``key`` by the same factor (the machine is that much busier or idler than when
+    they were measured). A run on another thread count counts as its calibration-thread equivalent."""
     points = _points.get(key)
     if points is None or seconds <= 0:
         return
+    seconds = float(seconds) / thread_factor(key, threads)
     shapes = forward_shapes(hw, tile, overlap)
     w = window_of(net)
     predicted = sum(seconds_at(points, padded_pixels(s, w)) for s in shapes)
@@ -168,7 +195,8 @@ def record_run(key: str, net: nn.Module, hw: tuple[int, int], tile: int, overlap
 
 def forget(key: str | None = None) -> None:
     """Drop the measured points of ``key`` (all of them when None): the next estimate calibrates."""
-    if key is None:
-        _points.clear()
-    else:
-        _points.pop(key, None)
+    for d in (_points, _threads, _one_thread):
+        if key is None:
+            d.clear()
+        else:
+            d.pop(key, None)

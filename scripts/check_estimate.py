@@ -31,7 +31,8 @@ def _rows(details: str) -> list[str]:
         cells = [c.strip() for c in re.split(r"[|\t]", line.strip().strip("|"))]
         if len(cells) >= 3 and cells[0].startswith("Mamba") and re.match(r"^[\d.]+$", cells[2]):
             e, m = float(cells[1]), float(cells[2])
-            out.append(f"{cells[0]}: estimated {e:.2f} s, measured {m:.2f} s (ratio {e / m:.2f})")
+            where = f", {cells[4]}" if len(cells) > 4 else ""
+            out.append(f"{cells[0]}: estimated {e:.2f} s, measured {m:.2f} s (ratio {e / m:.2f}){where}")
     return out
 
 

@@ -74,6 +74,49 @@ def test_a_run_moves_the_estimate_half_way_to_its_measured_time():
         timing.forget(key)
 
 
+def test_a_run_on_one_thread_counts_as_its_calibrated_equivalent():
+    """Calibrated on every core: a run on one thread (chosen beside another job) is estimated at the
+    measured one-thread factor, and its time updates the points as its every-core equivalent."""
+    net, key = _Windowed(), "test|threads"
+    timing._points[key] = {64 * 64: 1.0}
+    timing._threads[key], timing._one_thread[key] = 2, 1.6
+    try:
+        assert timing.estimate(key, net, (64, 64), 0, 8) == pytest.approx(1.0)  # as calibrated
+        assert timing.estimate(key, net, (64, 64), 0, 8, threads=2) == pytest.approx(1.0)
+        assert timing.estimate(key, net, (64, 64), 0, 8, threads=1) == pytest.approx(1.6)
+        timing.record_run(key, net, (64, 64), 0, 8, seconds=1.6, threads=1)  # as predicted: no change
+        assert timing._points[key][64 * 64] == pytest.approx(1.0)
+        timing.record_run(key, net, (64, 64), 0, 8, seconds=3.2, threads=1)  # 2.0 on every core
+        assert timing._points[key][64 * 64] == pytest.approx(1.5)
+    finally:
+        timing.forget(key)
+    assert key not in timing._threads and key not in timing._one_thread
+
+
+class _Conv(_Windowed):
+    """A stand-in that runs: one convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 32, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, h, w) -> (b, 32, h, w)."""
+        return self.conv(x)
+
+
+def test_calibration_measures_the_one_thread_factor():
+    net, key = _Conv(), "test|factor"
+    try:
+        timing.calibrate(key, net, sides=(16, 32))
+        if torch.get_num_threads() > 1 and timing._threads[key] > 1:
+            assert timing._one_thread[key] >= 1.0
+        else:  # a one-core machine or a busy one: calibrated on one thread, nothing to convert
+            assert timing.thread_factor(key, 1) == 1.0
+    finally:
+        timing.forget(key)
+
+
 # ---------------------------------------------------------------------------
 # The real networks (demo weights in weights/): estimate against measurement
 # ---------------------------------------------------------------------------

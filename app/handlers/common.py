@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from model.evaluation.degrade import to_uint8
-from model.threads import cpu_threads
+from model.threads import choose_threads, cpu_threads
 
 from .. import cache, timing
 from ..io import MAX_SIDE, ImageError, check_size, load_image
@@ -270,13 +270,14 @@ def tile_overlap(tile: int) -> int:
 
 
 def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
-                progress: Any = None) -> np.ndarray:
-    """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels."""
+                progress: Any = None, threads: int | None = None) -> np.ndarray:
+    """Restore ``lr`` (H, W, 3 float) with ``net``; tiles inputs larger than ``tile`` pixels; on
+    ``threads`` CPU threads (None: ``model.threads``' choice now)."""
     param = next(net.parameters(), None)  # None for an onnxruntime model (model.export.runtime.OnnxNet)
     dev = param.device if param is not None else torch.device("cpu")
     x = to_tensor(lr, in_chans(net), dev)
     h, w = lr.shape[:2]
-    with torch.no_grad(), cpu_threads(device=dev):  # every core if idle, one beside another job
+    with torch.no_grad(), cpu_threads(threads, device=dev):  # every core if idle, one beside another job
         if tile and max(h, w) > int(tile):
             from model.tiling import tiled_forward
 
@@ -287,11 +288,15 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
     return to_image(y)
 
 
-def estimate_model(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int = DEFAULT_TILE) -> float:
-    """Predicted seconds of ``run_network`` with ``spec``'s model on a ``net_hw`` input, from its speed
-    measured on this machine (``app.timing``; the first call loads the model and measures it)."""
+def estimate_model(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int = DEFAULT_TILE,
+                   threads: int | None = None) -> float:
+    """Predicted seconds of ``run_network`` with ``spec``'s model on a ``net_hw`` input on ``threads``
+    CPU threads (None: as many as a run would choose now), from its speed measured on this machine
+    (``app.timing``; the first call loads the model and measures it)."""
     net = cache.get_model(spec)
-    return timing.estimate(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)))
+    if threads is None and cache.device().type == "cpu" and timing.is_calibrated(spec.key):
+        threads = choose_threads()
+    return timing.estimate(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)), threads)
 
 
 def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int],
@@ -305,10 +310,11 @@ def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int],
         return None
 
 
-def record_speed(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int, seconds: float) -> None:
-    """A finished ``run_network``: the next estimates for ``spec`` follow its measured speed."""
+def record_speed(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int, seconds: float,
+                 threads: int | None = None) -> None:
+    """A finished ``run_network`` on ``threads`` threads: the next estimates for ``spec`` follow its speed."""
     net = cache.get_model(spec)
-    timing.record_run(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)), seconds)
+    timing.record_run(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)), seconds, threads)
 
 
 def warm_up(task: str | None = None) -> None:

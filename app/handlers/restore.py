@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from model import threads
 from model.evaluation.degrade import to_uint8
 
 from .. import cache
@@ -65,7 +66,13 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     # the promise with what happened; the first call of a process measures the machine first.
     if not all(is_calibrated(sp.key) for sp in specs.values()):
         progress((0, len(cache.FAMILIES)), desc="timing the models on this machine (once)")
-    estimates = {fam: estimate_model(sp, hw, int(tile)) for fam, sp in specs.items()}
+    # One thread count for the estimates and the runs: every core on an idle machine, one beside
+    # another job (model.threads), chosen once the models are timed.
+    for sp in specs.values():
+        if not is_calibrated(sp.key):
+            estimate_model(sp, hw, int(tile), threads=1)  # calibrates (the thread count is not used)
+    n_threads = threads.choose_threads() if cache.device().type == "cpu" else None
+    estimates = {fam: estimate_model(sp, hw, int(tile), n_threads) for fam, sp in specs.items()}
     for i, fam in enumerate(cache.FAMILIES):
         spec = specs.get(fam)
         if spec is None:
@@ -86,12 +93,15 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
         progress((i, len(cache.FAMILIES)), desc=f"running {fam}")
         with RUN_LOCK:  # no calibration shares the machine with this run
             t0 = time.perf_counter()
-            outs[fam] = run_network(runner, prep.lr, int(tile), progress)
+            outs[fam] = run_network(runner, prep.lr, int(tile), progress, n_threads)
             dt = time.perf_counter() - t0
         if engine is None:  # the time estimates are of the PyTorch path
-            record_speed(spec, hw, int(tile), dt)
+            record_speed(spec, hw, int(tile), dt, n_threads)
+        where = cache.device().type
+        if n_threads and engine is None:
+            where += f", {n_threads} thread{'s' if n_threads > 1 else ''}"
         rows.append(f"| {fam} | {estimates[fam]:.2f} | {dt:.2f} | {cache.param_count(net):,} | "
-                    f"{cache.device().type} | {engine or backend_name()} |")
+                    f"{where} | {engine or backend_name()} |")
         about.append(f"- **{fam}** weights: {provenance(spec)}; trained for {trained_for(spec)}")
     v2, v1 = outs.get("MambaIRv2"), outs.get("MambaIR")
     details = ("\n".join(rows) + "\n\n" + "\n".join(about)
