@@ -57,11 +57,14 @@ def user_environment() -> dict[str, str]:
 
 
 def available_cores() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """CPUs this process may run on (its affinity mask where the OS has one), at most a user's
+    ``OMP_NUM_THREADS``."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n
 
 
 def pick_threads(one_s: float, all_s: float, cores: int) -> int:

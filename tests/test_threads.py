@@ -84,3 +84,13 @@ def test_numba_scan_follows_torch_threads() -> None:
         torch.testing.assert_close(y1, y2, rtol=0, atol=0)  # one block per task: same sums
     finally:
         set_backend(None)
+
+
+def test_available_cores_respects_omp_num_threads(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    n = threads.available_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.available_cores() == 1
+    assert threads.choose_threads() == 1  # nothing to probe
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert threads.available_cores() == n
