@@ -222,7 +222,8 @@ class WindowAttention(nn.Module):
         64x64, recomputed each time (LAM runs dozens). Kept only when no gradient can reach the
         table (inference, or LAM's frozen parameters), outside torch.compile/export, and for ``add``
         only while small (it is (m, nh, n, n): 7 MB at 64x64, 32 MB per layer at 256x256). The key
-        holds the input tensors themselves (identity, not address) and the table's version.
+        holds the input tensors themselves (identity, not address) and the table's version (bumped by
+        optimisers and ``load_state_dict``; a write through ``.data`` bypasses it and is not seen).
         """
         table = self.relative_position_bias_table
         if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling():
