@@ -160,23 +160,3 @@ def test_train_from_weights_of_another_scale_records_it(tmp_path) -> None:
     torch.save({"params": build(dataclasses.replace(TINY, upscale=4)).state_dict()}, tmp_path / "x4.pth")
     info = train("tiny", data, 1, tmp_path / "run", weights=str(tmp_path / "x4.pth"), **KW)
     assert info["weights_scale"] == 4 and info["scale"] == 2
-
-
-def test_cpu_training_rechooses_its_thread_count_and_gives_it_back(tmp_path, monkeypatch) -> None:
-    """Every THREAD_PROBE_EVERY steps model.threads chooses one thread or every core (as the machine
-    is then); with auto_threads off (an explicit --threads) it is never asked; the count is restored."""
-    from model.training import train as train_mod
-
-    asked = []
-    monkeypatch.setattr(train_mod, "THREAD_PROBE_EVERY", 2)
-    monkeypatch.setattr(train_mod, "choose_threads", lambda: asked.append(torch.get_num_threads()) or 1)
-    data = _photo_folder(tmp_path / "photos")
-    kw = dict(KW, save_every=10, val_every=10)
-    before = torch.get_num_threads()
-    train("tiny", data, 5, tmp_path / "run", **kw)
-    assert len(asked) == 3  # steps 0, 2, 4
-    assert asked[1:] == [1, 1]  # the choice was applied between probes
-    assert torch.get_num_threads() == before
-    asked.clear()
-    train("tiny", data, 3, tmp_path / "fixed", auto_threads=False, **kw)
-    assert asked == []

@@ -80,9 +80,6 @@ from torch import Tensor, nn
 
 from model.evaluation.degrade import bicubic_downscale, bicubic_upscale, modcrop, to_uint8
 from model.evaluation.metrics import psnr
-from model.threads import choose_threads
-
-THREAD_PROBE_EVERY = 10  # CPU training steps between two choices of the thread count
 
 __all__ = ["nearest_init", "load_start_weights", "sub_pixel_sources", "transfer_upsampler",
            "PatchSampler", "make_lr_pairs", "train", "main", "lr_factor", "is_router_param",
@@ -411,14 +408,12 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
           save_every: int = 100, val_every: int = 100, val_size: int = 64, log_every: int = 10,
           warmup: int = 0, config: Any = None, progress: bool = True, weights: str | None = None,
           router_lr_mult: float = 1.0, router_eps: float = 1e-8, prompt_scale: float = 1.0,
-          keep_checkpoints: bool = False, auto_threads: bool = True) -> dict[str, Any]:
+          keep_checkpoints: bool = False) -> dict[str, Any]:
     """Train (or resume) and return the training facts (also in ``out/train_info.json``).
 
     ``config`` overrides the preset's config (used by tests for tiny networks); ``weights``,
     ``router_lr_mult``, ``router_eps``, ``prompt_scale``: see the module docstring;
     ``keep_checkpoints``: also keep ``models/net_g_{step}.pth`` at every save (and step 0).
-    ``auto_threads``: on the CPU, set torch's thread count every ``THREAD_PROBE_EVERY`` steps to one or
-    every core, whichever ``model.threads.choose_threads`` finds faster now (restored at the end).
     """
     from tqdm import tqdm
 
@@ -508,12 +503,7 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
         history["last_val"] = {"step": 0, **v}
     bar = tqdm(total=steps, initial=step, disable=not progress, unit="it", dynamic_ncols=True)
     t_run, losses = time.perf_counter(), []
-    threads0 = torch.get_num_threads()  # given back after the loop (auto_threads changes it)
     while step < steps:
-        if auto_threads and dev.type == "cpu" and step % THREAD_PROBE_EVERY == 0:
-            # One thread or every core, as the machine is now (model.threads: spinning threads
-            # beside another job are several times slower than one thread).
-            torch.set_num_threads(choose_threads())
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"] * lr_factor(step, steps, schedule, warmup)
         x, y = sampler.batch(batch)
@@ -547,7 +537,6 @@ def train(preset: str, data: str | os.PathLike, steps: int, out: str | os.PathLi
         if step % save_every == 0 or step == steps:
             _save(out, net, opt, step, rng, args, history, keep_checkpoints)
     bar.close()
-    torch.set_num_threads(threads0)
     log.close()
     wall = time.perf_counter() - t_run
     info = {**{k: v for k, v in args.items() if k != "config"}, "arch": cfg.arch, "scale": s,
@@ -584,8 +573,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-every", type=int, default=100)
     ap.add_argument("--val-size", type=int, default=64, help="LR side of the 2 validation crops")
     ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch CPU threads (0: one or every core, re-chosen every 10 steps, model.threads)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--weights", help="start from this checkpoint's weights (fine-tune; same preset, "
                     "or the same light-SR network at another scale: upsampler derived)")
     ap.add_argument("--router-lr-mult", type=float, default=1.0,
@@ -602,7 +590,7 @@ def main(argv: list[str] | None = None) -> None:
           device=a.device, init=a.init, routing=a.routing, resume=a.resume, seed=a.seed,
           save_every=a.save_every, val_every=a.val_every, val_size=a.val_size, log_every=a.log_every,
           warmup=a.warmup, weights=a.weights, router_lr_mult=a.router_lr_mult, router_eps=a.router_eps,
-          prompt_scale=a.prompt_scale, keep_checkpoints=a.keep_checkpoints, auto_threads=not a.threads)
+          prompt_scale=a.prompt_scale, keep_checkpoints=a.keep_checkpoints)
 
 
 if __name__ == "__main__":
