@@ -35,6 +35,8 @@ memory: ``b * g * k * l * n`` floats for each of dB and dC, plus
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import torch
@@ -45,6 +47,14 @@ from numba.extending import intrinsic
 from torch import Tensor
 
 from .ref import scan_inputs
+
+# numba's own thread pool ("workqueue"), not its OpenMP one: the OpenMP layer did not hold to
+# numba.set_num_threads(1) here, so a run that model.threads put on one thread beside another busy
+# process still spun a second scan thread (MambaIRv2-light x4 64x64 forward, one thread, busy
+# machine: 0.89 s with the OpenMP layer, 0.37 s with workqueue; idle on two threads 0.231 / 0.238 s).
+# A user's NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 # cache=True writes the compiled machine code next to this file (__pycache__),
 # so later processes (CI, the app) skip the few-second compile. fastmath only
@@ -345,6 +355,16 @@ def _softplus_grad_rows(x2, bias, c0, m, g2):  # pragma: no cover - compiled
             g2[t, j] = g2[t, j] if x > np.float32(20.0) else g2[t, j] * f
 
 
+@numba.njit(inline="always", cache=True)
+def _task_block(task, ng, nk, per):  # pragma: no cover - compiled
+    """One prange task's block: image bi, group gi, block k of the group, its first channel c0 and
+    its count of real channels m (<= 16; the rest of the block is padding)."""
+    k = task % nk
+    gi = (task // nk) % ng
+    bi = task // (nk * ng)
+    return bi, gi, k, gi * per + k * _LANES, min(_LANES, per - k * _LANES)
+
+
 @numba.njit(**_JIT)
 def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, y):  # pragma: no cover - compiled
     """y = scan(u, softplus(delta + bias)) + D u, in raster layout; u, delta, y (b, d, l);
@@ -354,11 +374,7 @@ def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, y):  # pragma: no cover
     ng, nk = Ab.shape[0], Ab.shape[1]
     per = d // ng
     for task in numba.prange(nb * ng * nk):
-        k = task % nk
-        gi = (task // nk) % ng
-        bi = task // (nk * ng)
-        c0 = gi * per + k * _LANES
-        m = min(_LANES, per - k * _LANES)
+        bi, gi, k, c0, m = _task_block(task, ng, nk, per)
         u2 = np.empty((nl, _LANES), dtype=np.float32)
         dt2 = np.empty((nl, _LANES), dtype=np.float32)
         y2 = np.empty((nl, _LANES), dtype=np.float32)
@@ -382,11 +398,7 @@ def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, dy, du, ddelta, dAb, dB
     ng, nk = Ab.shape[0], Ab.shape[1]
     per = d // ng
     for task in numba.prange(nb * ng * nk):
-        k = task % nk
-        gi = (task // nk) % ng
-        bi = task // (nk * ng)
-        c0 = gi * per + k * _LANES
-        m = min(_LANES, per - k * _LANES)
+        bi, gi, k, c0, m = _task_block(task, ng, nk, per)
         u2 = np.empty((nl, _LANES), dtype=np.float32)
         dt2 = np.empty((nl, _LANES), dtype=np.float32)
         dy2 = np.empty((nl, _LANES), dtype=np.float32)
