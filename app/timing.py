@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from model.threads import choose_threads, cpu_threads
+from model.threads import available_cores, choose_threads, cpu_threads
 
 # Sides of the square calibration inputs, up to the default region and tile (256); multiples of
 # MambaIRv2's window of 16. A 256x256 forward of a light model takes seconds on a 2-core CPU: the
@@ -127,17 +127,23 @@ def calibrate(key: str, net: nn.Module, sides: tuple[int, ...] = CALIBRATION_SID
             points[padded_pixels((s, s), w)] = min(times)
         _points[key], _threads[key] = points, n
         _one_thread.pop(key, None)
-        if cpu and n > 1:
-            # What a run on one thread (chosen when another job holds a core) costs against these.
+        cores = available_cores()
+        if cpu and cores > 1:
+            # The middle size on the other thread count too (one thread, or every core when the
+            # probe chose one): what a run the probe later puts on that count costs against these.
             mid = sides[len(sides) // 2]
-            one = min(time_forward(net, (mid, mid), clock, 1) for _ in range(max(1, int(repeats))))
-            _one_thread[key] = max(1.0, one / points[padded_pixels((mid, mid), w)])
+            other = 1 if n > 1 else cores
+            t_other = min(time_forward(net, (mid, mid), clock, other) for _ in range(max(1, int(repeats))))
+            t_cal = points[padded_pixels((mid, mid), w)]
+            one, every = (t_other, t_cal) if other == 1 else (t_cal, t_other)
+            _one_thread[key] = max(1.0, one / every)
         return dict(points)
 
 
 def thread_factor(key: str, threads: int | None) -> float:
     """Seconds with ``threads`` over seconds at ``key``'s calibration thread count (1 when the same,
-    None, or not measured)."""
+    None, or not measured). ``_one_thread`` is one thread's time over every core's, at least 1 (a
+    machine too busy for every core to help is estimated as if they ran like one)."""
     cal, f = _threads.get(key), _one_thread.get(key)
     if threads is None or cal is None or threads == cal or f is None:
         return 1.0

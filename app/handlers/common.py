@@ -291,12 +291,19 @@ def run_network(net: torch.nn.Module, lr: np.ndarray, tile: int = DEFAULT_TILE,
 def estimate_model(spec: cache.ModelSpec, net_hw: tuple[int, int], tile: int = DEFAULT_TILE,
                    threads: int | None = None) -> float:
     """Predicted seconds of ``run_network`` with ``spec``'s model on a ``net_hw`` input on ``threads``
-    CPU threads (None: as many as a run would choose now), from its speed measured on this machine
-    (``app.timing``; the first call loads the model and measures it)."""
+    CPU threads (None: as calibrated), from its speed measured on this machine (``app.timing``; the
+    first call loads the model and measures it)."""
     net = cache.get_model(spec)
-    if threads is None and cache.device().type == "cpu" and timing.is_calibrated(spec.key):
-        threads = choose_threads()
     return timing.estimate(spec.key, net, net_hw, int(tile or 0), tile_overlap(int(tile or 0)), threads)
+
+
+def run_threads(specs: dict[str, cache.ModelSpec]) -> int | None:
+    """Time ``specs``' models if not yet done, then the CPU thread count a run would use now
+    (``model.threads``: every core if idle, one beside another job); None off the CPU."""
+    for sp in specs.values():
+        if not timing.is_calibrated(sp.key):
+            estimate_model(sp, (REGION_SIDE, REGION_SIDE))  # the first estimate calibrates
+    return choose_threads() if cache.device().type == "cpu" else None
 
 
 def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int],
@@ -304,7 +311,8 @@ def estimate_seconds(specs: dict[str, cache.ModelSpec], net_hw: tuple[int, int],
     """Predicted seconds to restore a ``net_hw`` input with every model of a task (None when a model
     cannot be loaded or run: the restore itself then says why)."""
     try:
-        return sum(estimate_model(sp, net_hw, tile) for sp in specs.values())
+        n = run_threads(specs)
+        return sum(estimate_model(sp, net_hw, tile, n) for sp in specs.values())
     except Exception:
         log.exception("no time estimate for %s", [sp.key for sp in specs.values()])
         return None

@@ -9,7 +9,6 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from model import threads
 from model.evaluation.degrade import to_uint8
 
 from .. import cache
@@ -33,6 +32,7 @@ from .common import (
     provenance,
     record_speed,
     run_network,
+    run_threads,
     score_pair,
     specs_for,
     trained_for,
@@ -66,12 +66,8 @@ def restore(image: Any, task: str | None = None, mode: str = MODE_AS_IS, routing
     # the promise with what happened; the first call of a process measures the machine first.
     if not all(is_calibrated(sp.key) for sp in specs.values()):
         progress((0, len(cache.FAMILIES)), desc="timing the models on this machine (once)")
-    # One thread count for the estimates and the runs: every core on an idle machine, one beside
-    # another job (model.threads), chosen once the models are timed.
-    for sp in specs.values():
-        if not is_calibrated(sp.key):
-            estimate_model(sp, hw, int(tile), threads=1)  # calibrates (the thread count is not used)
-    n_threads = threads.choose_threads() if cache.device().type == "cpu" else None
+    # One thread count for the estimates and the runs (chosen once the models are timed).
+    n_threads = run_threads(specs)
     estimates = {fam: estimate_model(sp, hw, int(tile), n_threads) for fam, sp in specs.items()}
     for i, fam in enumerate(cache.FAMILIES):
         spec = specs.get(fam)
