@@ -1,25 +1,27 @@
 """How many CPU threads a run should use right now, and the OpenMP setting that lets two threads pay.
 
 torch runs each op of these networks as an OpenMP parallel region: a few thousand per forward, most
-under 100 us on a 64x64 input. How the idle worker waits between regions decides the speed:
+under 100 us on a 64x64 input. How the idle worker waits between regions decides the speed
+(``python scripts/thread_policy.py`` and ``--busy``, 2-core machine, medians in seconds for the
+MambaIRv2-light x4 64x64 / MambaIR-light x4 48x48 forwards):
 
 - asleep (``OMP_WAIT_POLICY=PASSIVE``, this project's default until now): every region first wakes
-  it, ~40 us each. On the idle 2-core machine a (4096, 48) add took 54 us with 2 threads, 15 us with
-  1; MambaIRv2-light x4 64x64 forward 0.34 s, MambaIR-light x4 48x48 0.29 s.
-- spinning a little (``GOMP_SPINCOUNT=10000``: some microseconds, then asleep): the add 9 us; the
-  same forwards 0.23 s and 0.16 s.
-- but spinning while another process holds a core is far worse than sleeping: the spinning worker
-  and the descheduled one wait for each other (MambaIRv2 forward 1.36 s with 2 threads under one busy
-  process, against 0.43 s with 1 thread and 0.40 s asleep).
+  it: a (4096, 48) add 40-66 us on 2 threads, 14-15 us on one; idle 0.305-0.333 / 0.173-0.189 s.
+- spinning a little (``GOMP_SPINCOUNT=10000``: some microseconds, then asleep): the add 8-9 us;
+  idle 0.226-0.257 / 0.113-0.152 s.
+- but spinning beside another busy process is far worse than sleeping: the spinning worker and the
+  descheduled one wait for each other: 1.054 / 0.350 s on 2 threads, against 0.420 / 0.262 s on one
+  and 0.395 / 0.267 s asleep.
 
 So the short spin is set before torch loads (``set_runtime_defaults``; a user's own
 ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins), and before each run ``choose_threads`` times a burst
 of small ops with 1 thread and with every core, three rounds interleaved, and takes every core only
 if their slowest round beats the median one-thread round (a burst can fall into a moment when the
 other job is descheduled; the slowest round does not): every core on an idle machine, one while
-another job runs (on the 2-core machine, 20 probes each: one thread 1.7-1.9x slower idle, 4-5x faster
-beside a busy process). A probe measures what the run will meet, where the load
-average or /proc/stat would describe the host of a container, not this process's share of it.
+another job runs (the script's 20 probes: idle, one thread 1.19-1.91x slower, every core picked;
+beside a busy process, one thread 2-4x faster, picked every time). A probe measures what the run
+will meet, where the load average or /proc/stat would describe the host of a container, not this
+process's share of it.
 ``cpu_threads()`` applies the choice for one run; the numba scan follows torch's thread count.
 """
 

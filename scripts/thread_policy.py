@@ -1,0 +1,95 @@
+"""The measurements behind model/threads.py: OpenMP wait policy and thread count against speed.
+
+    python scripts/thread_policy.py            # idle machine
+    python scripts/thread_policy.py --busy     # beside one busy process (a Python busy loop)
+
+Each setting runs in its own interpreter (OpenMP reads its settings when torch loads): the time of a
+(4096, 48) add, and the forward of MambaIRv2-light x4 on 64x64 and MambaIR-light x4 on 48x48 (random
+seeded weights, median of 7 after a warm-up). Then ``--probes`` runs of ``choose_threads`` in this
+process, with the one-thread / all-core time ratio each measured (> 1: every core is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_WORKER = """
+import json, statistics, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from model.archs import build
+from model.config import PRESETS
+def med(fn, n):
+    fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+x = torch.randn(1, 4096, 48)
+out = {"add_us": med(lambda: x + x, 200) * 1e6}
+torch.manual_seed(0)
+for preset, side in (("mambairv2_lightSR_x4", 64), ("MambaIR_lightSR_x4", 48)):
+    net = build(PRESETS[preset]).eval()
+    img = torch.rand(1, 3, side, side)
+    with torch.no_grad():
+        out[f"{preset} {side}x{side} s"] = med(lambda: net(img), 7)
+print("RESULT " + json.dumps(out))
+"""
+
+SETTINGS = [  # name, environment, torch threads
+    ("asleep (OMP_WAIT_POLICY=PASSIVE), 2 threads", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+    ("short spin (GOMP_SPINCOUNT=10000), 2 threads", {"GOMP_SPINCOUNT": "10000"}, 2),
+    ("short spin (GOMP_SPINCOUNT=10000), 1 thread", {"GOMP_SPINCOUNT": "10000"}, 1),
+]
+
+
+def run_setting(env_extra: dict[str, str], threads: int) -> dict[str, float]:
+    """One interpreter with ``env_extra`` and ``threads``: its RESULT line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(env_extra, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", _WORKER, str(threads)], env=env, capture_output=True,
+                          text=True, cwd=ROOT)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not line:
+        raise SystemExit(f"worker failed:\n{done.stderr[-2000:]}")
+    return json.loads(line[-1][len("RESULT "):])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--busy", action="store_true", help="measure beside one busy process")
+    ap.add_argument("--probes", type=int, default=20, help="choose_threads runs to report")
+    args = ap.parse_args(argv)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        print(f"# {'beside one busy process' if hog else 'idle'}; load average {os.getloadavg()[0]:.1f}")
+        for name, env, threads in SETTINGS:
+            res = run_setting(env, threads)
+            print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if k.endswith(" s") else f"{k} {v:.0f}"
+                                         for k, v in res.items()))
+        sys.path.insert(0, ROOT)
+        from model import threads as mt
+
+        ratios, picks = [], []
+        for _ in range(max(0, args.probes)):
+            picks.append(mt.choose_threads())
+            one, every = mt.last_probe
+            ratios.append(one / every)
+        if ratios:
+            print(f"choose_threads x{len(ratios)}: one-thread / all-core time {min(ratios):.2f}-"
+                  f"{max(ratios):.2f}; picked {sorted(set(picks))} ({picks.count(1)} x one thread)")
+    finally:
+        if hog is not None:
+            hog.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
