@@ -113,6 +113,49 @@ def test_numba_gradient_is_not_trivially_zero():
         assert gr.abs().max() > 0
 
 
+# Two Python threads scan at once (as the app's restore and a preview's timing do), forward and
+# backward, and each result must equal the single-threaded one. In a fresh interpreter: numba's
+# workqueue pool aborts the whole process on concurrent use.
+_CONCURRENT = """
+import threading, torch
+from model.scan.cpu import selective_scan_numba
+gen = torch.Generator().manual_seed(0)
+b, d, l, n = 1, 96, 2048, 16
+u, delta, B, C = (torch.randn(s, generator=gen) for s in [(b, d, l), (b, d, l), (b, 1, n, l), (b, 1, n, l)])
+A = -torch.rand(d, n, generator=gen)
+def run():
+    x = u.clone().requires_grad_()
+    y = selective_scan_numba(x, delta, A, B, C, delta_softplus=True)
+    (gx,) = torch.autograd.grad(y.square().sum(), x)
+    return y.detach(), gx
+want = run()
+bad = []
+go = threading.Barrier(2)
+def work():
+    go.wait()
+    for _ in range(30):
+        got = run()
+        bad.extend(i for i in range(2) if not torch.equal(got[i], want[i]))
+ts = [threading.Thread(target=work) for _ in range(2)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("differences", len(bad))
+"""
+
+
+def test_numba_scan_from_two_threads_at_once():
+    """The compiled scan is safe to call from several threads: same results, no abort."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("numba")
+    out = subprocess.run([sys.executable, "-c", _CONCURRENT], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["differences", "0"]
+
+
 # --- dispatcher ---------------------------------------------------------------------------------
 
 

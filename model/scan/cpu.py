@@ -36,6 +36,7 @@ memory: ``b * g * k * l * n`` floats for each of dB and dC, plus
 from __future__ import annotations
 
 import os
+import threading
 
 import numba
 import numpy as np
@@ -55,6 +56,11 @@ from .ref import scan_inputs
 # A user's NUMBA_THREADING_LAYER wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+# workqueue is not thread-safe: two Python threads in a parallel kernel at once abort the process
+# ("Concurrent access has been detected"). The app runs a restore and a preview's timing in
+# different threads, so every call into a parallel kernel (_fused_*, _to_blocks, _from_blocks)
+# holds this lock; each kernel uses every core it is given, so two at once would gain nothing.
+_KERNEL_LOCK = threading.Lock()
 
 # cache=True writes the compiled machine code next to this file (__pycache__),
 # so later processes (CI, the app) skip the few-second compile. fastmath only
@@ -289,14 +295,16 @@ def _blocks(x: Tensor, g: int) -> Tensor:
     x = x.detach().float().contiguous()
     b, d, l = x.shape
     xb = torch.empty((b, g, -(-(d // g) // _LANES), l, _LANES), dtype=torch.float32)
-    _to_blocks(x.numpy(), xb.numpy())
+    with _KERNEL_LOCK:
+        _to_blocks(x.numpy(), xb.numpy())
     return xb
 
 
 def _unblocks(xb: Tensor, d: int) -> Tensor:
     """(b, g, k, l, 16) -> (b, d, l), padding dropped."""
     x = torch.empty((xb.shape[0], d, xb.shape[3]), dtype=torch.float32)
-    _from_blocks(xb.contiguous().numpy(), x.numpy())
+    with _KERNEL_LOCK:
+        _from_blocks(xb.contiguous().numpy(), x.numpy())
     return x
 
 
@@ -439,8 +447,9 @@ class _ScanFused(torch.autograd.Function):
         g = Bt.shape[1]
         Ab = _blocks(A[None], g)[0]  # (d, n) -> (g, k, n, 16)
         y = torch.empty_like(u)
-        _fused_fwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
-                   softplus, y.numpy())
+        with _KERNEL_LOCK:
+            _fused_fwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
+                       softplus, y.numpy())
         ctx.save_for_backward(u, delta, Ab, Bt, Ct, D, bias)
         ctx.softplus = softplus
         return y
@@ -456,9 +465,10 @@ class _ScanFused(torch.autograd.Function):
         dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
         dDp = torch.empty((b, d), dtype=torch.float32)
         dbp = torch.empty((b, d), dtype=torch.float32)
-        _fused_bwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
-                   ctx.softplus, _np(dy.float()), du.numpy(), ddelta.numpy(), dAb.numpy(), dBb.numpy(),
-                   dCb.numpy(), dDp.numpy(), dbp.numpy())
+        with _KERNEL_LOCK:
+            _fused_bwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
+                       ctx.softplus, _np(dy.float()), du.numpy(), ddelta.numpy(), dAb.numpy(), dBb.numpy(),
+                       dCb.numpy(), dDp.numpy(), dbp.numpy())
         dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
         # dB, dC summed over a group's blocks; dD, dbias over the batch.
         return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), None
