@@ -459,16 +459,16 @@ def build_demo() -> gr.Blocks:
         # The link: read at page load, then the address follows the page (app.urlstate); a link that
         # names an example photo opens its tab's view computed (Restore, or the Internals lesson).
         loaded = demo.load(urlstate.reader(examples, handlers.lesson_layer_choices),
-                           outputs=[inp, task, mode, large, region, layer, q_row, q_col, url_state,
+                           outputs=[task, mode, large, region, layer, q_row, q_col, url_state,
                                     pending_region, pending_layer], api_visibility="private", queue=False)
         loaded.then(None, js=urlstate.url_js())
         restore_outputs = [out_v2, out_v1, slider, details, scores, result_state]
         loaded.then(urlstate.opener("restore", urlstate.open_restore(handlers.restore), len(restore_outputs)),
-                    inputs=[url_state, inp, task, mode, *settings, tile, large], outputs=restore_outputs,
+                    inputs=[url_state, task, mode, *settings, tile, large], outputs=restore_outputs,
                     api_visibility="private", **heavy)
         loaded.then(urlstate.opener("internals", urlstate.open_internals(handlers.internals),
                                     len(int_outputs)),
-                    inputs=[url_state, inp, task, mode, *settings, large], outputs=int_outputs,
+                    inputs=[url_state, task, mode, *settings, large], outputs=int_outputs,
                     api_visibility="private", **heavy).then(**extras)
         # The tour (app.tour, in the browser; it picks the example photo when the input is empty).
         demo.load(None, js=tour.tour_js())

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from .urlstate import PICK_EXAMPLE_JS
+
 TOUR_EXAMPLE = "coffee.png"   # the example photo the tour runs on (the README's screenshots use it too)
 
 # tab: the tab's label; target: elem_id of the control to highlight; title and text: plain words;
@@ -43,7 +45,8 @@ STEPS: list[dict[str, str]] = [
 
 def tour_js() -> str:
     """JS run once on page load: defines ``window.__tour`` (start, next, back, end)."""
-    return TOUR_JS.replace("__STEPS__", json.dumps(STEPS)).replace("__EXAMPLE__", json.dumps(TOUR_EXAMPLE))
+    return (TOUR_JS.replace("__STEPS__", json.dumps(STEPS)).replace("__PICK__", PICK_EXAMPLE_JS)
+            .replace("__EXAMPLE__", json.dumps(TOUR_EXAMPLE)))
 
 
 START_JS = "() => { if (window.__tour) window.__tour.start(); }"
@@ -108,20 +111,10 @@ TOUR_JS = """() => {
     };
     mark(s.target, 0);
   };
-  // The example photo, as a visitor would pick it: a click on its thumbnail under Examples (a server
-  // handler that outputs to the input image would replace that component's custom preprocess).
-  const loadExample = () => {
-    const shown = document.querySelector('#input-image img');
-    if (shown && shown.getAttribute('src')) return;
-    const thumbs = [...document.querySelectorAll('button.gallery-item')];
-    const pick = thumbs.find((b) => [...b.querySelectorAll('img')]
-      .some((im) => (im.getAttribute('src') || '').endsWith('/' + __EXAMPLE__))) || thumbs[0];
-    if (pick) pick.click();
-  };
   window.__tour = {
     steps: steps,
     step: () => i + 1,
-    start: () => { loadExample(); i = 0; show(); },
+    start: () => { (__PICK__)(__EXAMPLE__, true); i = 0; show(); },
     next: () => { if (i < steps.length - 1) { i += 1; show(); } },
     back: () => { if (i > 0) { i -= 1; show(); } },
     end: () => { unmark(); if (panel) panel.remove(); panel = null; i = -1; },

@@ -132,9 +132,14 @@ def example_namer(examples: list[str]) -> Callable:
 
 
 def reader(examples: list[str], lesson_choices: Callable[[str | None], list]) -> Callable:
-    """The page-load handler for the given examples: ``read(request)`` -> updates of (input image, task,
-    mode, large, region, layer, pixel row, pixel column, url state, pending region, pending layer).
+    """The page-load handler for the given examples: ``read(request)`` -> updates of (task, mode, large,
+    region, layer, pixel row, pixel column, url state, pending region, pending layer).
 
+    The input image is not among them: on a busy machine this handler can return after the visitor has
+    uploaded a photo, and its answer would replace that photo (a value) or the input's own file check
+    (an update rebuilds the component for the session). The link's example photo is picked in the
+    browser instead (``url_js``: a click on its thumbnail, into an empty input only), and the views a
+    link opens read it from the url state (``opener``).
     The region and layer are also kept as "pending": a new photo resets the region and a new task resets
     the layer menu, and those change events run after this load; they take the pending values instead.
     """
@@ -150,10 +155,7 @@ def reader(examples: list[str], lesson_choices: Callable[[str | None], list]) ->
         task = state.get("task")
         layer = state.get("layer")
         pixel = state.get("pixel")
-        # The input image gets a value, never gr.skip(): an update would make Gradio rebuild the component
-        # for the session without app.layout's raw-file preprocess. At page load it is empty anyway.
-        return (state.get("example"), task or keep, state.get("mode", keep), state.get("large", keep),
-                state.get("region", keep),
+        return (task or keep, state.get("mode", keep), state.get("large", keep), state.get("region", keep),
                 gr.Dropdown(choices=lesson_choices(task), value=layer) if layer else keep,
                 pixel[0] if pixel else keep, pixel[1] if pixel else keep,
                 state, state.get("region"), layer)
@@ -187,14 +189,15 @@ def task_changed(lesson_dropdown: Callable) -> Callable:
 
 def opener(tab: str, run: Callable, n_out: int) -> Callable:
     """Page-load follow-up: when the link names an example photo and its tab is ``tab`` (the Restore tab
-    also when the link names none), compute that tab's view with ``run``; else change nothing.
+    also when the link names none), compute that tab's view of that photo with ``run``; else change
+    nothing.
 
-    ``run(state, *inputs)`` returns the view's ``n_out`` outputs."""
+    ``run(state, *inputs)`` returns the view's ``n_out`` outputs; the photo is ``state["example"]``."""
     @explain_errors
     def open_view(state: dict | None, *inputs: Any) -> tuple:
         state = state or {}
         here = state.get("tab", "restore") == tab
-        if not (here and state.get("example") and inputs and inputs[0]):
+        if not (here and state.get("example")):
             return tuple(gr.skip() for _ in range(n_out))
         out = run(state, *inputs)
         return out if n_out > 1 else (out,)
@@ -202,32 +205,49 @@ def opener(tab: str, run: Callable, n_out: int) -> Callable:
 
 
 def open_restore(restore: Callable) -> Callable:
-    """``restore`` run with the link's region (the region box may still be waiting for its change event)."""
-    def run(state: dict, image: Any, task: str | None, mode: str, routing: str, seed: float,
-            prompt_order: str, tile: float, large: str) -> tuple:
-        return restore(image, task, mode, routing, seed, prompt_order, tile, state.get("region", ""), large)
+    """``restore`` of the link's example with the link's region (the region box may still be waiting for
+    its change event)."""
+    def run(state: dict, task: str | None, mode: str, routing: str, seed: float, prompt_order: str,
+            tile: float, large: str) -> tuple:
+        return restore(state["example"], task, mode, routing, seed, prompt_order, tile,
+                       state.get("region", ""), large)
     return run
 
 
 def open_internals(internals: Callable) -> Callable:
-    """``internals`` run with the link's layer, pixel and region."""
-    def run(state: dict, image: Any, task: str | None, mode: str, routing: str, seed: float,
-            prompt_order: str, large: str) -> tuple:
+    """``internals`` of the link's example with the link's layer, pixel and region."""
+    def run(state: dict, task: str | None, mode: str, routing: str, seed: float, prompt_order: str,
+            large: str) -> tuple:
         row, col = state.get("pixel") or (-1, -1)
-        return internals(image, task, mode, state.get("layer", AUTO_LAYER), row, col, routing, seed,
-                         prompt_order, state.get("region", ""), large)
+        return internals(state["example"], task, mode, state.get("layer", AUTO_LAYER), row, col, routing,
+                         seed, prompt_order, state.get("region", ""), large)
     return run
 
 
+# JS: pick an example photo as a visitor would, by a click on its thumbnail under Examples, and only
+# into an empty input (never over a photo the visitor has put there). A server handler that outputs to
+# the input image would replace its custom preprocess. ``name``: the example's file name; ``fallback``:
+# take the first example when none has that name. Used by the link (url_js) and the tour (app.tour).
+PICK_EXAMPLE_JS = """(name, fallback) => {
+  const shown = document.querySelector('#input-image img');
+  if (shown && shown.getAttribute('src')) return;
+  const thumbs = [...document.querySelectorAll('button.gallery-item')];
+  const pick = thumbs.find((b) => [...b.querySelectorAll('img')]
+    .some((im) => (im.getAttribute('src') || '').endsWith('/' + name))) || (fallback ? thumbs[0] : null);
+  if (pick) pick.click();
+}"""
+
+
 def url_js() -> str:
-    """JS run once, after the page-load handler has applied the link: switches to the link's tab and from
-    then on keeps the address in step with the page (history.replaceState). Not earlier: the load handler's
-    request carries the address it reads. It polls twice a second because values set by the server fire
-    no DOM events."""
+    """JS run once, after the page-load handler has applied the link: picks the link's example photo
+    (PICK_EXAMPLE_JS), switches to the link's tab and from then on keeps the address in step with the
+    page (history.replaceState). Not earlier: the load handler's request carries the address it reads.
+    It polls twice a second because values set by the server fire no DOM events."""
     conf = {"modes": {v: k for k, v in MODES.items()}, "larges": {v: k for k, v in LARGES.items()},
             "tabs": {v: k for k, v in TABS.items()}, "auto": [AUTO_LAYER, AUTO_LAYER_LABEL], "keys": KEYS,
             "defaults": {"mode": "as-is", "large": "region"}}
-    return "() => { (" + URL_JS.replace("__CONF__", json.dumps(conf)) + ")(); window.__urlState.start(); }"
+    body = URL_JS.replace("__CONF__", json.dumps(conf)).replace("__PICK__", PICK_EXAMPLE_JS)
+    return "() => { (" + body + ")(); window.__urlState.start(); }"
 
 
 URL_JS = """() => {
@@ -270,7 +290,9 @@ URL_JS = """() => {
     current: current,
     start: () => {
       if (window.__urlState.timer) return;
-      const tab = new URLSearchParams(window.location.search).get('tab');
+      const link = new URLSearchParams(window.location.search);
+      if (link.get('example')) (__PICK__)(link.get('example'), false);
+      const tab = link.get('tab');
       const name = Object.keys(conf.tabs).find((k) => conf.tabs[k] === tab);
       let tries = 0;
       const open = () => {

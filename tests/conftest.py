@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import socket  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -28,12 +30,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def tiny_app_url():
-    """The demo with tiny random models (MAMBAIR_APP_DEMO=tiny), launched on a free local port.
-
-    The model cache is emptied before and after, so the module sees only the tiny models.
-    """
+@contextmanager
+def launched_tiny_demo() -> Iterator[str]:
+    """The demo with tiny random models (MAMBAIR_APP_DEMO=tiny), launched on a free local port; yields
+    its URL. The model cache is emptied before and after, so the demo sees only the tiny models."""
     from app import build_demo, cache
 
     old = os.environ.get("MAMBAIR_APP_DEMO")
@@ -42,13 +42,22 @@ def tiny_app_url():
     demo = build_demo()
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
                             quiet=True)
-    yield url
-    demo.close()
-    cache.clear()
-    if old is None:
-        os.environ.pop("MAMBAIR_APP_DEMO", None)
-    else:
-        os.environ["MAMBAIR_APP_DEMO"] = old
+    try:
+        yield url
+    finally:
+        demo.close()
+        cache.clear()
+        if old is None:
+            os.environ.pop("MAMBAIR_APP_DEMO", None)
+        else:
+            os.environ["MAMBAIR_APP_DEMO"] = old
+
+
+@pytest.fixture(scope="module")
+def tiny_app_url():
+    """The tiny demo (``launched_tiny_demo``), shared by a test module."""
+    with launched_tiny_demo() as url:
+        yield url
 
 
 def official_repo_files(root, presets=("mambairv2_lightSR_x2", "mambairv2_lightSR_x4", "MambaIR_lightSR_x2",

@@ -167,3 +167,39 @@ def test_lesson_opens_on_the_most_decided_layer_and_an_edge_pixel(tiny_app_url):
         summary = page.inner_text("#internals-summary")
         assert "most decided" in summary and "object edge" in summary
         assert page.locator("#layer input").input_value().startswith("auto")
+
+
+def test_photo_uploaded_before_the_link_is_read_stays(monkeypatch, tmp_path):
+    """On a busy machine the page-load handler that reads the link can answer after the visitor's
+    upload: the photo must stay (it used to be replaced by the link's empty input), and restore it."""
+    import time
+
+    from conftest import launched_tiny_demo
+
+    import app.urlstate as urlstate
+
+    real_reader = urlstate.reader
+
+    def slow_reader(*args, **kwargs):
+        read = real_reader(*args, **kwargs)
+
+        def read_slowly(request):
+            time.sleep(3)  # long enough for the upload below to land first
+            return read(request)
+        return read_slowly
+
+    monkeypatch.setattr(urlstate, "reader", slow_reader)
+    photo = tmp_path / "photo.png"
+    yy, xx = np.mgrid[0:24, 0:32]
+    Image.fromarray(np.stack([xx * 8, yy * 10, 255 - (xx + yy) * 4], axis=-1).astype(np.uint8)).save(photo)
+    with launched_tiny_demo() as url, chromium_page(url) as page:
+        page.wait_for_selector("#restore-btn")
+        page.locator("#input-image input[type=file]").set_input_files(str(photo))
+        page.wait_for_selector("#input-image img")
+        assert page.evaluate("() => !window.__urlState"), "the link was read before the upload"
+        page.wait_for_function("() => window.__urlState && window.__urlState.timer")  # the link applied
+        page.wait_for_timeout(1000)
+        assert page.locator("#input-image img").first.is_visible()
+        page.click("#restore-btn")
+        page.wait_for_function(DETAILS_DONE, arg=["Scan backend"])
+        page.locator("#out-v2 img").first.wait_for(state="visible")
