@@ -42,6 +42,7 @@ import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -56,6 +57,17 @@ from .ref import scan_inputs
 # A user's NUMBA_THREADING_LAYER wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+# LLVM tunes for the host CPU, and for CPUs it knows as AVX-512 "client" parts (this machine reports
+# itself as rocketlake) it prefers 256-bit vectors: each 16-lane loop of the kernels then runs as two
+# ymm halves. With 512-bit vectors allowed the same loops are single zmm instructions, bit-identical
+# results (the lanes are independent; the backward's sums are a fixed tree). Scan op on MambaIR-light
+# x2 128x128 shapes (python scripts/scan_vector_width.py): forward 1.06x, backward 1.14x; whole
+# networks (bench --compare): forward 0.98-1.03x, MambaIR-light x4 64x64 forward+backward 1.08x.
+# Only where the CPU has AVX-512, and a user's NUMBA_CPU_NAME / NUMBA_CPU_FEATURES wins. numba
+# keys its on-disk cache by these features, so the kernels compile once more after a change.
+if (numba.config.CPU_NAME is None and numba.config.CPU_FEATURES is None
+        and "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")):
+    numba.config.CPU_FEATURES = llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
 # workqueue is not thread-safe: two Python threads in a parallel kernel at once abort the process
 # ("Concurrent access has been detected"). The app runs a restore and a preview's timing in
 # different threads, so every call into a parallel kernel (_fused_*, _to_blocks, _from_blocks)
