@@ -203,3 +203,16 @@ def test_photo_uploaded_before_the_link_is_read_stays(monkeypatch, tmp_path):
         page.click("#restore-btn")
         page.wait_for_function(DETAILS_DONE, arg=["Scan backend"])
         page.locator("#out-v2 img").first.wait_for(state="visible")
+
+
+def test_link_naming_an_example_opens_it_restored(tiny_app_url):
+    """A link with only an example photo: the input shows that photo (picked by its thumbnail) and the
+    Restore tab opens with both networks' results, computed from the link."""
+    with chromium_page(f"{tiny_app_url}?example=coffee.png") as page:
+        page.wait_for_function(DETAILS_DONE, arg=["Scan backend"])
+        for elem in ("out-v2", "out-v1"):
+            page.locator(f"#{elem} img").first.wait_for(state="visible")
+        page.wait_for_function("() => { const e = document.querySelector('#example-name textarea, "
+                               "#example-name input'); return e && e.value === 'coffee.png'; }")
+        assert page.locator("#input-image img").first.is_visible()
+        assert _selected_tab(page) == "Restore"
