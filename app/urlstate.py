@@ -140,6 +140,7 @@ def reader(examples: list[str], lesson_choices: Callable[[str | None], list]) ->
     (an update rebuilds the component for the session). The link's example photo is picked in the
     browser instead (``url_js``: a click on its thumbnail, into an empty input only), and the views a
     link opens read it from the url state (``opener``).
+
     The region and layer are also kept as "pending": a new photo resets the region and a new task resets
     the layer menu, and those change events run after this load; they take the pending values instead.
     """

@@ -52,7 +52,7 @@ SWITCHES = ("on", "off")  # knock-out options ``sgn`` and ``prompt`` (inference 
 def gather_tokens(x: Tensor, index: Tensor, dim: int = 1) -> Tensor:
     """Tokens reordered along ``dim``: out[b, .., i, ..] = x[b, .., index[b, i], ..], index (b, l)."""
     if x.shape[0] == 1:
-        # One image (the app, most LAM batches): index_select moves whole rows (or reads one index
+        # One image (the app; LAM from 64x64 up): index_select moves whole rows (or reads one index
         # per row of a (d, l) layout) where gather reads an index per element; about 10x faster on
         # a (1, 4096, 48) input, the same values.
         return x.index_select(dim, index[0])

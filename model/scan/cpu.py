@@ -69,9 +69,10 @@ if (numba.config.CPU_NAME is None and numba.config.CPU_FEATURES is None
         and "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")):
     numba.config.CPU_FEATURES = llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
 # workqueue is not thread-safe: two Python threads in a parallel kernel at once abort the process
-# ("Concurrent access has been detected"). The app runs a restore and a preview's timing in
-# different threads, so every call into a parallel kernel (_fused_*, _to_blocks, _from_blocks)
-# holds this lock; each kernel uses every core it is given, so two at once would gain nothing.
+# ("Concurrent access has been detected"), or hang it when that check misses. Gradio runs events in
+# worker threads, and the app's preview times the networks beside a running view, so every call into
+# a parallel kernel (_fused_*, _to_blocks, _from_blocks) holds this lock; each kernel uses every core
+# it is given, so two at once would gain nothing.
 _KERNEL_LOCK = threading.Lock()
 
 # cache=True writes the compiled machine code next to this file (__pycache__),
