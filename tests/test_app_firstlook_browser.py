@@ -184,7 +184,7 @@ def test_photo_uploaded_before_the_link_is_read_stays(monkeypatch, tmp_path):
         read = real_reader(*args, **kwargs)
 
         def read_slowly(request):
-            time.sleep(3)  # long enough for the upload below to land first
+            time.sleep(6)  # long enough for the upload below to land first, even on a busy machine
             return read(request)
         return read_slowly
 

@@ -61,18 +61,21 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # itself as rocketlake) it prefers 256-bit vectors: each 16-lane loop of the kernels then runs as two
 # ymm halves. With 512-bit vectors allowed the same loops are single zmm instructions, bit-identical
 # results (the lanes are independent; the backward's sums are a fixed tree). Scan op on MambaIR-light
-# x2 128x128 shapes (python scripts/scan_vector_width.py): forward 1.06x, backward 1.14x; whole
-# networks (bench --compare): forward 0.98-1.03x, MambaIR-light x4 64x64 forward+backward 1.08x.
+# x2 128x128 shapes (python scripts/scan_vector_width.py, two runs): forward 1.06-1.15x, backward
+# 1.13-1.14x (a single round can show none: 1.01x / 0.98x); whole networks (bench --compare):
+# forward 0.98-1.03x, MambaIR-light x4 64x64 forward+backward 1.08x.
 # Only where the CPU has AVX-512, and a user's NUMBA_CPU_NAME / NUMBA_CPU_FEATURES wins. numba
 # keys its on-disk cache by these features, so the kernels compile once more after a change.
-if (numba.config.CPU_NAME is None and numba.config.CPU_FEATURES is None
-        and "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")):
-    numba.config.CPU_FEATURES = llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+if numba.config.CPU_NAME is None and numba.config.CPU_FEATURES is None:
+    _host_features = llvm.get_host_cpu_features().flatten()
+    if "+avx512f" in _host_features.split(","):
+        numba.config.CPU_FEATURES = _host_features + ",-prefer-256-bit"
 # workqueue is not thread-safe: two Python threads in a parallel kernel at once abort the process
-# ("Concurrent access has been detected"), or hang it when that check misses. Gradio runs events in
-# worker threads, and the app's preview times the networks beside a running view, so every call into
-# a parallel kernel (_fused_*, _to_blocks, _from_blocks) holds this lock; each kernel uses every core
-# it is given, so two at once would gain nothing.
+# ("Concurrent access has been detected"; its task queue is unguarded, as numba's workqueue.c says,
+# so a race the check misses is not safe either). Gradio runs events in worker threads, and the app's
+# preview times the networks beside a running view, so every call into a parallel kernel (_fused_*,
+# _to_blocks, _from_blocks) holds this lock; each kernel uses every core it is given, so two at once
+# would gain nothing.
 _KERNEL_LOCK = threading.Lock()
 
 # cache=True writes the compiled machine code next to this file (__pycache__),
