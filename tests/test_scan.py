@@ -326,6 +326,29 @@ def test_numba_vectorised_exp_accuracy():
     assert np.max(np.abs(got / want - 1)) < 5e-7  # a few float32 ulps
 
 
+def test_numba_exp2_accuracy():
+    """The scan's 2^y (exp(dt A) as 2^(dt A log2 e)) against numpy's, over the range the scan uses."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _exp2_32
+
+    @numba.njit
+    def exp2_all(y):
+        out = np.empty_like(y)
+        for i in range(y.shape[0]):
+            out[i] = _exp2_32(y[i])
+        return out
+
+    y = np.concatenate([np.linspace(-126.0, 10.0, 200_001), [-0.5, 0.5, 0.0, -1e-8]]).astype(np.float32)
+    got = exp2_all(y).astype(np.float64)
+    want = np.exp2(y.astype(np.float64))
+    assert np.max(np.abs(got / want - 1)) < 2.5e-7  # two float32 ulps
+    assert exp2_all(np.array([0.0], dtype=np.float32))[0] == 1.0  # dt = 0 keeps the state exactly
+    tiny = exp2_all(np.array([-200.0, -1e6], dtype=np.float32))
+    assert np.all((tiny > 0) & (tiny < 1.2e-38))  # clamped at -126: still ~0, never garbage
+
+
 def test_numba_softplus_matches_torch():
     """The kernel's own softplus (vectorisable series) against torch's, around its threshold too."""
     import numba

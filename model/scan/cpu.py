@@ -21,7 +21,7 @@ same scalars B_t[s] and C_t[s]: one SIMD lane per channel (AVX-512: one
 instruction), no reduction, and every load is contiguous. Vectorising over the
 state instead, as a (b, d, l) layout would, leaves registers half empty (the
 light models have 8-10 states) and needs a sum across lanes each step.
-exp(dt A) and softplus are straight-line arithmetic that LLVM vectorises (``_exp32``,
+exp(dt A) and softplus are straight-line arithmetic that LLVM vectorises (``_exp2_32``,
 ``_softplus32``).
 
 Parallelism: one ``prange`` task per (b, g, k) block, forward and backward.
@@ -120,6 +120,33 @@ def _exp32(x):  # pragma: no cover - compiled
     return p * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
 
 
+_LOG2E = np.float32(1.4426950408889634)  # the kernels scale A by this once, then take 2^(dt A log2 e)
+
+
+@numba.njit(inline="always", cache=True)
+def _exp2_32(y):  # pragma: no cover - compiled
+    """2^y for float32 y: the scan's exp(dt A) as 2^(dt (A log2 e)), with A scaled once per block.
+
+    Fewer operations per state update than ``_exp32`` (one block's forward alone, l = 65536, n = 10:
+    1.21x; the scan op on MambaIR-light / MambaIRv2-light 128x128 shapes 1.05-1.12x forward and
+    backward; whole networks, ``bench --compare HEAD``, 1.00-1.04x; outputs within 1.3e-7 of before):
+    k = round(y) by adding and subtracting 1.5 * 2^23 (no rounding instruction), f = y - k exact in
+    [-1/2, 1/2] (no Cody-Waite split), 2^f by a degree-6 polynomial fitted to minimise the relative
+    error on [-1/2, 1/2] (< 2e-9 before float32 rounding, 1e-7 after), 2^k from its exponent bits.
+    y is clamped to [-126, 127]: 2^-126 ~ 1.2e-38 stands in for smaller values.
+    """
+    v = min(max(y, np.float32(-126.0)), np.float32(127.0))
+    k = (v + np.float32(12582912.0)) - np.float32(12582912.0)
+    f = v - k
+    p = np.float32(0.0013399930903688073) + f * np.float32(0.00015345810970757157)
+    p = np.float32(0.009618489071726799) + f * p
+    p = np.float32(0.05550328642129898) + f * p
+    p = np.float32(0.24022646248340607) + f * p
+    p = np.float32(0.6931471824645996) + f * p
+    p = np.float32(1.0) + f * p
+    return p * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
+
+
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _softplus32(x):  # pragma: no cover - compiled
     """torch's softplus (threshold 20) as straight-line arithmetic that LLVM vectorises.
@@ -171,10 +198,10 @@ def _block_fwd(u2, dt2, A2, B2, C2, y2):  # pragma: no cover - compiled
     # Local work arrays: LLVM vectorises a loop over arrays it cannot prove apart only
     # behind run-time overlap checks.
     h = np.zeros((nn_, w), dtype=np.float32)
-    a = np.empty((nn_, w), dtype=np.float32)
+    a = np.empty((nn_, w), dtype=np.float32)  # A log2 e: exp(dt A) = 2^(dt a)
     for s in range(nn_):
         for j in range(w):
-            a[s, j] = A2[s, j]
+            a[s, j] = A2[s, j] * _LOG2E
     v = np.empty((3, w), dtype=np.float32)  # dt_t, dt_t u_t, y_t
     for t in range(nl):
         for j in range(w):
@@ -185,7 +212,7 @@ def _block_fwd(u2, dt2, A2, B2, C2, y2):  # pragma: no cover - compiled
             bs = B2[t, s]
             cs = C2[t, s]
             for j in range(w):  # the hot loop: one SIMD lane per channel
-                hv = _exp32(v[0, j] * a[s, j]) * h[s, j] + v[1, j] * bs
+                hv = _exp2_32(v[0, j] * a[s, j]) * h[s, j] + v[1, j] * bs
                 h[s, j] = hv
                 v[2, j] += cs * hv
         for j in range(w):
@@ -204,14 +231,15 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: n
     nn_ = A2.shape[0]
     w = _LANES  # a compile-time constant: the loops over lanes become single SIMD instructions
     hs = np.empty((nl + 1, nn_, w), dtype=np.float32)  # hs[t + 1] = h_t, hs[0] = 0
-    # st[s]: A, dLoss/dh_t arriving from t + 1, dLoss/dh_t, this block of steps' dA terms
-    st = np.zeros((nn_, 4, w), dtype=np.float32)
+    # st[s]: A, dLoss/dh_t arriving from t + 1, dLoss/dh_t, this block of steps' dA terms, A log2 e
+    st = np.zeros((nn_, 5, w), dtype=np.float32)
     v = np.zeros((6, w), dtype=np.float32)  # dt_t, u_t, dt_t u_t, dy_t, ddt_t, du_t
     dA = np.zeros((nn_, w), dtype=np.float64)  # sums l terms: float32 over 64 steps, then float64
     tmp = np.empty(w, dtype=np.float32)  # _dot16's products and partial sums
     for s in range(nn_):
         for j in range(w):
             st[s, 0, j] = A2[s, j]
+            st[s, 4, j] = A2[s, j] * _LOG2E
     # 1. recompute the hidden states
     hs[0, :, :] = 0.0
     for t in range(nl):
@@ -221,7 +249,7 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: n
         for s in range(nn_):
             bs = B2[t, s]
             for j in range(w):
-                hs[t + 1, s, j] = _exp32(v[0, j] * st[s, 0, j]) * hs[t, s, j] + v[2, j] * bs
+                hs[t + 1, s, j] = _exp2_32(v[0, j] * st[s, 4, j]) * hs[t, s, j] + v[2, j] * bs
     # 2. reverse recurrence
     for t in range(nl - 1, -1, -1):
         for j in range(w):
@@ -235,7 +263,7 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: n
             bs = B2[t, s]
             cs = C2[t, s]
             for j in range(w):  # the hot loop: one SIMD lane per channel
-                a = _exp32(v[0, j] * st[s, 0, j])  # a_t = exp(dt_t A)
+                a = _exp2_32(v[0, j] * st[s, 4, j])  # a_t = exp(dt_t A), as in the forward
                 g = v[3, j] * cs + st[s, 1, j]  # dLoss/dh_t
                 ga = g * hs[t, s, j] * a  # dLoss/d(dt A) through a_t (hs[t] = h_{t-1})
                 v[4, j] += ga * st[s, 0, j] + g * bs * v[1, j]
