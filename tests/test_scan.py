@@ -385,19 +385,52 @@ def test_numba_very_large_steps_match_reference():
     assert (y - y_ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("w", [16, 32, 48, 64])
 @pytest.mark.parametrize("b, d, l, g", [(1, 40, 70, 1), (2, 272, 33, 2), (1, 12, 5, 4), (3, 16, 64, 1)])
-def test_numba_block_layout_round_trip(b, d, l, g):
-    """The numba scan's (b, g, blocks, l, 16) layout: zero padding, and back to (b, d, l) exactly."""
-    from model.scan.cpu import _LANES, _blocks, _unblocks
+def test_numba_block_layout_round_trip(b, d, l, g, w):
+    """The numba scan's (b, g, blocks, l, w) layout: zero padding, and back to (b, d, l) exactly."""
+    from model.scan.cpu import _blocks, _unblocks
 
     x = torch.randn(b, d, l)
-    xb = _blocks(x, g)
+    xb = _blocks(x, g, w)
     per = d // g
-    assert xb.shape == (b, g, -(-per // _LANES), l, _LANES)
-    flat = xb.permute(0, 1, 2, 4, 3).reshape(b, g, -1, l)  # (b, g, k, l, 16) -> (b, g, k * 16, l)
+    assert xb.shape == (b, g, -(-per // w), l, w)
+    flat = xb.permute(0, 1, 2, 4, 3).reshape(b, g, -1, l)  # (b, g, k, l, w) -> (b, g, k * w, l)
     assert torch.equal(flat[:, :, :per], x.view(b, g, per, l))
     assert not flat[:, :, per:].any()
     assert torch.equal(_unblocks(xb, d), x)
+
+
+# (b, d, n, l, g): a chunk and a part (l = 1100 > 2 chunks of 512), channels that fill no width
+# evenly (72 a group, as MambaIR-light; 40), a sequence shorter than one chunk.
+WIDE = [(1, 288, 10, 1100, 4), (2, 40, 5, 70, 1), (1, 48, 8, 600, 1)]
+
+
+@pytest.mark.parametrize("case", WIDE)
+def test_numba_forward_is_the_same_at_every_block_width(case, monkeypatch):
+    """The forward's blocks of 16-64 lanes, scanned chunk by chunk: equal to the reference, and the
+    same bits at every width (the lanes are independent)."""
+    import model.scan.cpu as cpu
+
+    b, d, n, l, g = case
+    u, delta, A, B, C, D, _, bias = make_inputs(b, d, n, l, g, True, False, True)
+    want = selective_scan_ref(u, delta, A, B, C, D, None, bias, True)
+    got = {}
+    for w in (16, 32, 48, 64):
+        monkeypatch.setattr(cpu, "_block_width", lambda *a, w=w: w)
+        got[w] = cpu.selective_scan_numba(u, delta, A, B, C, D, None, bias, True)
+        assert rel_err(got[w], want) <= 1e-4, (w, rel_err(got[w], want))
+        assert torch.equal(got[w], got[16]), w
+
+
+def test_numba_block_width_avoids_padding_and_idle_cores():
+    """The forward's width: the widest that wastes neither lanes nor a core's turn."""
+    from model.scan.cpu import _block_width
+
+    assert _block_width(1, 1, 64, 1) == 64  # one full block
+    assert _block_width(1, 1, 8, 2) == 16  # 8 channels: the narrowest block pads least
+    assert _block_width(1, 1, 64, 2) == 32  # two blocks keep both cores busy
+    assert _block_width(1, 4, 72, 2) == 48  # MambaIR-light: 2 x 48 a group, not 5 x 16 or 2 x 64
 
 
 def _saved_bytes(fn, args, **kw) -> int:

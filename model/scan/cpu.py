@@ -84,6 +84,7 @@ _KERNEL_LOCK = threading.Lock()
 # assumptions about NaN or infinity).
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 _LANES = 16  # channels per block: the float32 lanes of an AVX-512 register
+_CHUNK = 512  # steps per chunk of the forward (see _fused_fwd)
 
 
 @intrinsic
@@ -190,18 +191,20 @@ def _dot16(a, b, tmp):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _block_fwd(u2, dt2, A2, B2, C2, y2):  # pragma: no cover - compiled
-    """Forward of one block: y2[t, j] = <C2[t], h_t[:, j]>; u2, dt2, y2 (l,16); A2 (n,16); B2, C2 (l,n)."""
+def _block_fwd(u2, dt2, a2, B2, C2, h2, y2):  # pragma: no cover - compiled
+    """Forward of one chunk of steps of a block: y2[t, j] = <C2[t], h_t[:, j]>; u2, dt2, y2 (c,w);
+    a2 = A log2 e (n,w); B2, C2 (c,n); h2 (n,w) the state before the chunk, left as the state after."""
     nl = u2.shape[0]
-    nn_ = A2.shape[0]
-    w = _LANES  # a compile-time constant: the loops over lanes become single SIMD instructions
+    nn_ = a2.shape[0]
+    w = u2.shape[1]  # 16, 32, 48 or 64 lanes: one to four SIMD instructions per loop over lanes
     # Local work arrays: LLVM vectorises a loop over arrays it cannot prove apart only
     # behind run-time overlap checks.
-    h = np.zeros((nn_, w), dtype=np.float32)
-    a = np.empty((nn_, w), dtype=np.float32)  # A log2 e: exp(dt A) = 2^(dt a)
+    h = np.empty((nn_, w), dtype=np.float32)
+    a = np.empty((nn_, w), dtype=np.float32)  # exp(dt A) = 2^(dt a)
     for s in range(nn_):
         for j in range(w):
-            a[s, j] = A2[s, j] * _LOG2E
+            h[s, j] = h2[s, j]
+            a[s, j] = a2[s, j]
     v = np.empty((3, w), dtype=np.float32)  # dt_t, dt_t u_t, y_t
     for t in range(nl):
         for j in range(w):
@@ -217,6 +220,9 @@ def _block_fwd(u2, dt2, A2, B2, C2, y2):  # pragma: no cover - compiled
                 v[2, j] += cs * hv
         for j in range(w):
             y2[t, j] = v[2, j]
+    for s in range(nn_):
+        for j in range(w):
+            h2[s, j] = h[s, j]
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -289,7 +295,7 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: n
 
 @numba.njit(parallel=True, cache=True)
 def _to_blocks(x, xb):  # pragma: no cover - compiled
-    """xb[b, g, k, t, j] = x[b, g * per + 16 k + j, t] (zero where 16 k + j >= per); x (b, d, l).
+    """xb[b, g, k, t, j] = x[b, g * per + w k + j, t] (zero where w k + j >= per); x (b, d, l).
 
     Eight channels at a time, in tiles of 64 steps: x's rows are l floats apart,
     and walking down many of them at once (l = 4096: 16 KB apart) keeps hitting one
@@ -297,19 +303,20 @@ def _to_blocks(x, xb):  # pragma: no cover - compiled
     """
     nb, ng, nk, nl, w = xb.shape
     per = x.shape[1] // ng
-    for task in numba.prange(nb * ng * nk * 2):
-        half = task % 2
-        k = (task // 2) % nk
-        gi = (task // (2 * nk)) % ng
-        bi = task // (2 * nk * ng)
+    ne = w // 8  # tasks of eight channels per block
+    for task in numba.prange(nb * ng * nk * ne):
+        e = task % ne
+        k = (task // ne) % nk
+        gi = (task // (ne * nk)) % ng
+        bi = task // (ne * nk * ng)
         x2 = xb[bi, gi, k]
-        for i in range(half * 8, half * 8 + 8):
+        for i in range(e * 8, e * 8 + 8):
             c = k * w + i
             if c >= per:
                 for t in range(nl):
                     x2[t, i] = 0.0
         for t0 in range(0, nl, 64):
-            for i in range(half * 8, half * 8 + 8):
+            for i in range(e * 8, e * 8 + 8):
                 c = k * w + i
                 if c < per:
                     row = x[bi, gi * per + c]
@@ -334,18 +341,18 @@ def _from_blocks(xb, x):  # pragma: no cover - compiled
                     row[t] = x2[t, i]
 
 
-def _blocks(x: Tensor, g: int) -> Tensor:
-    """(b, d, l) -> (b, g, k, l, 16) float32, zero-padded blocks of each group's channels."""
+def _blocks(x: Tensor, g: int, w: int = _LANES) -> Tensor:
+    """(b, d, l) -> (b, g, k, l, w) float32, zero-padded blocks of w of each group's channels."""
     x = x.detach().float().contiguous()
     b, d, l = x.shape
-    xb = torch.empty((b, g, -(-(d // g) // _LANES), l, _LANES), dtype=torch.float32)
+    xb = torch.empty((b, g, -(-(d // g) // w), l, w), dtype=torch.float32)
     with _KERNEL_LOCK:
         _to_blocks(x.numpy(), xb.numpy())
     return xb
 
 
 def _unblocks(xb: Tensor, d: int) -> Tensor:
-    """(b, g, k, l, 16) -> (b, d, l), padding dropped."""
+    """(b, g, k, l, w) -> (b, d, l), padding dropped."""
     x = torch.empty((xb.shape[0], d, xb.shape[3]), dtype=torch.float32)
     with _KERNEL_LOCK:
         _from_blocks(xb.contiguous().numpy(), x.numpy())
@@ -357,20 +364,20 @@ def _np(x: Tensor) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _load_rows(x, bi, c0, m, slab):  # pragma: no cover - compiled
-    """slab[t, j] = x[bi, c0 + j, t] for j < m, 0 for m <= j < 16; x (b, d, l), slab (l, 16).
+def _load_rows(x, bi, c0, m, s0, slab):  # pragma: no cover - compiled
+    """slab[t, j] = x[bi, c0 + j, s0 + t] for j < m, 0 for m <= j < w; x (b, d, l), slab (c, w).
 
     Eight rows at a time, in tiles of 64 steps: x's rows are l floats apart, and walking
     down many of them at once (l = 4096: 16 KB apart) keeps hitting one cache set.
     """
-    nl = slab.shape[0]
-    for j in range(m, _LANES):
+    nl, w = slab.shape
+    for j in range(m, w):
         for t in range(nl):
             slab[t, j] = 0.0
     for j0 in range(0, m, 8):
         for t0 in range(0, nl, 64):
             for j in range(j0, min(j0 + 8, m)):
-                row = x[bi, c0 + j]
+                row = x[bi, c0 + j, s0:s0 + nl]
                 for t in range(t0, min(t0 + 64, nl)):
                     slab[t, j] = row[t]
 
@@ -378,18 +385,18 @@ def _load_rows(x, bi, c0, m, slab):  # pragma: no cover - compiled
 # error_model="numpy": no zero-division check on "/" (its branch stops LLVM vectorising the loop).
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _dt_rows(x2, bias, c0, m, softplus, dt2):  # pragma: no cover - compiled
-    """dt2 = softplus(x2 + bias[c0 + j]) per lane j (bias 0 on padded lanes), or x2 + bias; (l, 16)."""
-    nl = x2.shape[0]
-    b16 = np.zeros(_LANES, dtype=np.float32)
+    """dt2 = softplus(x2 + bias[c0 + j]) per lane j (bias 0 on padded lanes), or x2 + bias; (c, w)."""
+    nl, w = x2.shape
+    bw = np.zeros(w, dtype=np.float32)
     for j in range(m):
-        b16[j] = bias[c0 + j]
+        bw[j] = bias[c0 + j]
     for t in range(nl):
         if softplus:
-            for j in range(_LANES):
-                dt2[t, j] = _softplus32(x2[t, j] + b16[j])
+            for j in range(w):
+                dt2[t, j] = _softplus32(x2[t, j] + bw[j])
         else:
-            for j in range(_LANES):
-                dt2[t, j] = x2[t, j] + b16[j]
+            for j in range(w):
+                dt2[t, j] = x2[t, j] + bw[j]
 
 
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
@@ -408,37 +415,49 @@ def _softplus_grad_rows(x2, bias, c0, m, g2):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", cache=True)
-def _task_block(task, ng, nk, per):  # pragma: no cover - compiled
+def _task_block(task, ng, nk, per, w):  # pragma: no cover - compiled
     """One prange task's block: image bi, group gi, block k of the group, its first channel c0 and
-    its count of real channels m (<= 16; the rest of the block is padding)."""
+    its count of real channels m (<= w; the rest of the block is padding)."""
     k = task % nk
     gi = (task // nk) % ng
     bi = task // (nk * ng)
-    return bi, gi, k, gi * per + k * _LANES, min(_LANES, per - k * _LANES)
+    return bi, gi, k, gi * per + k * w, min(w, per - k * w)
 
 
 @numba.njit(**_JIT)
 def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, y):  # pragma: no cover - compiled
     """y = scan(u, softplus(delta + bias)) + D u, in raster layout; u, delta, y (b, d, l);
-    bias, Dv (d,); Ab (g, k, n, 16); Bt, Ct (b, g, l, n). One task per 16-channel block: it
-    copies its rows into (l, 16) slabs, scans, and writes its rows of y."""
+    bias, Dv (d,); Ab (g, k, n, w); Bt, Ct (b, g, l, n). One task per w-channel block: chunk by
+    chunk of _CHUNK steps, it copies its rows into (chunk, w) slabs, scans them carrying the state,
+    and writes its rows of y. Chunks keep the slabs in the core's L2 cache (w = 64: 3 x 256 KB);
+    whole-sequence slabs of a wide block did not fit, and the copies in and out then cost more than
+    the wider recurrence saved."""
     nb, d, nl = u.shape
-    ng, nk = Ab.shape[0], Ab.shape[1]
+    ng, nk, nn_, w = Ab.shape
     per = d // ng
     for task in numba.prange(nb * ng * nk):
-        bi, gi, k, c0, m = _task_block(task, ng, nk, per)
-        u2 = np.empty((nl, _LANES), dtype=np.float32)
-        dt2 = np.empty((nl, _LANES), dtype=np.float32)
-        y2 = np.empty((nl, _LANES), dtype=np.float32)
-        _load_rows(u, bi, c0, m, u2)
-        _load_rows(delta, bi, c0, m, y2)  # raw delta, in y2 until the scan writes it
-        _dt_rows(y2, bias, c0, m, softplus, dt2)
-        _block_fwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], y2)
-        for j in range(m):
-            row = y[bi, c0 + j]
-            dj = Dv[c0 + j]
-            for t in range(nl):
-                row[t] = y2[t, j] + u2[t, j] * dj
+        bi, gi, k, c0, m = _task_block(task, ng, nk, per, w)
+        u2 = np.empty((_CHUNK, w), dtype=np.float32)
+        dt2 = np.empty((_CHUNK, w), dtype=np.float32)
+        y2 = np.empty((_CHUNK, w), dtype=np.float32)
+        h = np.zeros((nn_, w), dtype=np.float32)
+        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e, as _block_bwd scales it
+        for s in range(nn_):
+            for j in range(w):
+                a[s, j] = Ab[gi, k, s, j] * _LOG2E
+        for s0 in range(0, nl, _CHUNK):
+            c = min(_CHUNK, nl - s0)
+            _load_rows(u, bi, c0, m, s0, u2[:c])
+            _load_rows(delta, bi, c0, m, s0, y2[:c])  # raw delta, in y2 until the scan writes it
+            _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
+            _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c])
+            for j0 in range(0, m, 8):  # in tiles of 64 steps and eight rows, as _load_rows reads
+                for t0 in range(0, c, 64):
+                    for j in range(j0, min(j0 + 8, m)):
+                        row = y[bi, c0 + j, s0:s0 + c]
+                        dj = Dv[c0 + j]
+                        for t in range(t0, min(t0 + 64, c)):
+                            row[t] = y2[t, j] + u2[t, j] * dj
 
 
 @numba.njit(**_JIT)
@@ -450,17 +469,17 @@ def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, dy, du, ddelta, dAb, dB
     ng, nk = Ab.shape[0], Ab.shape[1]
     per = d // ng
     for task in numba.prange(nb * ng * nk):
-        bi, gi, k, c0, m = _task_block(task, ng, nk, per)
+        bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
         u2 = np.empty((nl, _LANES), dtype=np.float32)
         dt2 = np.empty((nl, _LANES), dtype=np.float32)
         dy2 = np.empty((nl, _LANES), dtype=np.float32)
         du2 = np.empty((nl, _LANES), dtype=np.float32)
         ddt2 = np.empty((nl, _LANES), dtype=np.float32)
         x2 = np.empty((nl, _LANES), dtype=np.float32)
-        _load_rows(u, bi, c0, m, u2)
-        _load_rows(delta, bi, c0, m, x2)
+        _load_rows(u, bi, c0, m, 0, u2)
+        _load_rows(delta, bi, c0, m, 0, x2)
         _dt_rows(x2, bias, c0, m, softplus, dt2)
-        _load_rows(dy, bi, c0, m, dy2)
+        _load_rows(dy, bi, c0, m, 0, dy2)
         _block_bwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dy2, du2, ddt2, dAb[bi, gi, k],
                    dBb[bi, gi, k], dCb[bi, gi, k])
         if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
@@ -481,6 +500,29 @@ def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, dy, du, ddelta, dAb, dB
             dbp[bi, c] = s_b
 
 
+# The forward's blocks may be wider than one register: its loops over lanes then run two to four
+# independent SIMD chains per step and state, which hide each other's latency and share the step's
+# loads and loop overhead. Scan op forward against the whole-sequence 16-lane kernel before it
+# (one run of 5 rounds each, 2 threads, l = 65536, n = 10, 384 channels in one group): chunked 16
+# lanes 1.30-1.32x, 32 lanes 1.52-1.69x, 48 lanes 1.52-1.64x, 64 lanes 1.38-1.68x; so one speed for
+# 32-64 here. On the light models' 256x256 shapes as chosen below: MambaIR-light (4 groups of 72,
+# 48 lanes) 1.38-1.51x, MambaIRv2-light (48 channels, 32 lanes) 1.48-1.54x. The lanes are
+# independent, so every width gives the same bits. The backward keeps 16 lanes: it holds a block's
+# whole sequence of states.
+_WIDTHS = (64, 48, 32, _LANES)
+_SPEED = {64: 1.3, 48: 1.3, 32: 1.3, _LANES: 1.0}  # a block's lanes per second, relative to 16 lanes
+
+
+def _block_width(b: int, g: int, per: int, threads: int) -> int:
+    """Lanes per block of the forward for b images, g groups of per channels: the width with the
+    least time, counting the padding of each group's last block and rounds of tasks on the cores."""
+    def cost(w: int) -> float:
+        tasks = b * g * -(-per // w)
+        return -(-tasks // threads) * w / _SPEED[w]
+
+    return min(_WIDTHS, key=cost)  # ties go to the wider block (listed first)
+
+
 class _ScanFused(torch.autograd.Function):
     """y = scan(u, softplus?(delta + bias), A, B, C) + D u; u, delta, y (b, d, l) float32;
     Bt, Ct (b, g, l, n); D, bias (d,). The bias, softplus and skip run inside the kernel."""
@@ -488,20 +530,22 @@ class _ScanFused(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor, D: Tensor,
                 bias: Tensor, softplus: bool) -> Tensor:
-        g = Bt.shape[1]
-        Ab = _blocks(A[None], g)[0]  # (d, n) -> (g, k, n, 16)
+        (b, d, _), g = u.shape, Bt.shape[1]
+        w = _block_width(b, g, d // g, numba.get_num_threads())
+        Ab = _blocks(A[None], g, w)[0]  # (d, n) -> (g, k, n, w)
         y = torch.empty_like(u)
         with _KERNEL_LOCK:
             _fused_fwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
                        softplus, y.numpy())
-        ctx.save_for_backward(u, delta, Ab, Bt, Ct, D, bias)
+        ctx.save_for_backward(u, delta, A, Bt, Ct, D, bias)
         ctx.softplus = softplus
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        u, delta, Ab, Bt, Ct, D, bias = ctx.saved_tensors
+        u, delta, A, Bt, Ct, D, bias = ctx.saved_tensors
         b, d, l = u.shape
+        Ab = _blocks(A[None], Bt.shape[1])[0]  # (d, n) -> (g, k, n, 16)
         g, k, n, w = Ab.shape
         du, ddelta = torch.empty_like(u), torch.empty_like(u)
         dAb = torch.empty((b, g, k, n, w), dtype=torch.float32)
