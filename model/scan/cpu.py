@@ -2,23 +2,25 @@
 
 Same signature and maths as ``ref.selective_scan_ref`` (the spec). Dimension
 letters as in ``ref.py``: b batch, d channels, l sequence, n state, g groups of
-B/C (channel c reads group c // (d // g)); k blocks of 16 channels of a group,
-j the channel within a block.
+B/C (channel c reads group c // (d // g)); k blocks of w channels of a group
+(w = 16 lanes, or in the forward 32, 48 or 64: see ``_block_width``), j the channel
+within a block.
 
 Split of the work: one numba call per direction does everything but the optional gate z
 (``* silu(z)``, in torch): each task copies its block's rows of u and delta from the (b, d, l)
-input into private (l, 16) slabs, applies ``delta + delta_bias`` and softplus there, runs the
+input into private (l, 16) slabs (the forward: (512, w) slabs, one chunk of steps at a time,
+carrying the state from chunk to chunk), applies ``delta + delta_bias`` and softplus there, runs the
 recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, y_t = <C_t, h_t>, and writes y + D u
 straight back into (b, d, l) rows. Done in torch around the kernel, the bias, softplus, skip and
 the two layout copies took about as long as the recurrence itself (MambaIR-light, 48x48).
 
-Layout: blocks of 16 channels, channels innermost. Inside the kernels u, dt, y
-and their gradients are (l, 16) slabs: each group's channels are cut into
-blocks of 16 (the last one padded with zeros, which the recurrence keeps at
-zero), and a block's sequence is one contiguous (l, 16) slab. The innermost
-loop of every step then runs over the 16 channels of a block, which read the
+Layout: blocks of w channels, channels innermost. Inside the kernels u, dt, y
+and their gradients are (l, w) slabs: each group's channels are cut into
+blocks of w (the last one padded with zeros, which the recurrence keeps at
+zero), and a block's sequence is one contiguous (l, w) slab. The innermost
+loop of every step then runs over the w channels of a block, which read the
 same scalars B_t[s] and C_t[s]: one SIMD lane per channel (AVX-512: one
-instruction), no reduction, and every load is contiguous. Vectorising over the
+instruction per 16 lanes), no reduction, and every load is contiguous. Vectorising over the
 state instead, as a (b, d, l) layout would, leaves registers half empty (the
 light models have 8-10 states) and needs a sum across lanes each step.
 exp(dt A) and softplus are straight-line arithmetic that LLVM vectorises (``_exp2_32``,
