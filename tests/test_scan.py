@@ -306,20 +306,28 @@ def test_mamba_ssm_on_cuda(case):
     check_against_ref(to_cuda_fn(load_mamba_ssm()), case)
 
 
+def _each(fn):
+    """A compiled function applying the kernels' scalar numba function ``fn`` to every element."""
+    import numba
+    import numpy as np
+
+    @numba.njit(error_model="numpy")
+    def apply(x):
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = fn(x[i])
+        return out
+
+    return apply
+
+
 def test_numba_vectorised_exp_accuracy():
     """The scan's own exp (polynomial, vectorisable) against numpy's, over the range the scan uses."""
-    import numba
     import numpy as np
 
     from model.scan.cpu import _exp32
 
-    @numba.njit
-    def exp_all(x):
-        out = np.empty_like(x)
-        for i in range(x.shape[0]):
-            out[i] = _exp32(x[i])
-        return out
-
+    exp_all = _each(_exp32)
     x = np.linspace(-87.0, 10.0, 100_001).astype(np.float32)
     got = exp_all(x).astype(np.float64)
     want = np.exp(x.astype(np.float64))
@@ -328,18 +336,11 @@ def test_numba_vectorised_exp_accuracy():
 
 def test_numba_exp2_accuracy():
     """The scan's 2^y (exp(dt A) as 2^(dt A log2 e)) against numpy's, over the range the scan uses."""
-    import numba
     import numpy as np
 
     from model.scan.cpu import _exp2_32
 
-    @numba.njit
-    def exp2_all(y):
-        out = np.empty_like(y)
-        for i in range(y.shape[0]):
-            out[i] = _exp2_32(y[i])
-        return out
-
+    exp2_all = _each(_exp2_32)
     y = np.concatenate([np.linspace(-126.0, 10.0, 200_001), [-0.5, 0.5, 0.0, -1e-8]]).astype(np.float32)
     got = exp2_all(y).astype(np.float64)
     want = np.exp2(y.astype(np.float64))
@@ -351,18 +352,11 @@ def test_numba_exp2_accuracy():
 
 def test_numba_softplus_matches_torch():
     """The kernel's own softplus (vectorisable series) against torch's, around its threshold too."""
-    import numba
     import numpy as np
 
     from model.scan.cpu import _softplus32
 
-    @numba.njit(error_model="numpy")
-    def softplus_all(x):
-        out = np.empty_like(x)
-        for i in range(x.shape[0]):
-            out[i] = _softplus32(x[i])
-        return out
-
+    softplus_all = _each(_softplus32)
     x = np.concatenate([np.linspace(-80.0, 40.0, 120_001), [19.999, 20.0, 20.001, 0.0]]).astype(np.float32)
     got = softplus_all(x).astype(np.float64)
     want = torch.nn.functional.softplus(torch.from_numpy(x).double()).numpy()
