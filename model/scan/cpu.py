@@ -85,8 +85,8 @@ _KERNEL_LOCK = threading.Lock()
 # allows contraction into FMAs (one rounding instead of two: no reordering, no
 # assumptions about NaN or infinity).
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
-_LANES = 16  # channels per block: the float32 lanes of an AVX-512 register
-_CHUNK = 512  # steps per chunk of the forward (see _fused_fwd)
+_LANES = 16  # channels per block (the forward's may be wider): the float32 lanes of an AVX-512 register
+_CHUNK = 512  # steps per chunk of the forward (see _fused_fwd): 3 * 512 * w floats of slabs per task
 
 
 @intrinsic
