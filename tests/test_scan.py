@@ -427,6 +427,25 @@ def test_numba_block_width_avoids_padding_and_idle_cores():
     assert _block_width(1, 4, 72, 2) == 48  # MambaIR-light: 2 x 48 a group, not 5 x 16 or 2 x 64
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_permute_last_matches_index_select(dtype):
+    """The SGN sort's numba gather against its twin, index_select: the same values and gradients."""
+    from model.scan.cpu import permute_last_numba
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 7, 300, generator=gen, dtype=dtype)
+    perm = torch.randperm(300, generator=gen)
+    grad = torch.randn(1, 7, 300, generator=gen, dtype=dtype)
+    outs = []
+    for fn in (permute_last_numba, lambda t, i: t.index_select(-1, i)):
+        xx = x.clone().requires_grad_()
+        y = fn(xx, perm)
+        (gx,) = torch.autograd.grad(y, xx, grad)
+        outs.append((y.detach(), gx))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    assert not torch.equal(outs[0][0], x)  # the permutation moved something
+
+
 def _saved_bytes(fn, args, **kw) -> int:
     """Bytes autograd keeps for the backward of fn(*args)."""
     total = 0

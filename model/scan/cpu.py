@@ -564,6 +564,51 @@ class _ScanFused(torch.autograd.Function):
         return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), None
 
 
+@numba.njit(parallel=True, cache=True)
+def _gather_last(x, index, out):  # pragma: no cover - compiled
+    """out[r, i] = x[r, index[i]]; x, out (r, l), index (l,). One task per row: a row of a
+    256x256 input (256 KB) stays in L2 while its reads jump around it."""
+    for r in numba.prange(x.shape[0]):
+        row, dst = x[r], out[r]
+        for i in range(index.shape[0]):
+            dst[i] = row[index[i]]
+
+
+def _gather(x: Tensor, index: Tensor) -> Tensor:
+    """x (..., l) reordered along its last dimension by index (l,), through ``_gather_last``."""
+    out = torch.empty(x.shape, dtype=x.dtype)
+    with _KERNEL_LOCK:
+        _gather_last(x.reshape(-1, x.shape[-1]).numpy(), index.numpy(), out.view(-1, x.shape[-1]).numpy())
+    return out
+
+
+class _GatherLast(torch.autograd.Function):
+    """out[..., i] = x[..., index[i]] for a permutation index; its gradient is the same gather by
+    the inverse permutation."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        return _gather(x.detach().contiguous(), index.contiguous())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        inverse = torch.empty_like(index)
+        inverse[index] = torch.arange(index.shape[0])  # (l,): raster position -> sorted position
+        return _gather(grad.contiguous(), inverse), None
+
+
+def permute_last_numba(x: Tensor, index: Tensor) -> Tensor:
+    """x[..., index] for a CPU tensor and a permutation index (l,) of its last dimension, as
+    ``x.index_select(-1, index)`` (the reference twin; the same values and gradients) but one
+    numba task per row: MambaIRv2's SGN sort of a (1, 48, 65536) input took 8.5 ms with
+    index_select, 1.0 ms here (one-off timing, 2 threads)."""
+    if x.device.type != "cpu" or index.dim() != 1 or index.shape[0] != x.shape[-1]:
+        raise ValueError("permute_last_numba takes a CPU tensor (..., l) and a permutation (l,)")
+    return _GatherLast.apply(x, index)
+
+
 def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                          z: Tensor | None = None, delta_bias: Tensor | None = None,
                          delta_softplus: bool = False) -> Tensor:
