@@ -1,4 +1,5 @@
-"""Compiled CPU selective scan (numba), forward and backward, as an autograd Function.
+"""Compiled CPU selective scan (numba), forward and backward, as an autograd Function; also the
+gather that puts the scan's input in MambaIRv2's SGN order (``permute_last_numba``).
 
 Same signature and maths as ``ref.selective_scan_ref`` (the spec). Dimension
 letters as in ``ref.py``: b batch, d channels, l sequence, n state, g groups of
