@@ -446,6 +446,35 @@ def test_numba_permute_last_matches_index_select(dtype):
     assert not torch.equal(outs[0][0], x)  # the permutation moved something
 
 
+_WITHOUT_NUMBA = """
+import builtins, torch
+real = builtins.__import__
+def no_numba(name, *args, **kw):
+    if name.split(".")[0] == "numba":
+        raise ImportError("numba hidden by the test")
+    return real(name, *args, **kw)
+builtins.__import__ = no_numba
+from model.archs.mambairv2 import _numba_permute, gather_tokens
+x, perm = torch.randn(1, 5, 40), torch.randperm(40)
+assert _numba_permute() is None
+assert torch.equal(gather_tokens(x, perm[None], dim=2), x.index_select(2, perm))
+print("index_select")
+"""
+
+
+def test_sgn_sort_without_numba_falls_back_to_index_select():
+    """Where numba does not load, MambaIRv2's sort still runs (index_select), as the scan falls back."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_NUMBA], cwd=root, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "index_select"
+    assert "numba gather unavailable" in done.stderr
+
+
 def _saved_bytes(fn, args, **kw) -> int:
     """Bytes autograd keeps for the backward of fn(*args)."""
     total = 0

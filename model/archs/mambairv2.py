@@ -14,7 +14,10 @@ Dimension letters:
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,6 +43,8 @@ from .common import (
     window_reverse,
 )
 
+log = logging.getLogger(__name__)
+
 ROUTINGS = ("argmax", "gumbel")
 PROMPT_ORDERS = ("official", "aligned")
 SWITCHES = ("on", "off")  # knock-out options ``sgn`` and ``prompt`` (inference experiments)
@@ -49,16 +54,25 @@ SWITCHES = ("on", "off")  # knock-out options ``sgn`` and ``prompt`` (inference 
 # Permutation helpers (no Python loop over the batch)
 # ---------------------------------------------------------------------------
 
+@functools.cache
+def _numba_permute() -> Callable[[Tensor, Tensor], Tensor] | None:
+    """``permute_last_numba``, or None where numba does not load (the scan falls back then too)."""
+    try:
+        from ..scan.cpu import permute_last_numba
+    except Exception as exc:  # optional compiled path missing or broken: index_select does the same
+        log.warning("numba gather unavailable (%s: %s); using index_select", type(exc).__name__, exc)
+        return None
+    return permute_last_numba
+
+
 def gather_tokens(x: Tensor, index: Tensor, dim: int = 1) -> Tensor:
     """Tokens reordered along ``dim``: out[b, .., i, ..] = x[b, .., index[b, i], ..], index (b, l)."""
     if x.shape[0] == 1:
         if (dim == x.dim() - 1 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-                and not torch.compiler.is_compiling()):
+                and not torch.compiler.is_compiling() and _numba_permute() is not None):
             # The sort of the scan's (1, d, l) input: a numba task per channel row (the row stays
             # in cache while its reads jump around it), same values as index_select.
-            from ..scan.cpu import permute_last_numba
-
-            return permute_last_numba(x, index[0])
+            return _numba_permute()(x, index[0])
         # One image (the app; LAM from 64x64 up): index_select moves whole rows (or reads one index
         # per row of a (d, l) layout) where gather reads an index per element; about 10x faster on
         # a (1, 4096, 48) input, the same values.
