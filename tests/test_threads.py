@@ -82,6 +82,16 @@ def test_numba_scan_follows_torch_threads() -> None:
             y2 = selective_scan_numba(u, delta, A, B, C)
             assert numba.get_num_threads() == 2
         torch.testing.assert_close(y1, y2, rtol=0, atol=0)  # one block per task: same sums
+        # MambaIRv2's SGN sort (a parallel numba gather) follows it too.
+        from model.scan.cpu import permute_last_numba
+
+        x, perm = torch.randn(1, 4, 32), torch.randperm(32)
+        with threads.cpu_threads(1):
+            permute_last_numba(x, perm)
+            assert numba.get_num_threads() == 1
+        with threads.cpu_threads(2):
+            permute_last_numba(x, perm)
+            assert numba.get_num_threads() == 2
     finally:
         set_backend(None)
 

@@ -68,11 +68,13 @@ def _numba_permute() -> Callable[[Tensor, Tensor], Tensor] | None:
 def gather_tokens(x: Tensor, index: Tensor, dim: int = 1) -> Tensor:
     """Tokens reordered along ``dim``: out[b, .., i, ..] = x[b, .., index[b, i], ..], index (b, l)."""
     if x.shape[0] == 1:
-        if (dim == x.dim() - 1 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-                and not torch.compiler.is_compiling() and _numba_permute() is not None):
-            # The sort of the scan's (1, d, l) input: a numba task per channel row (the row stays
-            # in cache while its reads jump around it), same values as index_select.
-            return _numba_permute()(x, index[0])
+        # The sort of the scan's (1, d, l) input: a numba task per channel row (the row stays in
+        # cache while its reads jump around it), same values as index_select.
+        fast = (dim == x.dim() - 1 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+                and not torch.compiler.is_compiling())
+        permute = _numba_permute() if fast else None
+        if permute is not None:
+            return permute(x, index[0])
         # One image (the app; LAM from 64x64 up): index_select moves whole rows (or reads one index
         # per row of a (d, l) layout) where gather reads an index per element; about 10x faster on
         # a (1, 4096, 48) input, the same values.

@@ -607,7 +607,13 @@ def permute_last_numba(x: Tensor, index: Tensor) -> Tensor:
     index_select, 1.0 ms here (one-off timing, 2 threads)."""
     if x.device.type != "cpu" or index.dim() != 1 or index.shape[0] != x.shape[-1]:
         raise ValueError("permute_last_numba takes a CPU tensor (..., l) and a permutation (l,)")
+    _follow_torch_threads()
     return _GatherLast.apply(x, index)
+
+
+def _follow_torch_threads() -> None:
+    """numba keeps its own thread pool: follow torch's count, which model.threads sets per run."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
@@ -618,8 +624,7 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
         raise ValueError("selective_scan_numba runs on CPU tensors only")
     dtype_in = u.dtype
     b, d, l = u.shape
-    # numba keeps its own thread pool: follow torch's count, which model.threads sets per run.
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _follow_torch_threads()
     # bias and softplus are applied in the kernel: the prologue only casts and groups B/C.
     uf, df, Bg, Cg = scan_inputs(u, delta, B, C, None, False)  # float32, (b, g, n, l)
     if d % Bg.shape[1] or Cg.shape[1] != Bg.shape[1]:
