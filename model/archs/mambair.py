@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..scan import selective_scan
+from ..scan import selective_scan_directed
 from .common import (
     CaptureMixin,
     DropPath,
@@ -42,6 +42,26 @@ def ss2d_orders(h: int, w: int, device: torch.device | None = None) -> Tensor:
     row = torch.arange(h * w, device=device)  # (l,)
     col = row.view(h, w).t().reshape(-1)  # (l,): position p = j*h + i visits raster i*w + j
     return torch.stack([row, col, row.flip(0), col.flip(0)])  # (4, l)
+
+
+# SS2D's scans k = 0..3 read the row-major layout, the column-major one, and each again from its end
+# (the official code's flipped copies). The kernel runs them in group order 2 j + r = layout j read
+# forwards (r = 0) or backwards (r = 1): scans 0, 2, 1, 3. Each layout is then read in place by the
+# two consecutive groups that share it, and the projections' outputs need no reordering copy.
+_GROUPS = [0, 2, 1, 3]  # scan k of each group; its own inverse (group g holds scan _GROUPS[g])
+_REVERSED = (False, True, False, True)  # per group
+
+
+def _by_scan(x: Tensor) -> Tensor:
+    """(4*d, ...) per-channel parameters in group order -> scan order."""
+    return x.view(4, -1, *x.shape[1:])[_GROUPS].reshape(x.shape)
+
+
+def _scan_order(x: Tensor) -> Tensor:
+    """(b, 4*p, l) or (b, 4, n, l) in group and layout order -> scan order (scans 2, 3 flipped)."""
+    parts = x.view(x.shape[0], 4, -1, x.shape[-1])  # (b, 4, p, l)
+    scans = [parts[:, g].flip(-1) if _REVERSED[g] else parts[:, g] for g in _GROUPS]  # 4 x (b, p, l)
+    return torch.stack(scans, 1).view(x.shape)
 
 
 class ChannelAttention(nn.Module):
@@ -102,37 +122,38 @@ class SS2D(CaptureMixin, nn.Module):
         self.out_proj = nn.Linear(d, d_model, bias=bias)
 
     def forward_core(self, x: Tensor) -> Tensor:
-        """x (b, d, h, w) -> sum of the four scans, (b, d, l) in raster order."""
+        """x (b, d, h, w) -> sum of the four scans, (b, d, l) in raster order.
+
+        Every tensor of the scan stays in its layout's order and in group order (see _GROUPS);
+        ``selective_scan_directed`` reads each layout in place for the two scans that share it.
+        """
         b, d, h, w = x.shape
         l, k, n = h * w, 4, self.d_state
-        x_hw = x.reshape(b, d, l)  # (b, d, l) row-major
-        x_wh = x.transpose(2, 3).reshape(b, d, l)  # (b, d, l) column-major
-        xs = torch.stack([x_hw, x_wh], dim=1)  # (b, 2, d, l)
-        xs = torch.cat([xs, xs.flip(-1)], dim=1)  # (b, k, d, l)
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (b, k, q+2n, l)
-        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, n, n], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (b, k, d, l)
-        u = xs.float().reshape(b, k * d, l)
+        xs = torch.stack([x.reshape(b, d, l), x.transpose(2, 3).reshape(b, d, l)], dim=1)  # (b, 2, d, l)
+        # Groups 2 j and 2 j + 1 project layout j: one (2 (q+2n), d) weight per layout.
+        x_dbl = torch.einsum("bjdl,jcd->bjcl", xs, self.x_proj_weight[_GROUPS].view(2, -1, d))
+        dts, Bs, Cs = torch.split(x_dbl.view(b, k, -1, l), [self.dt_rank, n, n], dim=2)  # (b, k, ., l)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight[_GROUPS])  # (b, k, d, l)
+        u = xs.float().reshape(b, 2 * d, l)
         delta = dts.float().reshape(b, k * d, l)
         Bs = Bs.float()  # (b, k, n, l)
         Cs = Cs.float()  # (b, k, n, l)
-        A = -torch.exp(self.A_logs.float())  # (k*d, n)
-        D = self.Ds.float()
-        bias = self.dt_projs_bias.float().reshape(-1)  # (k*d,)
-        out = selective_scan(u, delta, A, Bs, Cs, D, None, bias, True)  # (b, k*d, l)
-        if self._capture is not None:
+        A = -torch.exp(self.A_logs.float().view(k, d, n)[_GROUPS].reshape(k * d, n))  # (k*d, n)
+        D = self.Ds.float().view(k, d)[_GROUPS].reshape(-1)  # (k*d,)
+        bias = self.dt_projs_bias.float()[_GROUPS].reshape(-1)  # (k*d,)
+        out = selective_scan_directed(u, delta, A, Bs, Cs, D, bias, True, _REVERSED)  # (b, k*d, l)
+        if self._capture is not None:  # the record keeps the official scan order
+            scan = {"u": u.view(b, 2, 1, d, l).expand(b, 2, 2, d, l).reshape(b, k * d, l), "delta": delta,
+                    "B": Bs, "C": Cs, "A": A, "D": D, "delta_bias": bias}
             self._record("ss2d", {
                 "grid": (h, w), "orders": ss2d_orders(h, w),
-                "scan": {"u": detach_cpu(u), "delta": detach_cpu(delta), "A": detach_cpu(A),
-                         "B": detach_cpu(Bs), "C": detach_cpu(Cs), "D": detach_cpu(D),
-                         "delta_bias": detach_cpu(bias), "delta_softplus": True},
-                "scan_out": detach_cpu(out)})
-        out = out.view(b, k, d, l)  # (b, k, d, l)
-        inv = out[:, 2:4].flip(-1)  # (b, 2, d, l): reversed scans back to forward order
+                "scan": {**{key: detach_cpu(_scan_order(t) if t.shape[-1] == l else _by_scan(t))
+                            for key, t in scan.items()}, "delta_softplus": True},
+                "scan_out": detach_cpu(_scan_order(out))})
+        out = out.view(b, 2, 2 * d, l)  # (b, j, r*d, l)
+        out = (out[:, :, :d] + out[:, :, d:])  # (b, 2, d, l): both directions of each layout
         # Column-major results back to raster order: (b, d, w, h) -> (b, d, h, w).
-        wh = out[:, 1].reshape(b, d, w, h).transpose(2, 3).reshape(b, d, l)
-        invwh = inv[:, 1].reshape(b, d, w, h).transpose(2, 3).reshape(b, d, l)
-        return out[:, 0] + inv[:, 0] + wh + invwh  # (b, d, l)
+        return out[:, 0] + out[:, 1].reshape(b, d, w, h).transpose(2, 3).reshape(b, d, l)  # (b, d, l)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (b, h, w, c) -> (b, h, w, c)."""

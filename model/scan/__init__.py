@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from .ref import selective_scan_ref
+from .ref import directed_by_flips, selective_scan_directed_ref, selective_scan_ref
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,24 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
+def selective_scan_directed(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                            delta_bias: Tensor | None, delta_softplus: bool,
+                            reverse: tuple[bool, ...]) -> Tensor:
+    """Grouped scans sharing u, some run backwards, in one layout (spec: ``selective_scan_directed_ref``).
+
+    The numba backend reads the shared and reversed rows in place; every other backend gets u copied
+    per group and the reversed groups flipped around its ``selective_scan``.
+    """
+    global _last
+    name, fn = resolve_backend(delta.device.type)
+    _last = name
+    if name == "numba":
+        from .cpu import selective_scan_directed_numba
+
+        return selective_scan_directed_numba(u, delta, A, B, C, D, delta_bias, delta_softplus, reverse)
+    return directed_by_flips(fn, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse)
+
+
 def last_backend() -> str | None:
     """Name of the backend used by the most recent scan call (None before any)."""
     return _last
@@ -178,6 +196,6 @@ def backend_report(device_type: str = "cpu") -> str:
     return line
 
 
-__all__ = ["selective_scan", "selective_scan_ref", "set_backend", "requested_backend",
-           "resolve_backend", "last_backend", "available_backends", "backend_report",
-           "register_backend"]
+__all__ = ["selective_scan", "selective_scan_ref", "selective_scan_directed", "selective_scan_directed_ref",
+           "set_backend", "requested_backend", "resolve_backend", "last_backend", "available_backends",
+           "backend_report", "register_backend"]

@@ -15,6 +15,12 @@ recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, y_t = <C_t, h_t>, and write
 straight back into (b, d, l) rows. Done in torch around the kernel, the bias, softplus, skip and
 the two layout copies took about as long as the recurrence itself (MambaIR-light, 48x48).
 
+Groups may share u's rows and run backwards (``selective_scan_directed_numba``): a task reads its
+u rows from the group of u it shares, and a reversed group's rows from their end, writing its
+outputs and gradients back at the indices it read. MambaIR's four SS2D scans (two layouts of the
+image, each read both ways) then need neither the stacked, flipped copies of the input nor the
+flips of the outputs that the official code makes (SS2D's scan part at 256x256, 1.20x).
+
 Layout: blocks of w channels, channels innermost. Inside the kernels u, dt, y
 and their gradients are (l, w) slabs: each group's channels are cut into
 blocks of w (the last one padded with zeros, which the recurrence keeps at
@@ -367,22 +373,36 @@ def _np(x: Tensor) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _load_rows(x, bi, c0, m, s0, slab):  # pragma: no cover - compiled
-    """slab[t, j] = x[bi, c0 + j, s0 + t] for j < m, 0 for m <= j < w; x (b, d, l), slab (c, w).
+def _load_rows(x, bi, c0, m, s0, rev, slab):  # pragma: no cover - compiled
+    """slab[t, j] = x[bi, c0 + j, i(s0 + t)] for j < m, 0 for m <= j < w; x (b, d, l), slab (c, w);
+    i(p) = p, or l - 1 - p where rev (a scan that runs from the end of its rows).
 
     Eight rows at a time, in tiles of 64 steps: x's rows are l floats apart, and walking
     down many of them at once (l = 4096: 16 KB apart) keeps hitting one cache set.
     """
     nl, w = slab.shape
+    lo = x.shape[2] - s0 - nl if rev else s0  # the rows' first index this chunk reads
     for j in range(m, w):
         for t in range(nl):
             slab[t, j] = 0.0
     for j0 in range(0, m, 8):
         for t0 in range(0, nl, 64):
             for j in range(j0, min(j0 + 8, m)):
-                row = x[bi, c0 + j, s0:s0 + nl]
-                for t in range(t0, min(t0 + 64, nl)):
-                    slab[t, j] = row[t]
+                row = x[bi, c0 + j, lo:lo + nl]
+                if rev:
+                    for t in range(t0, min(t0 + 64, nl)):
+                        slab[t, j] = row[nl - 1 - t]
+                else:
+                    for t in range(t0, min(t0 + 64, nl)):
+                        slab[t, j] = row[t]
+
+
+@numba.njit(cache=True)
+def _reversed_rows(x, lo, hi, out):  # pragma: no cover - compiled
+    """out[t] = x[hi - 1 - t] for t < hi - lo; x (l, n), out (>= hi - lo, n): B or C of a reversed scan."""
+    for t in range(hi - lo):
+        for s in range(x.shape[1]):
+            out[t, s] = x[hi - 1 - t, s]
 
 
 # error_model="numpy": no zero-division check on "/" (its branch stops LLVM vectorising the loop).
@@ -428,21 +448,27 @@ def _task_block(task, ng, nk, per, w):  # pragma: no cover - compiled
 
 
 @numba.njit(**_JIT)
-def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, y):  # pragma: no cover - compiled
-    """y = scan(u, softplus(delta + bias)) + D u, in raster layout; u, delta, y (b, d, l);
-    bias, Dv (d,); Ab (g, k, n, w); Bt, Ct (b, g, l, n). One task per w-channel block: chunk by
-    chunk of _CHUNK steps, it copies its rows into (chunk, w) slabs, scans them carrying the state,
-    and writes its rows of y. Chunks keep the slabs in the core's L2 cache (w = 64: 3 x 256 KB);
-    whole-sequence slabs of a wide block did not fit, and the copies in and out then cost more than
-    the wider recurrence saved."""
-    nb, d, nl = u.shape
+def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, y):  # pragma: no cover - compiled
+    """y = scan(u, softplus(delta + bias)) + D u, in layout order; delta, y (b, d, l); u (b, du, l),
+    group gi reading u's group gi // (g // gu), gu = du // per; bias, Dv (d,); Ab (g, k, n, w);
+    Bt, Ct (b, g, l, n); rev (g,): group gi scans from the end of its rows. One task per w-channel
+    block: chunk by chunk of _CHUNK steps, it copies its rows into (chunk, w) slabs, scans them
+    carrying the state, and writes its rows of y. Chunks keep the slabs in the core's L2 cache
+    (w = 64: 3 x 256 KB); whole-sequence slabs of a wide block did not fit, and the copies in and
+    out then cost more than the wider recurrence saved."""
+    nb, d, nl = delta.shape
     ng, nk, nn_, w = Ab.shape
     per = d // ng
+    gu = u.shape[1] // per
     for task in numba.prange(nb * ng * nk):
         bi, gi, k, c0, m = _task_block(task, ng, nk, per, w)
+        uc0 = gi // (ng // gu) * per + k * w  # the block's first channel of u
+        r = rev[gi]
         u2 = np.empty((_CHUNK, w), dtype=np.float32)
         dt2 = np.empty((_CHUNK, w), dtype=np.float32)
         y2 = np.empty((_CHUNK, w), dtype=np.float32)
+        Br = np.empty((_CHUNK, nn_), dtype=np.float32)  # a reversed scan's B and C, in step order
+        Cr = np.empty((_CHUNK, nn_), dtype=np.float32)
         h = np.zeros((nn_, w), dtype=np.float32)
         a = np.empty((nn_, w), dtype=np.float32)  # A log2 e, as _block_bwd scales it
         for s in range(nn_):
@@ -450,54 +476,80 @@ def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, y):  # pragma: no cover
                 a[s, j] = Ab[gi, k, s, j] * _LOG2E
         for s0 in range(0, nl, _CHUNK):
             c = min(_CHUNK, nl - s0)
-            _load_rows(u, bi, c0, m, s0, u2[:c])
-            _load_rows(delta, bi, c0, m, s0, y2[:c])  # raw delta, in y2 until the scan writes it
+            lo = nl - s0 - c if r else s0  # the rows' first index this chunk covers
+            _load_rows(u, bi, uc0, m, s0, r, u2[:c])
+            _load_rows(delta, bi, c0, m, s0, r, y2[:c])  # raw delta, in y2 until the scan writes it
             _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
-            _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c])
+            if r:
+                _reversed_rows(Bt[bi, gi], lo, lo + c, Br)
+                _reversed_rows(Ct[bi, gi], lo, lo + c, Cr)
+                _block_fwd(u2[:c], dt2[:c], a, Br[:c], Cr[:c], h, y2[:c])
+            else:
+                _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c])
             for j0 in range(0, m, 8):  # in tiles of 64 steps and eight rows, as _load_rows reads
                 for t0 in range(0, c, 64):
                     for j in range(j0, min(j0 + 8, m)):
-                        row = y[bi, c0 + j, s0:s0 + c]
+                        row = y[bi, c0 + j, lo:lo + c]
                         dj = Dv[c0 + j]
-                        for t in range(t0, min(t0 + 64, c)):
-                            row[t] = y2[t, j] + u2[t, j] * dj
+                        if r:
+                            for t in range(t0, min(t0 + 64, c)):
+                                row[c - 1 - t] = y2[t, j] + u2[t, j] * dj
+                        else:
+                            for t in range(t0, min(t0 + 64, c)):
+                                row[t] = y2[t, j] + u2[t, j] * dj
 
 
 @numba.njit(**_JIT)
-def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, softplus, dy, du, ddelta, dAb, dBb, dCb, dDp, dbp
+def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddelta, dAb, dBb, dCb, dDp, dbp
                ):  # pragma: no cover - compiled
-    """Gradients of ``_fused_fwd``, per block: du, ddelta (b, d, l) raster; dAb (b, g, k, n, 16);
-    dBb, dCb (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image."""
-    nb, d, nl = u.shape
-    ng, nk = Ab.shape[0], Ab.shape[1]
+    """Gradients of ``_fused_fwd``, per block: du (b, d, l) per group of delta (summed afterwards
+    where groups share u), ddelta (b, d, l), layout order; dAb (b, g, k, n, 16); dBb, dCb
+    (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image."""
+    nb, d, nl = delta.shape
+    ng, nk, nn_ = Ab.shape[0], Ab.shape[1], Ab.shape[2]
     per = d // ng
+    gu = u.shape[1] // per
     for task in numba.prange(nb * ng * nk):
         bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
+        uc0 = gi // (ng // gu) * per + k * _LANES
+        r = rev[gi]
         u2 = np.empty((nl, _LANES), dtype=np.float32)
         dt2 = np.empty((nl, _LANES), dtype=np.float32)
         dy2 = np.empty((nl, _LANES), dtype=np.float32)
         du2 = np.empty((nl, _LANES), dtype=np.float32)
         ddt2 = np.empty((nl, _LANES), dtype=np.float32)
         x2 = np.empty((nl, _LANES), dtype=np.float32)
-        _load_rows(u, bi, c0, m, 0, u2)
-        _load_rows(delta, bi, c0, m, 0, x2)
+        _load_rows(u, bi, uc0, m, 0, r, u2)
+        _load_rows(delta, bi, c0, m, 0, r, x2)
         _dt_rows(x2, bias, c0, m, softplus, dt2)
-        _load_rows(dy, bi, c0, m, 0, dy2)
-        _block_bwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dy2, du2, ddt2, dAb[bi, gi, k],
-                   dBb[bi, gi, k], dCb[bi, gi, k])
+        _load_rows(dy, bi, c0, m, 0, r, dy2)
+        if r:  # B, C and their gradients in step order, reversed from and back into layout order
+            B2 = np.empty((nl, nn_), dtype=np.float32)
+            C2 = np.empty((nl, nn_), dtype=np.float32)
+            _reversed_rows(Bt[bi, gi], 0, nl, B2)
+            _reversed_rows(Ct[bi, gi], 0, nl, C2)
+            dB2 = np.empty((nl, nn_), dtype=np.float32)
+            dC2 = np.empty((nl, nn_), dtype=np.float32)
+            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2)
+            _reversed_rows(dB2, 0, nl, dBb[bi, gi, k])
+            _reversed_rows(dC2, 0, nl, dCb[bi, gi, k])
+        else:
+            _block_bwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dy2, du2, ddt2, dAb[bi, gi, k],
+                       dBb[bi, gi, k], dCb[bi, gi, k])
         if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
             _softplus_grad_rows(x2, bias, c0, m, ddt2)
         for j in range(m):
             c = c0 + j
             dj = Dv[c]
-            du_row, dd_row, u_row, dy_row = du[bi, c], ddelta[bi, c], u[bi, c], dy[bi, c]
+            du_row, dd_row, u_row, dy_row = du[bi, c], ddelta[bi, c], u[bi, uc0 + j], dy[bi, c]
             s_d = 0.0  # float64 sums over l
             s_b = 0.0
             for t in range(nl):
-                du_row[t] = du2[t, j] + dy_row[t] * dj
+                i = nl - 1 - t if r else t  # step t's index in the rows
+                du_row[i] = du2[t, j] + dy_row[i] * dj
                 gd = ddt2[t, j]
-                dd_row[t] = gd
-                s_d += dy_row[t] * u_row[t]
+                dd_row[i] = gd
+                s_d += dy_row[i] * u_row[i]
                 s_b += gd
             dDp[bi, c] = s_d
             dbp[bi, c] = s_b
@@ -527,30 +579,31 @@ def _block_width(b: int, g: int, per: int, threads: int) -> int:
 
 
 class _ScanFused(torch.autograd.Function):
-    """y = scan(u, softplus?(delta + bias), A, B, C) + D u; u, delta, y (b, d, l) float32;
-    Bt, Ct (b, g, l, n); D, bias (d,). The bias, softplus and skip run inside the kernel."""
+    """y = scan(u, softplus?(delta + bias), A, B, C) + D u in layout order; delta, y (b, d, l) float32,
+    u (b, du, l) read by the groups in turn; Bt, Ct (b, g, l, n); D, bias (d,); rev (g,) bool, the
+    groups that scan from the end. The bias, softplus and skip run inside the kernel."""
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor, D: Tensor,
-                bias: Tensor, softplus: bool) -> Tensor:
-        (b, d, _), g = u.shape, Bt.shape[1]
+                bias: Tensor, softplus: bool, rev: np.ndarray) -> Tensor:
+        (b, d, _), g = delta.shape, Bt.shape[1]
         w = _block_width(b, g, d // g, numba.get_num_threads())
         Ab = _blocks(A[None], g, w)[0]  # (d, n) -> (g, k, n, w)
-        y = torch.empty_like(u)
+        y = torch.empty_like(delta)
         with _KERNEL_LOCK:
             _fused_fwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
-                       softplus, y.numpy())
+                       rev, softplus, y.numpy())
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, bias)
-        ctx.softplus = softplus
+        ctx.softplus, ctx.rev = softplus, rev
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
         u, delta, A, Bt, Ct, D, bias = ctx.saved_tensors
-        b, d, l = u.shape
+        b, d, l = delta.shape
         Ab = _blocks(A[None], Bt.shape[1])[0]  # (d, n) -> (g, k, n, 16)
         g, k, n, w = Ab.shape
-        du, ddelta = torch.empty_like(u), torch.empty_like(u)
+        du, ddelta = torch.empty_like(delta), torch.empty_like(delta)
         dAb = torch.empty((b, g, k, n, w), dtype=torch.float32)
         dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
         dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
@@ -558,11 +611,14 @@ class _ScanFused(torch.autograd.Function):
         dbp = torch.empty((b, d), dtype=torch.float32)
         with _KERNEL_LOCK:
             _fused_bwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
-                       ctx.softplus, _np(dy.float()), du.numpy(), ddelta.numpy(), dAb.numpy(), dBb.numpy(),
-                       dCb.numpy(), dDp.numpy(), dbp.numpy())
+                       ctx.rev, ctx.softplus, _np(dy.float()), du.numpy(), ddelta.numpy(), dAb.numpy(),
+                       dBb.numpy(), dCb.numpy(), dDp.numpy(), dbp.numpy())
+        gu = u.shape[1] // (d // g)
+        if gu != g:  # g // gu consecutive groups read the same rows of u: their gradients add up
+            du = du.view(b, gu, g // gu, d // g, l).sum(2).view(b, u.shape[1], l)  # (b, d, l) -> (b, du, l)
         dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
         # dB, dC summed over a group's blocks; dD, dbias over the batch.
-        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), None
+        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), None, None
 
 
 @numba.njit(parallel=True, cache=True)
@@ -620,22 +676,37 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
                          z: Tensor | None = None, delta_bias: Tensor | None = None,
                          delta_softplus: bool = False) -> Tensor:
     """Numba selective scan on CPU tensors (mamba-ssm signature, float32 compute, returns u's dtype)."""
+    n_groups = B.shape[1] if B.dim() == 4 else 1
+    y = selective_scan_directed_numba(u, delta, A, B, C, D, delta_bias, delta_softplus, (False,) * n_groups)
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(u.dtype)
+
+
+def selective_scan_directed_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                  D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
+                                  reverse: tuple[bool, ...]) -> Tensor:
+    """``ref.selective_scan_directed_ref`` (the spec, same signature) in the numba kernels: the groups
+    read their shared rows of u and their reversed sequences in place, with no copies (float32
+    compute, returns u's dtype)."""
     if u.device.type != "cpu":
         raise ValueError("selective_scan_numba runs on CPU tensors only")
-    dtype_in = u.dtype
-    b, d, l = u.shape
+    b, d, l = delta.shape
     _follow_torch_threads()
     # bias and softplus are applied in the kernel: the prologue only casts and groups B/C.
     uf, df, Bg, Cg = scan_inputs(u, delta, B, C, None, False)  # float32, (b, g, n, l)
-    if d % Bg.shape[1] or Cg.shape[1] != Bg.shape[1]:
-        raise ValueError(f"channels d={d} must split evenly into the groups of B/C {tuple(Bg.shape)}")
+    g = Bg.shape[1]
+    if d % g or Cg.shape[1] != g or len(reverse) != g:
+        raise ValueError(f"channels d={d} must split evenly into the groups of B/C {tuple(Bg.shape)}, "
+                         f"with one direction per group (got {len(reverse)})")
+    if uf.shape[1] % (d // g) or g % (uf.shape[1] // (d // g)):
+        raise ValueError(f"u's {uf.shape[1]} channels must be whole groups of {d // g} that the {g} "
+                         "groups of delta share evenly")
     Bt = Bg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n): state innermost
     Ct = Cg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n)
-    zeros = u.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
+    zeros = delta.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
     Df = D.float() if D is not None else zeros
     bias = delta_bias.float() if delta_bias is not None else zeros
-    y = _ScanFused.apply(uf.contiguous(), df.contiguous(), A.float().contiguous(), Bt, Ct,
-                         Df.contiguous(), bias.contiguous(), bool(delta_softplus))  # (b, d, l)
-    if z is not None:
-        y = y * F.silu(z.float())
-    return y.to(dtype_in)
+    return _ScanFused.apply(uf.contiguous(), df.contiguous(), A.float().contiguous(), Bt, Ct,
+                            Df.contiguous(), bias.contiguous(), bool(delta_softplus),
+                            np.array(reverse, dtype=np.bool_)).to(u.dtype)  # (b, d, l)

@@ -74,3 +74,38 @@ def selective_scan_ref(
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(dtype_in)
+
+
+def _flip_groups(x: Tensor, g: int, reverse: tuple[bool, ...]) -> Tensor:
+    """(b, g*p, l) or (b, g, n, l) with the groups marked in ``reverse`` flipped along l."""
+    parts = x.view(x.shape[0], g, -1, x.shape[-1]).unbind(1)  # g x (b, p, l)
+    return torch.stack([p.flip(-1) if r else p for p, r in zip(parts, reverse, strict=True)], 1).view(x.shape)
+
+
+def directed_by_flips(scan, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                      delta_bias: Tensor | None, delta_softplus: bool, reverse: tuple[bool, ...]) -> Tensor:
+    """``selective_scan_directed_ref`` through any ``selective_scan``-like ``scan``: copies u for each
+    group, flips the reversed groups' inputs and outputs."""
+    b, d, l = delta.shape
+    g = len(reverse)
+    per = d // g
+    gu = u.shape[1] // per
+    us = u.view(b, gu, 1, per, l).expand(b, gu, g // gu, per, l).reshape(b, d, l)  # gi reads gi // (g // gu)
+    y = scan(_flip_groups(us, g, reverse), _flip_groups(delta, g, reverse), A,
+             _flip_groups(B, g, reverse), _flip_groups(C, g, reverse), D, None, delta_bias, delta_softplus)
+    return _flip_groups(y, g, reverse)
+
+
+def selective_scan_directed_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
+                                reverse: tuple[bool, ...]) -> Tensor:
+    """Grouped scans that share u and may run backwards, all in one layout (returns u's dtype).
+
+    delta: (b, g*p, l); B, C: (b, g, n, l); u: (b, gu*p, l), consecutive groups sharing u's groups
+    (group gi reads u's group gi // (g // gu); gu divides g); reverse: (g,) bools, group gi scans
+    from the end of its rows when set. Every tensor stays in its rows' order: y[..., i] is the
+    output of the step that read index i. Equal to ``selective_scan_ref`` on u repeated per group
+    and the reversed groups flipped (MambaIR's four SS2D scans: two layouts of the image, each
+    read forwards and backwards).
+    """
+    return directed_by_flips(selective_scan_ref, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse)
