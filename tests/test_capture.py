@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tiny_models import V1_CFG, V2_CFG
 
 from model.archs import SS2D, set_options
-from model.archs.mambairv2 import ASSM, route_policy
+from model.archs.mambairv2 import ASSM, route_policy, route_prompts
 from model.capture import capture, is_capturing, ss2d_orders
 from model.scan import selective_scan_ref
 
@@ -159,6 +159,26 @@ def test_route_policy_matches_official_gumbel_softmax() -> None:
     lg2 = logp.clone().requires_grad_(True)
     (lg2.softmax(-1) * w).sum().backward()
     assert torch.allclose(lg.grad, lg2.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("routing", ["argmax", "gumbel"])
+def test_route_prompts_without_gradient_are_the_policy_product_bit_for_bit(routing: str) -> None:
+    """The no-gradient prompts (a row of the pool times the straight-through value) and labels are
+    exactly route_policy @ pool and its argmax; with a gradient they are that product itself."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4000, 64, generator=gen) * 4
+    logits[0, :10, :2] = 5.0  # ties: the first maximum is chosen both ways
+    logp = logits.log_softmax(-1)
+    pool = torch.randn(64, 8, generator=gen)
+    policy = route_policy(logp, routing, torch.Generator().manual_seed(5))
+    want_prompt, want_labels = policy @ pool, policy.argmax(-1)
+    with torch.no_grad():
+        prompt, labels = route_prompts(logp, pool, routing, torch.Generator().manual_seed(5))
+    assert torch.equal(labels, want_labels) and torch.equal(prompt, want_prompt)
+    lg = logp.clone().requires_grad_(True)
+    prompt_g, labels_g = route_prompts(lg, pool, routing, torch.Generator().manual_seed(5))
+    assert prompt_g.requires_grad and torch.equal(prompt_g.detach(), want_prompt)
+    assert torch.equal(labels_g, want_labels)
 
 
 def test_ss2d_orders() -> None:

@@ -51,6 +51,9 @@ def test_official_vectors(case: str, backend: str) -> None:
     assert y.shape == io["output"].shape
     err = (y.detach() - io["output"]).abs().max().item()
     assert err <= 1e-4, f"max abs output error {err:.3g}"
+    with torch.no_grad():  # a restore: the paths taken only without gradients (routing, kept biases)
+        err_restore = (net(io["input"]) - io["output"]).abs().max().item()
+    assert err_restore <= 1e-4, f"max abs output error without gradients {err_restore:.3g}"
     (y * io["grad_weight"]).sum().backward()
     g_ref = io["input_grad"]
     rel = ((x.grad - g_ref).norm() / g_ref.norm()).item()

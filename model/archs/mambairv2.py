@@ -90,12 +90,8 @@ def inverse_permutation(perm: Tensor) -> Tensor:
     return torch.empty_like(perm).scatter_(1, perm, ar)
 
 
-def route_policy(logp: Tensor, routing: str = "argmax", generator: torch.Generator | None = None) -> Tensor:
-    """One-hot choice (b, l, t) with a straight-through gradient, as ``F.gumbel_softmax(hard=True)``.
-
-    ``argmax``: the official formula with zero noise; ``gumbel``: Gumbel noise drawn from
-    ``generator`` (the global RNG when None), the same draws as the official call.
-    """
+def _route_soft(logp: Tensor, routing: str, generator: torch.Generator | None) -> Tensor:
+    """The soft policy (b, l, t) of ``F.gumbel_softmax``: softmax of logp, plus Gumbel noise if asked."""
     if routing == "gumbel":
         if generator is not None and generator.device != logp.device:
             # e.g. a CPU generator for a GPU model: draw where the generator lives.
@@ -104,14 +100,39 @@ def route_policy(logp: Tensor, routing: str = "argmax", generator: torch.Generat
         else:
             e = torch.empty_like(logp).exponential_(generator=generator)
         gumbels = -e.log()  # (b, l, t) standard Gumbel noise, as F.gumbel_softmax draws it
-        y_soft = (logp + gumbels).softmax(dim=-1)
-    elif routing == "argmax":
-        y_soft = logp.softmax(dim=-1)
-    else:
-        raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+        return (logp + gumbels).softmax(dim=-1)
+    if routing == "argmax":
+        return logp.softmax(dim=-1)
+    raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+
+
+def route_policy(logp: Tensor, routing: str = "argmax", generator: torch.Generator | None = None) -> Tensor:
+    """One-hot choice (b, l, t) with a straight-through gradient, as ``F.gumbel_softmax(hard=True)``.
+
+    ``argmax``: the official formula with zero noise; ``gumbel``: Gumbel noise drawn from
+    ``generator`` (the global RNG when None), the same draws as the official call.
+    """
+    y_soft = _route_soft(logp, routing, generator)
     index = y_soft.max(dim=-1, keepdim=True)[1]  # (b, l, 1)
     y_hard = torch.zeros_like(logp).scatter_(-1, index, 1.0)
     return y_hard - y_soft.detach() + y_soft
+
+
+def route_prompts(logp: Tensor, pool: Tensor, routing: str = "argmax",
+                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Each pixel's prompt (b, l, n) and label (b, l): ``route_policy(logp) @ pool`` and its argmax.
+
+    Where no gradient is wanted, the same bits without the (b, l, t) one-hot: the policy's entries
+    are (0 - s) + s = 0 but at the chosen prompt, where they are v = (1 - s) + s (s its soft value;
+    v rounds to exactly 1 for s in [0, 1], formed anyway as the official sum), so the product is v
+    times that row of the pool (the matmul's other terms are exact zeros).
+    """
+    if torch.is_grad_enabled() and (logp.requires_grad or pool.requires_grad):
+        policy = route_policy(logp, routing, generator)  # (b, l, t)
+        return policy @ pool, policy.detach().argmax(dim=-1)  # (b, l, t) @ (t, n) -> (b, l, n)
+    s, labels = _route_soft(logp, routing, generator).max(dim=-1)  # (b, l) each
+    v = (1.0 - s) + s  # the straight-through sum at the chosen prompt, as route_policy forms it
+    return v[..., None] * pool[labels], labels  # (b, l, 1) * (b, l, n)
 
 
 # ---------------------------------------------------------------------------
@@ -259,9 +280,7 @@ class ASSM(CaptureMixin, nn.Module):
         h, w = x_size
         pool = self.embeddingB.weight @ token.weight  # (t, r) @ (r, n) -> (t, n)
         logp = self.route(x)  # (b, l, t)
-        policy = route_policy(logp, self.routing, self.generator)  # (b, l, t)
-        prompt = policy @ pool  # (b, l, n), raster order
-        labels = policy.detach().argmax(dim=-1)  # (b, l)
+        prompt, labels = route_prompts(logp, pool, self.routing, self.generator)  # (b, l, n), (b, l)
         if self.sgn == "on":
             perm = torch.sort(labels, dim=-1, stable=True)[1]  # (b, l): sorted position -> raster pixel
         elif self.sgn == "off":
