@@ -11,10 +11,12 @@ import torch
 
 from model.archs.common import (
     WindowAttention,
+    permute_tokens,
     relative_position_index,
     shifted_window_mask,
     shifted_window_mask_sparse,
     window_attention_ref,
+    window_order,
 )
 
 
@@ -107,3 +109,25 @@ def test_kept_bias_and_mask_sum_follow_the_weights_and_never_reach_training():
     net(x).sum().backward()
     net(x)
     assert len(calls) == n0 + 2 and attn.relative_position_bias_table.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("b", "h", "w", "s", "shift"),
+                         [(1, 32, 48, 16, 8), (2, 16, 16, 8, 0), (1, 24, 16, 8, 4)])
+def test_window_order_is_the_roll_and_partition(b, h, w, s, shift):
+    """One gather by window_order = the official roll by -shift then window partition; the inverse
+    gather puts the windows back and rolls them back; gradients as index_select's."""
+    c = 5
+    x = torch.randn(b, h, w, c, dtype=torch.float64)
+    rolled = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    # The official window_partition, written out: (b, h/s, s, w/s, s, c) -> (b*nw, s*s, c).
+    want = rolled.view(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+    order, inverse = window_order(h, w, s, shift)
+    got = permute_tokens(x.view(b, h * w, c), order, inverse).view(-1, s * s, c)
+    assert torch.equal(got, want)
+    back = permute_tokens(got.view(b, h * w, c), inverse, order)
+    assert torch.equal(back, x.view(b, h * w, c))
+    xl = x.view(b, h * w, c).clone().requires_grad_(True)
+    gy = torch.randn(b, h * w, c, dtype=torch.float64)
+    (g_ours,) = torch.autograd.grad(permute_tokens(xl, order, inverse), xl, gy)
+    (g_ref,) = torch.autograd.grad(xl.index_select(1, order), xl, gy)
+    assert torch.equal(g_ours, g_ref)

@@ -37,10 +37,10 @@ from .common import (
     init_scan_params,
     init_weights,
     mean_tensor,
+    permute_tokens,
     relative_position_index,
     shifted_window_mask_sparse,
-    window_partition,
-    window_reverse,
+    window_order,
 )
 
 log = logging.getLogger(__name__)
@@ -355,18 +355,16 @@ class AttentiveLayer(nn.Module):
 
         # Part 1: (shifted) window attention.
         shortcut = x
-        qkv = self.wqkv(self.norm1(x)).reshape(b, h, w, 3 * c)  # (b, h, w, 3c)
         mask = masked = None
         if self.shift_size > 0:
-            qkv = torch.roll(qkv, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
             mask, masked = params["attn_mask"], params["attn_windows"]
-        windows = window_partition(qkv, s).reshape(-1, s * s, 3 * c)  # (b*nw, s*s, 3c)
+        # The (cyclically shifted) windows' tokens in one gather each way (see window_order).
+        order, inverse = params["shifted_order" if self.shift_size > 0 else "window_order"]
+        qkv = self.wqkv(self.norm1(x))  # (b, l, 3c)
+        windows = permute_tokens(qkv, order, inverse).view(-1, s * s, 3 * c)  # (b*nw, s*s, 3c)
         attn = self.win_mhsa(windows, rpi=params["rpi_sa"], mask=mask, windows=masked)  # (b*nw, s*s, c)
-        attn = attn.reshape(-1, s, s, c)  # (b*nw, s, s, c)
-        attn_x = window_reverse(attn, s, h, w)  # (b, h, w, c)
-        if self.shift_size > 0:
-            attn_x = torch.roll(attn_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        x_win = attn_x.reshape(b, l, c) + shortcut
+        attn_x = permute_tokens(attn.view(b, l, c), inverse, order)  # (b, l, c) raster order
+        x_win = attn_x + shortcut
         x_win = self.convffn1(self.norm2(x_win), x_size) + x_win
         x = shortcut * self.scale1 + x_win
 
@@ -468,20 +466,25 @@ class MambaIRv2(Reconstruction):
         # derive from them (WindowAttention's cache).
         key = (h, w, self.window_size, x.shape[0], x.device, x.dtype)
         if torch.compiler.is_compiling():  # traced (ONNX export): built in the graph, never kept
-            windows, mask = shifted_window_mask_sparse(h, w, self.window_size, x.shape[0], x.device)
-            mask = mask.to(x.dtype)
+            params = self._layer_params(h, w, x)
         else:
-            if getattr(self, "_mask_key", None) != key:
-                windows, mask = shifted_window_mask_sparse(h, w, self.window_size, x.shape[0], x.device)
-                self._mask_key, self._mask = key, (windows, mask.to(x.dtype))
-            windows, mask = self._mask
-        params = {"attn_mask": mask, "attn_windows": windows, "rpi_sa": self.relative_position_index_SA}
+            if getattr(self, "_params_key", None) != key:
+                self._params_key, self._params = key, self._layer_params(h, w, x)
+            params = self._params
         t = self.patch_embed(x)  # (b, l, c)
         if self.ape:
             t = t + self.absolute_pos_embed
         for layer in self.layers:
             t = layer(t, x_size, params)
         return self.patch_unembed(self.norm(t), x_size)  # (b, c, h, w)
+
+    def _layer_params(self, h: int, w: int, x: Tensor) -> dict[str, Any]:
+        """What every layer needs for an (h, w) map: the shifted-window mask, the windows' token orders."""
+        s = self.window_size
+        windows, mask = shifted_window_mask_sparse(h, w, s, x.shape[0], x.device)
+        return {"attn_mask": mask.to(x.dtype), "attn_windows": windows,
+                "rpi_sa": self.relative_position_index_SA, "window_order": window_order(h, w, s, 0, x.device),
+                "shifted_order": window_order(h, w, s, s // 2, x.device)}
 
     def forward(self, x: Tensor) -> Tensor:
         """(b, C, H, W) in [0, 1] -> (b, C, H*s, W*s)."""
