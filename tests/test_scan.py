@@ -520,6 +520,14 @@ def _directed_inputs(b, p, n, l, g, gu, dtype=torch.float32):
     return [u[:, :gu * p].contiguous(), delta, A, B, C, D, bias]
 
 
+def _lowrank(b, p, l, g, q=4, dtype=torch.float32):
+    """Low-rank step inputs (b, g, q, l) and a dt weight (g*p, q) at the models' scales."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(b, g, q, l, generator=gen, dtype=torch.float64)
+    w = torch.randn(g * p, q, generator=gen, dtype=torch.float64) * 0.3
+    return x.to(dtype), w.to(dtype)
+
+
 @pytest.mark.parametrize("case", DIRECTED[:2])
 def test_directed_ref_scans_each_group_in_its_direction(case):
     """The spec: group gi is selective_scan_ref of u's group gi // (g // gu), read from the end where
@@ -546,24 +554,30 @@ def test_directed_ref_scans_each_group_in_its_direction(case):
         assert moved[gi, :i].any() == rev and moved[gi, i + 1:].any() != rev and moved[gi, i]
 
 
+@pytest.mark.parametrize("lowrank", [False, True])
 @pytest.mark.parametrize("case", DIRECTED)
-def test_numba_directed_matches_reference(case):
-    """The numba kernels reading shared and reversed rows in place: values and every gradient."""
+def test_numba_directed_matches_reference(case, lowrank):
+    """The numba kernels reading shared and reversed rows in place, and forming a low-rank delta in
+    the kernel: values and every gradient (of the low-rank inputs and the dt weight too)."""
     from model.scan.cpu import selective_scan_directed_numba
     from model.scan.ref import selective_scan_directed_ref
 
     b, p, n, l, g, gu, reverse = case
     args = _directed_inputs(b, p, n, l, g, gu)
+    names = ["u", "delta", "A", "B", "C", "D", "delta_bias"]
+    if lowrank:
+        args[1], weight = _lowrank(b, p, l, g)
+        args.append(weight)
+        names.append("dt_weight")
     leaves = [a.clone().requires_grad_() for a in args]
     leaves_ref = [a.double().requires_grad_() for a in args]
-    y = selective_scan_directed_numba(*leaves, True, reverse)
-    y_ref = selective_scan_directed_ref(*leaves_ref, True, reverse)
+    y = selective_scan_directed_numba(*leaves[:7], True, reverse, *leaves[7:])
+    y_ref = selective_scan_directed_ref(*leaves_ref[:7], True, reverse, *leaves_ref[7:])
     assert y.shape == (b, p * g, l) and y.dtype == torch.float32
     assert rel_err(y, y_ref) <= 1e-5
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     grads = torch.autograd.grad(y, leaves, gy)
     grads_ref = torch.autograd.grad(y_ref, leaves_ref, gy.double())
-    names = ["u", "delta", "A", "B", "C", "D", "delta_bias"]
     for name, gr, gr_ref in zip(names, grads, grads_ref, strict=True):
         assert gr.shape == gr_ref.shape
         assert rel_err(gr, gr_ref) <= 1e-5, (name, rel_err(gr, gr_ref))
@@ -573,9 +587,24 @@ def test_directed_dispatch_runs_every_backend(fresh_dispatch):
     """selective_scan_directed: numba in place, any other backend through copies and flips."""
     b, p, n, l, g, gu, reverse = DIRECTED[0][:3] + (70,) + DIRECTED[0][4:]
     args = _directed_inputs(b, p, n, l, g, gu)
+    x, weight = _lowrank(b, p, l, g)
     want = scan.selective_scan_directed_ref(*args, True, reverse)
+    want_lowrank = scan.selective_scan_directed_ref(args[0], x, *args[2:], True, reverse, weight)
     for name in ("numba", "torch", "ref"):
         scan.set_backend(name)
         got = scan.selective_scan_directed(*args, True, reverse)
         assert scan.last_backend() == name
         assert rel_err(got, want) <= 1e-5, name
+        got = scan.selective_scan_directed(args[0], x, *args[2:], True, reverse, weight)
+        assert rel_err(got, want_lowrank) <= 1e-5, name
+
+
+def test_lowrank_delta_is_the_dt_projection():
+    """The spec's low-rank delta: each group's dt weight times its q rows, summed over q."""
+    from model.scan.ref import lowrank_delta
+
+    x, weight = _lowrank(2, 6, 9, 3, q=5, dtype=torch.float64)  # (2, 3, 5, 9), (18, 5)
+    got = lowrank_delta(x, weight)  # (2, 18, 9)
+    for c in range(18):
+        want = (weight[c][None, :, None] * x[:, c // 6]).sum(1)  # (2, 9)
+        torch.testing.assert_close(got[:, c], want)

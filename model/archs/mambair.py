@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..scan import selective_scan_directed
+from ..scan.ref import lowrank_delta
 from .common import (
     CaptureMixin,
     DropPath,
@@ -133,16 +134,18 @@ class SS2D(CaptureMixin, nn.Module):
         # Groups 2 j and 2 j + 1 project layout j: one (2 (q+2n), d) weight per layout.
         x_dbl = torch.einsum("bjdl,jcd->bjcl", xs, self.x_proj_weight[_GROUPS].view(2, -1, d))
         dts, Bs, Cs = torch.split(x_dbl.view(b, k, -1, l), [self.dt_rank, n, n], dim=2)  # (b, k, ., l)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight[_GROUPS])  # (b, k, d, l)
+        # The step sizes' dt projection (einsum "bkrl,kdr->bkdl") runs inside the scan (dt_weight).
+        dt_weight = self.dt_projs_weight[_GROUPS].float()  # (k, d, q)
         u = xs.float().reshape(b, 2 * d, l)
-        delta = dts.float().reshape(b, k * d, l)
         Bs = Bs.float()  # (b, k, n, l)
         Cs = Cs.float()  # (b, k, n, l)
         A = -torch.exp(self.A_logs.float().view(k, d, n)[_GROUPS].reshape(k * d, n))  # (k*d, n)
         D = self.Ds.float().view(k, d)[_GROUPS].reshape(-1)  # (k*d,)
         bias = self.dt_projs_bias.float()[_GROUPS].reshape(-1)  # (k*d,)
-        out = selective_scan_directed(u, delta, A, Bs, Cs, D, bias, True, _REVERSED)  # (b, k*d, l)
+        out = selective_scan_directed(u, dts.float(), A, Bs, Cs, D, bias, True, _REVERSED,
+                                      dt_weight)  # (b, k*d, l)
         if self._capture is not None:  # the record keeps the official scan order
+            delta = lowrank_delta(dts.float(), dt_weight)  # (b, k*d, l)
             scan = {"u": u.view(b, 2, 1, d, l).expand(b, 2, 2, d, l).reshape(b, k * d, l), "delta": delta,
                     "B": Bs, "C": Cs, "A": A, "D": D, "delta_bias": bias}
             self._record("ss2d", {

@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..scan import selective_scan
+from ..scan import selective_scan_directed
+from ..scan.ref import lowrank_delta
 from .common import (
     CaptureMixin,
     PatchEmbed,
@@ -225,17 +226,19 @@ class SelectiveScan(nn.Module):
         xs = x.transpose(1, 2).reshape(b, 1, d, l)  # (b, k, d, l)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (b, k, q+2n, l)
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, n, n], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (b, k, d, l)
+        # The step sizes' dt projection (einsum "bkrl,kdr->bkdl") runs inside the scan (dt_weight).
+        dt_weight = self.dt_projs_weight.float()  # (1, d, q)
         u = xs.float().reshape(b, d, l)
-        delta = dts.float().reshape(b, d, l)
         Bs = Bs.float()  # (b, 1, n, l)
         C_raw = Cs.float()  # (b, 1, n, l)
         Cs = C_raw + prompt.transpose(1, 2).reshape(b, 1, n, l)  # (b, 1, n, l): the ASE
         A = -torch.exp(self.A_logs.float())  # (d, n)
         D = self.Ds.float()
         bias = self.dt_projs_bias.float().reshape(-1)  # (d,)
-        y = selective_scan(u, delta, A, Bs, Cs, D, None, bias, True)  # (b, d, l)
+        y = selective_scan_directed(u, dts.float(), A, Bs, Cs, D, bias, True, (False,),
+                                    dt_weight)  # (b, d, l)
         if rec is not None:
+            delta = lowrank_delta(dts.float(), dt_weight)  # (b, d, l)
             rec["C"] = detach_cpu(C_raw[:, 0].transpose(1, 2))  # (b, l, n) scan order
             rec["scan"] = {"u": detach_cpu(u), "delta": detach_cpu(delta), "A": detach_cpu(A),
                            "B": detach_cpu(Bs), "C": detach_cpu(Cs), "D": detach_cpu(D),

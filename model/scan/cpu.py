@@ -20,6 +20,9 @@ u rows from the group of u it shares, and a reversed group's rows from their end
 outputs and gradients back at the indices it read. MambaIR's four SS2D scans (two layouts of the
 image, each read both ways) then need neither the stacked, flipped copies of the input nor the
 flips of the outputs that the official code makes (SS2D's scan part at 256x256, 1.20x).
+Both models' step inputs come from a rank-q projection (q = 4-6): given its weight, the kernels form
+each slab's raw delta from the q numbers a step (``_lowrank_rows``) instead of reading a (b, d, l)
+tensor that an einsum wrote (MambaIR-light block at 256x256: 0.183 -> 0.171 s).
 
 Layout: blocks of w channels, channels innermost. Inside the kernels u, dt, y
 and their gradients are (l, w) slabs: each group's channels are cut into
@@ -56,8 +59,6 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 from torch import Tensor
-
-from .ref import scan_inputs
 
 # numba's own thread pool ("workqueue"), not its OpenMP one: the OpenMP layer did not hold to
 # numba.set_num_threads(1) here, so a run that model.threads put on one thread beside another busy
@@ -405,6 +406,27 @@ def _reversed_rows(x, lo, hi, out):  # pragma: no cover - compiled
             out[t, s] = x[hi - 1 - t, s]
 
 
+@numba.njit(cache=True, fastmath={"contract"})
+def _lowrank_rows(X, W, c0, m, s0, rev, x2):  # pragma: no cover - compiled
+    """x2[t, j] = sum_q W[c0 + j, q] X[i(s0 + t), q] for j < m, 0 for m <= j < w; X (l, q) a group's
+    low-rank step inputs, W (d, q), x2 (c, w); i as in _load_rows. The step sizes of a block are
+    formed in its slab from q (4-6) numbers a step, not read from a (b, d, l) tensor of them."""
+    nl, w = x2.shape
+    nq = X.shape[1]
+    wq = np.zeros((nq, w), dtype=np.float32)
+    for q in range(nq):
+        for j in range(m):
+            wq[q, j] = W[c0 + j, q]
+    for t in range(nl):
+        i = X.shape[0] - 1 - (s0 + t) if rev else s0 + t
+        for j in range(w):
+            x2[t, j] = 0.0
+        for q in range(nq):
+            xq = X[i, q]
+            for j in range(w):
+                x2[t, j] += wq[q, j] * xq
+
+
 # error_model="numpy": no zero-division check on "/" (its branch stops LLVM vectorising the loop).
 @numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _dt_rows(x2, bias, c0, m, softplus, dt2):  # pragma: no cover - compiled
@@ -448,18 +470,20 @@ def _task_block(task, ng, nk, per, w):  # pragma: no cover - compiled
 
 
 @numba.njit(**_JIT)
-def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, y):  # pragma: no cover - compiled
+def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, softplus, y):  # pragma: no cover - compiled
     """y = scan(u, softplus(delta + bias)) + D u, in layout order; delta, y (b, d, l); u (b, du, l),
     group gi reading u's group gi // (g // gu), gu = du // per; bias, Dv (d,); Ab (g, k, n, w);
-    Bt, Ct (b, g, l, n); rev (g,): group gi scans from the end of its rows. One task per w-channel
-    block: chunk by chunk of _CHUNK steps, it copies its rows into (chunk, w) slabs, scans them
-    carrying the state, and writes its rows of y. Chunks keep the slabs in the core's L2 cache
-    (w = 64: 3 x 256 KB); whole-sequence slabs of a wide block did not fit, and the copies in and
-    out then cost more than the wider recurrence saved."""
-    nb, d, nl = delta.shape
+    Bt, Ct (b, g, l, n); rev (g,): group gi scans from the end of its rows. Where W (d, q) has
+    columns, delta is not read (any array will do) but formed as W X per group, X (b, g, l, q).
+    One task per w-channel block: chunk by chunk of _CHUNK steps, it copies its rows into (chunk, w)
+    slabs, scans them carrying the state, and writes its rows of y. Chunks keep the slabs in the
+    core's L2 cache (w = 64: 3 x 256 KB); whole-sequence slabs of a wide block did not fit, and the
+    copies in and out then cost more than the wider recurrence saved."""
+    nb, d, nl = y.shape
     ng, nk, nn_, w = Ab.shape
     per = d // ng
     gu = u.shape[1] // per
+    lowrank = W.shape[1] > 0
     for task in numba.prange(nb * ng * nk):
         bi, gi, k, c0, m = _task_block(task, ng, nk, per, w)
         uc0 = gi // (ng // gu) * per + k * w  # the block's first channel of u
@@ -478,7 +502,10 @@ def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, y):  # pragma: no 
             c = min(_CHUNK, nl - s0)
             lo = nl - s0 - c if r else s0  # the rows' first index this chunk covers
             _load_rows(u, bi, uc0, m, s0, r, u2[:c])
-            _load_rows(delta, bi, c0, m, s0, r, y2[:c])  # raw delta, in y2 until the scan writes it
+            if lowrank:  # raw delta, in y2 until the scan writes it
+                _lowrank_rows(X[bi, gi], W, c0, m, s0, r, y2[:c])
+            else:
+                _load_rows(delta, bi, c0, m, s0, r, y2[:c])
             _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
             if r:
                 _reversed_rows(Bt[bi, gi], lo, lo + c, Br)
@@ -500,15 +527,16 @@ def _fused_fwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, y):  # pragma: no 
 
 
 @numba.njit(**_JIT)
-def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddelta, dAb, dBb, dCb, dDp, dbp
-               ):  # pragma: no cover - compiled
+def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddelta, dAb, dBb, dCb, dDp,
+               dbp):  # pragma: no cover - compiled
     """Gradients of ``_fused_fwd``, per block: du (b, d, l) per group of delta (summed afterwards
     where groups share u), ddelta (b, d, l), layout order; dAb (b, g, k, n, 16); dBb, dCb
     (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image."""
-    nb, d, nl = delta.shape
+    nb, d, nl = dy.shape
     ng, nk, nn_ = Ab.shape[0], Ab.shape[1], Ab.shape[2]
     per = d // ng
     gu = u.shape[1] // per
+    lowrank = W.shape[1] > 0
     for task in numba.prange(nb * ng * nk):
         bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
         uc0 = gi // (ng // gu) * per + k * _LANES
@@ -520,7 +548,10 @@ def _fused_bwd(u, delta, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddelta, dA
         ddt2 = np.empty((nl, _LANES), dtype=np.float32)
         x2 = np.empty((nl, _LANES), dtype=np.float32)
         _load_rows(u, bi, uc0, m, 0, r, u2)
-        _load_rows(delta, bi, c0, m, 0, r, x2)
+        if lowrank:
+            _lowrank_rows(X[bi, gi], W, c0, m, 0, r, x2)
+        else:
+            _load_rows(delta, bi, c0, m, 0, r, x2)
         _dt_rows(x2, bias, c0, m, softplus, dt2)
         _load_rows(dy, bi, c0, m, 0, r, dy2)
         if r:  # B, C and their gradients in step order, reversed from and back into layout order
@@ -579,46 +610,60 @@ def _block_width(b: int, g: int, per: int, threads: int) -> int:
 
 
 class _ScanFused(torch.autograd.Function):
-    """y = scan(u, softplus?(delta + bias), A, B, C) + D u in layout order; delta, y (b, d, l) float32,
-    u (b, du, l) read by the groups in turn; Bt, Ct (b, g, l, n); D, bias (d,); rev (g,) bool, the
+    """y = scan(u, softplus?(delta + bias), A, B, C) + D u in layout order; y (b, d, l) float32; delta
+    (b, d, l), or with W (d, q) given, the low-rank X (b, g, l, q) with delta = W X per group; u
+    (b, du, l) read by the groups in turn; Bt, Ct (b, g, l, n); D, bias (d,); rev (g,) bool, the
     groups that scan from the end. The bias, softplus and skip run inside the kernel."""
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor, D: Tensor,
-                bias: Tensor, softplus: bool, rev: np.ndarray) -> Tensor:
-        (b, d, _), g = delta.shape, Bt.shape[1]
+                bias: Tensor, W: Tensor | None, softplus: bool, rev: np.ndarray) -> Tensor:
+        (b, _, l), (d, g) = u.shape, (A.shape[0], Bt.shape[1])
         w = _block_width(b, g, d // g, numba.get_num_threads())
         Ab = _blocks(A[None], g, w)[0]  # (d, n) -> (g, k, n, w)
-        y = torch.empty_like(delta)
+        y = torch.empty((b, d, l), dtype=torch.float32)
         with _KERNEL_LOCK:
-            _fused_fwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
-                       rev, softplus, y.numpy())
-        ctx.save_for_backward(u, delta, A, Bt, Ct, D, bias)
+            _fused_fwd(u.numpy(), *_delta_args(delta, W, b, g), bias.numpy(), D.numpy(), Ab.numpy(),
+                       Bt.numpy(), Ct.numpy(), rev, softplus, y.numpy())
+        ctx.save_for_backward(u, delta, A, Bt, Ct, D, bias, W)
         ctx.softplus, ctx.rev = softplus, rev
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        u, delta, A, Bt, Ct, D, bias = ctx.saved_tensors
-        b, d, l = delta.shape
+        u, delta, A, Bt, Ct, D, bias, W = ctx.saved_tensors
+        b, d, l = dy.shape
         Ab = _blocks(A[None], Bt.shape[1])[0]  # (d, n) -> (g, k, n, 16)
         g, k, n, w = Ab.shape
-        du, ddelta = torch.empty_like(delta), torch.empty_like(delta)
+        du = torch.empty((b, d, l), dtype=torch.float32)
+        ddelta = torch.empty((b, d, l), dtype=torch.float32)
         dAb = torch.empty((b, g, k, n, w), dtype=torch.float32)
         dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
         dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
         dDp = torch.empty((b, d), dtype=torch.float32)
         dbp = torch.empty((b, d), dtype=torch.float32)
         with _KERNEL_LOCK:
-            _fused_bwd(u.numpy(), delta.numpy(), bias.numpy(), D.numpy(), Ab.numpy(), Bt.numpy(), Ct.numpy(),
-                       ctx.rev, ctx.softplus, _np(dy.float()), du.numpy(), ddelta.numpy(), dAb.numpy(),
-                       dBb.numpy(), dCb.numpy(), dDp.numpy(), dbp.numpy())
+            _fused_bwd(u.numpy(), *_delta_args(delta, W, b, g), bias.numpy(), D.numpy(), Ab.numpy(),
+                       Bt.numpy(), Ct.numpy(), ctx.rev, ctx.softplus, _np(dy.float()), du.numpy(),
+                       ddelta.numpy(), dAb.numpy(), dBb.numpy(), dCb.numpy(), dDp.numpy(), dbp.numpy())
         gu = u.shape[1] // (d // g)
         if gu != g:  # g // gu consecutive groups read the same rows of u: their gradients add up
             du = du.view(b, gu, g // gu, d // g, l).sum(2).view(b, u.shape[1], l)  # (b, d, l) -> (b, du, l)
+        dW = None
+        if W is not None:  # delta = W X per group: the gradients of X and W from ddelta
+            dd = ddelta.view(b, g, d // g, l)  # (b, g, p, l)
+            dW = torch.einsum("bgpl,bglq->gpq", dd, delta).reshape(d, -1)  # (d, q)
+            ddelta = torch.einsum("bgpl,gpq->bglq", dd, W.view(g, d // g, -1))  # (b, g, l, q)
         dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
         # dB, dC summed over a group's blocks; dD, dbias over the batch.
-        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), None, None
+        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), dW, None, None
+
+
+def _delta_args(delta: Tensor, W: Tensor | None, b: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' (delta, X, W) arrays: delta's rows, or the low-rank X and W with an unread delta."""
+    if W is None:
+        return delta.numpy(), np.zeros((b, g, 1, 0), dtype=np.float32), np.zeros((1, 0), dtype=np.float32)
+    return np.zeros((1, 1, 1), dtype=np.float32), delta.numpy(), W.numpy()
 
 
 @numba.njit(parallel=True, cache=True)
@@ -685,28 +730,39 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
 
 def selective_scan_directed_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                                   D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
-                                  reverse: tuple[bool, ...]) -> Tensor:
+                                  reverse: tuple[bool, ...], dt_weight: Tensor | None = None) -> Tensor:
     """``ref.selective_scan_directed_ref`` (the spec, same signature) in the numba kernels: the groups
-    read their shared rows of u and their reversed sequences in place, with no copies (float32
-    compute, returns u's dtype)."""
+    read their shared rows of u and their reversed sequences in place, with no copies, and form
+    low-rank step sizes in place (float32 compute, returns u's dtype)."""
     if u.device.type != "cpu":
         raise ValueError("selective_scan_numba runs on CPU tensors only")
-    b, d, l = delta.shape
     _follow_torch_threads()
-    # bias and softplus are applied in the kernel: the prologue only casts and groups B/C.
-    uf, df, Bg, Cg = scan_inputs(u, delta, B, C, None, False)  # float32, (b, g, n, l)
-    g = Bg.shape[1]
+    Bg = B.float() if B.dim() == 4 else B.float().unsqueeze(1)  # (b, n, l) -> (b, 1, n, l)
+    Cg = C.float() if C.dim() == 4 else C.float().unsqueeze(1)
+    (b, g, _, l), d = Bg.shape, A.shape[0]
+    W = None
+    if dt_weight is not None:  # delta (b, g, q, l) low-rank, W (d, q)
+        W = dt_weight.float().reshape(d, -1).contiguous()
+        if delta.shape != (b, g, W.shape[1], l):
+            raise ValueError(f"low-rank delta must be (b, g, q, l) = {(b, g, W.shape[1], l)}, "
+                             f"got {tuple(delta.shape)}")
+        df = delta.float().transpose(2, 3).contiguous()  # (b, g, q, l) -> (b, g, l, q): rank innermost
+    elif delta.shape != (b, d, l):
+        raise ValueError(f"delta must be (b, d, l) = {(b, d, l)}, got {tuple(delta.shape)}")
+    else:
+        df = delta.float().contiguous()
     if d % g or Cg.shape[1] != g or len(reverse) != g:
         raise ValueError(f"channels d={d} must split evenly into the groups of B/C {tuple(Bg.shape)}, "
                          f"with one direction per group (got {len(reverse)})")
+    uf = u.float()
     if uf.shape[1] % (d // g) or g % (uf.shape[1] // (d // g)):
         raise ValueError(f"u's {uf.shape[1]} channels must be whole groups of {d // g} that the {g} "
                          "groups of delta share evenly")
     Bt = Bg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n): state innermost
     Ct = Cg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n)
-    zeros = delta.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
+    zeros = A.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
     Df = D.float() if D is not None else zeros
     bias = delta_bias.float() if delta_bias is not None else zeros
-    return _ScanFused.apply(uf.contiguous(), df.contiguous(), A.float().contiguous(), Bt, Ct,
-                            Df.contiguous(), bias.contiguous(), bool(delta_softplus),
+    return _ScanFused.apply(uf.contiguous(), df, A.float().contiguous(), Bt, Ct, Df.contiguous(),
+                            bias.contiguous(), W, bool(delta_softplus),
                             np.array(reverse, dtype=np.bool_)).to(u.dtype)  # (b, d, l)

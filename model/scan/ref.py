@@ -82,10 +82,21 @@ def _flip_groups(x: Tensor, g: int, reverse: tuple[bool, ...]) -> Tensor:
     return torch.stack([p.flip(-1) if r else p for p, r in zip(parts, reverse, strict=True)], 1).view(x.shape)
 
 
+def lowrank_delta(delta: Tensor, dt_weight: Tensor) -> Tensor:
+    """(b, g, q, l) low-rank inputs and a (g, p, q) or (g*p, q) weight -> (b, g*p, l) step inputs, by
+    the official ``einsum("bkrl,kdr->bkdl")`` of the models' dt projections."""
+    b, g, q, l = delta.shape
+    weight = dt_weight.reshape(g, -1, q)  # (g, p, q)
+    return torch.einsum("bkrl,kdr->bkdl", delta, weight).reshape(b, -1, l)  # (b, g*p, l)
+
+
 def directed_by_flips(scan, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
-                      delta_bias: Tensor | None, delta_softplus: bool, reverse: tuple[bool, ...]) -> Tensor:
-    """``selective_scan_directed_ref`` through any ``selective_scan``-like ``scan``: copies u for each
-    group, flips the reversed groups' inputs and outputs."""
+                      delta_bias: Tensor | None, delta_softplus: bool, reverse: tuple[bool, ...],
+                      dt_weight: Tensor | None = None) -> Tensor:
+    """``selective_scan_directed_ref`` through any ``selective_scan``-like ``scan``: forms a low-rank
+    delta, copies u for each group, flips the reversed groups' inputs and outputs."""
+    if dt_weight is not None:
+        delta = lowrank_delta(delta, dt_weight)
     b, d, l = delta.shape
     g = len(reverse)
     per = d // g
@@ -98,7 +109,7 @@ def directed_by_flips(scan, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
 
 def selective_scan_directed_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                                 D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
-                                reverse: tuple[bool, ...]) -> Tensor:
+                                reverse: tuple[bool, ...], dt_weight: Tensor | None = None) -> Tensor:
     """Grouped scans that share u and may run backwards, all in one layout (returns u's dtype).
 
     delta: (b, g*p, l); B, C: (b, g, n, l); u: (b, gu*p, l), consecutive groups sharing u's groups
@@ -106,6 +117,8 @@ def selective_scan_directed_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, 
     from the end of its rows when set. Every tensor stays in its rows' order: y[..., i] is the
     output of the step that read index i. Equal to ``selective_scan_ref`` on u repeated per group
     and the reversed groups flipped (MambaIR's four SS2D scans: two layouts of the image, each
-    read forwards and backwards).
+    read forwards and backwards). With ``dt_weight`` (g*p, q) given, delta is low-rank, (b, g, q, l),
+    and the step inputs are ``lowrank_delta(delta, dt_weight)`` (the models' dt projections).
     """
-    return directed_by_flips(selective_scan_ref, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse)
+    return directed_by_flips(selective_scan_ref, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse,
+                             dt_weight)
