@@ -78,6 +78,8 @@ def selective_scan_ref(
 
 def _flip_groups(x: Tensor, g: int, reverse: tuple[bool, ...]) -> Tensor:
     """(b, g*p, l) or (b, g, n, l) with the groups marked in ``reverse`` flipped along l."""
+    if not any(reverse):
+        return x
     parts = x.view(x.shape[0], g, -1, x.shape[-1]).unbind(1)  # g x (b, p, l)
     return torch.stack([p.flip(-1) if r else p for p, r in zip(parts, reverse, strict=True)], 1).view(x.shape)
 
