@@ -59,9 +59,9 @@ def test_ss2d_outputs_raster_sum_is_the_layer_core(v1net, image):
     m = v1net.layers[0].residual_group.blocks[0].self_attention
     x = torch.randn(1, m.d_inner, 5, 7, generator=torch.Generator().manual_seed(0))
     with capture(v1net) as rec, torch.no_grad():
-        core = m.forward_core(x)  # (1, D, L)
-    got = ev.ss2d_outputs_raster(rec.ss2d[0]).sum(0)
-    torch.testing.assert_close(got, core[0].double(), atol=1e-5, rtol=1e-5)
+        core = m.forward_core(x)  # (1, H, W, D)
+    got = ev.ss2d_outputs_raster(rec.ss2d[0]).sum(0)  # (D, L)
+    torch.testing.assert_close(got, core[0].reshape(-1, m.d_inner).t().double(), atol=1e-5, rtol=1e-5)
 
 
 def _assm_direct(m: ASSM, x: torch.Tensor, size: tuple[int, int], token: torch.nn.Embedding,

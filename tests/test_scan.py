@@ -554,26 +554,35 @@ def test_directed_ref_scans_each_group_in_its_direction(case):
         assert moved[gi, :i].any() == rev and moved[gi, i + 1:].any() != rev and moved[gi, i]
 
 
-@pytest.mark.parametrize("lowrank", [False, True])
+def _out_index(b, g, l):
+    """(b, g, l) a random permutation of the l output rows for each image and group."""
+    gen = torch.Generator().manual_seed(11)
+    return torch.stack([torch.stack([torch.randperm(l, generator=gen) for _ in range(g)]) for _ in range(b)])
+
+
+@pytest.mark.parametrize(("lowrank", "summed"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("case", DIRECTED)
-def test_numba_directed_matches_reference(case, lowrank):
-    """The numba kernels reading shared and reversed rows in place, and forming a low-rank delta in
-    the kernel: values and every gradient (of the low-rank inputs and the dt weight too)."""
+def test_numba_directed_matches_reference(case, lowrank, summed):
+    """The numba kernels reading shared and reversed rows in place, forming a low-rank delta and
+    adding the groups' outputs into given rows in the kernel: values and every gradient (of the
+    low-rank inputs and the dt weight too)."""
     from model.scan.cpu import selective_scan_directed_numba
     from model.scan.ref import selective_scan_directed_ref
 
     b, p, n, l, g, gu, reverse = case
     args = _directed_inputs(b, p, n, l, g, gu)
     names = ["u", "delta", "A", "B", "C", "D", "delta_bias"]
+    weight, index = None, _out_index(b, g, l) if summed else None
     if lowrank:
         args[1], weight = _lowrank(b, p, l, g)
         args.append(weight)
         names.append("dt_weight")
     leaves = [a.clone().requires_grad_() for a in args]
     leaves_ref = [a.double().requires_grad_() for a in args]
-    y = selective_scan_directed_numba(*leaves[:7], True, reverse, *leaves[7:])
-    y_ref = selective_scan_directed_ref(*leaves_ref[:7], True, reverse, *leaves_ref[7:])
-    assert y.shape == (b, p * g, l) and y.dtype == torch.float32
+    extra, extra_ref = (leaves[7] if lowrank else None, index), (leaves_ref[7] if lowrank else None, index)
+    y = selective_scan_directed_numba(*leaves[:7], True, reverse, *extra)
+    y_ref = selective_scan_directed_ref(*leaves_ref[:7], True, reverse, *extra_ref)
+    assert y.shape == ((b, l, p) if summed else (b, p * g, l)) and y.dtype == torch.float32
     assert rel_err(y, y_ref) <= 1e-5
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     grads = torch.autograd.grad(y, leaves, gy)
@@ -597,6 +606,32 @@ def test_directed_dispatch_runs_every_backend(fresh_dispatch):
         assert rel_err(got, want) <= 1e-5, name
         got = scan.selective_scan_directed(args[0], x, *args[2:], True, reverse, weight)
         assert rel_err(got, want_lowrank) <= 1e-5, name
+        index = _out_index(b, g, l)
+        want_summed = scan.selective_scan_directed_ref(*args, True, reverse, None, index)
+        got = scan.selective_scan_directed(*args, True, reverse, None, index)
+        assert got.shape == (b, l, p) and rel_err(got, want_summed) <= 1e-5, name
+
+
+def test_directed_ref_adds_the_groups_into_out_index_rows():
+    """The spec's summed output: row out_index[b, gi, i] of (b, l, p) takes group gi's output at index
+    i, the groups added in turn; the numba kernel gives the same bits (groups in the same order)."""
+    from model.scan.cpu import selective_scan_directed_numba
+    from model.scan.ref import selective_scan_directed_ref
+
+    b, p, n, l, g, gu, reverse = DIRECTED[0][:3] + (80,) + DIRECTED[0][4:]
+    args = _directed_inputs(b, p, n, l, g, gu)
+    index = _out_index(b, g, l)
+    rows = selective_scan_directed_ref(*args, True, reverse).view(b, g, p, l)
+    want = torch.zeros(b, l, p)
+    for bi in range(b):
+        for gi in range(g):
+            want[bi, index[bi, gi]] += rows[bi, gi].t()
+    assert torch.equal(selective_scan_directed_ref(*args, True, reverse, None, index), want)
+    rows_numba = selective_scan_directed_numba(*args, True, reverse).view(b, g, p, l)
+    want_numba = torch.zeros(b, l, p)
+    for gi in range(g):
+        want_numba[0, index[0, gi]] += rows_numba[0, gi].t()
+    assert torch.equal(selective_scan_directed_numba(*args, True, reverse, None, index), want_numba)
 
 
 def test_lowrank_delta_is_the_dt_projection():

@@ -123,10 +123,12 @@ class SS2D(CaptureMixin, nn.Module):
         self.out_proj = nn.Linear(d, d_model, bias=bias)
 
     def forward_core(self, x: Tensor) -> Tensor:
-        """x (b, d, h, w) -> sum of the four scans, (b, d, l) in raster order.
+        """x (b, d, h, w) -> sum of the four scans, (b, h, w, d) channel-last in raster order.
 
         Every tensor of the scan stays in its layout's order and in group order (see _GROUPS);
-        ``selective_scan_directed`` reads each layout in place for the two scans that share it.
+        ``selective_scan_directed`` reads each layout in place for the two scans that share it,
+        forms the step sizes from the dt projection, and adds the four outputs into raster rows in
+        the official order (row-major, its reverse, column-major, its reverse).
         """
         b, d, h, w = x.shape
         l, k, n = h * w, 4, self.d_state
@@ -142,28 +144,31 @@ class SS2D(CaptureMixin, nn.Module):
         A = -torch.exp(self.A_logs.float().view(k, d, n)[_GROUPS].reshape(k * d, n))  # (k*d, n)
         D = self.Ds.float().view(k, d)[_GROUPS].reshape(-1)  # (k*d,)
         bias = self.dt_projs_bias.float()[_GROUPS].reshape(-1)  # (k*d,)
-        out = selective_scan_directed(u, dts.float(), A, Bs, Cs, D, bias, True, _REVERSED,
-                                      dt_weight)  # (b, k*d, l)
-        if self._capture is not None:  # the record keeps the official scan order
-            delta = lowrank_delta(dts.float(), dt_weight)  # (b, k*d, l)
-            scan = {"u": u.view(b, 2, 1, d, l).expand(b, 2, 2, d, l).reshape(b, k * d, l), "delta": delta,
-                    "B": Bs, "C": Cs, "A": A, "D": D, "delta_bias": bias}
-            self._record("ss2d", {
-                "grid": (h, w), "orders": ss2d_orders(h, w),
-                "scan": {**{key: detach_cpu(_scan_order(t) if t.shape[-1] == l else _by_scan(t))
-                            for key, t in scan.items()}, "delta_softplus": True},
-                "scan_out": detach_cpu(_scan_order(out))})
-        out = out.view(b, 2, 2 * d, l)  # (b, j, r*d, l)
-        out = (out[:, :, :d] + out[:, :, d:])  # (b, 2, d, l): both directions of each layout
-        # Column-major results back to raster order: (b, d, w, h) -> (b, d, h, w).
-        return out[:, 0] + out[:, 1].reshape(b, d, w, h).transpose(2, 3).reshape(b, d, l)  # (b, d, l)
+        args = (u, dts.float(), A, Bs, Cs, D, bias, True, _REVERSED, dt_weight)
+        # Raster pixel of each index of a group's rows: row-major layout, then column-major.
+        raster = ss2d_orders(h, w, x.device)[[0, 0, 1, 1]][None]  # (1, k, l)
+        if self._capture is None:
+            return selective_scan_directed(*args, out_index=raster).view(b, h, w, d)  # (b, l, d) summed
+        out = selective_scan_directed(*args)  # (b, k*d, l): the record keeps each scan, in scan order
+        scan = {"u": u.view(b, 2, 1, d, l).expand(b, 2, 2, d, l).reshape(b, k * d, l),
+                "delta": lowrank_delta(dts.float(), dt_weight), "B": Bs, "C": Cs, "A": A, "D": D,
+                "delta_bias": bias}
+        self._record("ss2d", {
+            "grid": (h, w), "orders": ss2d_orders(h, w),
+            "scan": {**{key: detach_cpu(_scan_order(t) if t.shape[-1] == l else _by_scan(t))
+                        for key, t in scan.items()}, "delta_softplus": True},
+            "scan_out": detach_cpu(_scan_order(out))})
+        y = out.new_zeros(b, l, d)  # the groups added into raster rows in turn, as the kernel does
+        for gi, yg in enumerate(out.view(b, k, d, l).unbind(1)):  # (b, d, l) each
+            y = y.index_add(1, raster[0, gi], yg.transpose(1, 2))
+        return y.view(b, h, w, d)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (b, h, w, c) -> (b, h, w, c)."""
         b, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)  # (b, h, w, d) each
         x = self.act(self.conv2d(x.permute(0, 3, 1, 2)))  # (b, d, h, w)
-        y = self.forward_core(x).transpose(1, 2).reshape(b, h, w, -1)  # (b, h, w, d)
+        y = self.forward_core(x)  # (b, h, w, d)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)
 

@@ -163,13 +163,13 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
 
 def selective_scan_directed(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
                             delta_bias: Tensor | None, delta_softplus: bool, reverse: tuple[bool, ...],
-                            dt_weight: Tensor | None = None) -> Tensor:
-    """Grouped scans sharing u, some run backwards, in one layout, delta optionally low-rank (spec:
-    ``selective_scan_directed_ref``).
+                            dt_weight: Tensor | None = None, out_index: Tensor | None = None) -> Tensor:
+    """Grouped scans sharing u, some run backwards, in one layout, delta optionally low-rank, outputs
+    optionally summed into given rows (spec: ``selective_scan_directed_ref``).
 
-    The numba backend reads the shared and reversed rows in place and forms a low-rank delta inside
-    the kernel; every other backend gets delta formed, u copied per group and the reversed groups
-    flipped around its ``selective_scan``.
+    The numba backend reads the shared and reversed rows in place, forms a low-rank delta and adds
+    into the output rows inside the kernel; every other backend gets delta formed, u copied per
+    group, the reversed groups flipped and the outputs scattered around its ``selective_scan``.
     """
     global _last
     name, fn = resolve_backend(delta.device.type)
@@ -178,8 +178,9 @@ def selective_scan_directed(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
         from .cpu import selective_scan_directed_numba
 
         return selective_scan_directed_numba(u, delta, A, B, C, D, delta_bias, delta_softplus, reverse,
-                                             dt_weight)
-    return directed_by_flips(fn, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse, dt_weight)
+                                             dt_weight, out_index)
+    return directed_by_flips(fn, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse, dt_weight,
+                             out_index)
 
 
 def last_backend() -> str | None:

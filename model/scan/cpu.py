@@ -22,7 +22,10 @@ image, each read both ways) then need neither the stacked, flipped copies of the
 flips of the outputs that the official code makes (SS2D's scan part at 256x256, 1.20x).
 Both models' step inputs come from a rank-q projection (q = 4-6): given its weight, the kernels form
 each slab's raw delta from the q numbers a step (``_lowrank_rows``) instead of reading a (b, d, l)
-tensor that an einsum wrote (MambaIR-light block at 256x256: 0.183 -> 0.171 s).
+tensor that an einsum wrote (MambaIR-light block at 256x256: 0.183 -> 0.171 s). And the groups'
+outputs may be added into given rows of one channel-last (b, l, p) output (``out_index``; a task
+then runs every group of its block in turn): MambaIR's four scans land summed in raster order,
+ready for the layer norm, with no (b, 4d, l) output, sums or transposes (block 0.171 -> 0.148 s).
 
 Layout: blocks of w channels, channels innermost. Inside the kernels u, dt, y
 and their gradients are (l, w) slabs: each group's channels are cut into
@@ -469,74 +472,113 @@ def _task_block(task, ng, nk, per, w):  # pragma: no cover - compiled
     return bi, gi, k, gi * per + k * w, min(w, per - k * w)
 
 
+@numba.njit(cache=True)
+def _load_mapped(xb, index, j0, m, rev, slab):  # pragma: no cover - compiled
+    """slab[t, j] = xb[index[i(t)], j0 + j] for j < m, 0 beyond; xb (l, p) one image's channel-last
+    rows, index (l,), i(t) = t or l - 1 - t where rev: the inverse of _add_rows_mapped's reads."""
+    nl, w = slab.shape
+    for t in range(nl):
+        row = xb[index[nl - 1 - t if rev else t]]
+        for j in range(m):
+            slab[t, j] = row[j0 + j]
+        for j in range(m, w):
+            slab[t, j] = 0.0
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _add_rows_mapped(yb, index, j0, m, lo, c, rev, y2, u2, dv):  # pragma: no cover - compiled
+    """yb[index[i(t)], j0 + j] += y2[t, j] + u2[t, j] dv[j] for j < m; yb (l, p) one image's
+    channel-last output, index (l,), i(t) = lo + t, or lo + c - 1 - t where rev: a step's channels
+    are one contiguous run of the output's row."""
+    for t in range(c):
+        row = yb[index[lo + c - 1 - t if rev else lo + t]]
+        for j in range(m):
+            row[j0 + j] += y2[t, j] + u2[t, j] * dv[j]
+
+
 @numba.njit(**_JIT)
-def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, softplus, y):  # pragma: no cover - compiled
-    """y = scan(u, softplus(delta + bias)) + D u, in layout order; delta, y (b, d, l); u (b, du, l),
-    group gi reading u's group gi // (g // gu), gu = du // per; bias, Dv (d,); Ab (g, k, n, w);
-    Bt, Ct (b, g, l, n); rev (g,): group gi scans from the end of its rows. Where W (d, q) has
-    columns, delta is not read (any array will do) but formed as W X per group, X (b, g, l, q).
-    One task per w-channel block: chunk by chunk of _CHUNK steps, it copies its rows into (chunk, w)
-    slabs, scans them carrying the state, and writes its rows of y. Chunks keep the slabs in the
-    core's L2 cache (w = 64: 3 x 256 KB); whole-sequence slabs of a wide block did not fit, and the
-    copies in and out then cost more than the wider recurrence saved."""
-    nb, d, nl = y.shape
+def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, y):  # pragma: no cover
+    """y = scan(u, softplus(delta + bias)) + D u; delta (b, d, l); u (b, du, l), group gi reading u's
+    group gi // (g // gu), gu = du // per; bias, Dv (d,); Ab (g, k, n, w); Bt, Ct (b, g, l, n);
+    rev (g,): group gi scans from the end of its rows. Where W (d, q) has columns, delta is not read
+    (any array will do) but formed as W X per group, X (b, g, l, q). Output: where out_index
+    (b, g, l) has columns, y (b, l, per) channel-last and zeroed, group gi's step at index i of its
+    rows added into row out_index[b, gi, i], the groups in turn (one task runs every group of its
+    block); else y (b, d, l) in the groups' own layout and order.
+    A task's block of w channels runs chunk by chunk of _CHUNK steps: it copies its rows into
+    (chunk, w) slabs, scans them carrying the state, and writes its rows of y. Chunks keep the slabs
+    in the core's L2 cache (w = 64: 3 x 256 KB); whole-sequence slabs of a wide block did not fit,
+    and the copies in and out then cost more than the wider recurrence saved."""
+    nb, nl = Bt.shape[0], Bt.shape[2]
     ng, nk, nn_, w = Ab.shape
-    per = d // ng
+    per = Dv.shape[0] // ng
     gu = u.shape[1] // per
     lowrank = W.shape[1] > 0
-    for task in numba.prange(nb * ng * nk):
-        bi, gi, k, c0, m = _task_block(task, ng, nk, per, w)
-        uc0 = gi // (ng // gu) * per + k * w  # the block's first channel of u
-        r = rev[gi]
+    summed = out_index.shape[2] > 0
+    gpt = ng if summed else 1  # groups a task runs in turn
+    for task in numba.prange(nb * (ng // gpt) * nk):
+        bi, gt, k, _, m = _task_block(task, ng // gpt, nk, per, w)
         u2 = np.empty((_CHUNK, w), dtype=np.float32)
         dt2 = np.empty((_CHUNK, w), dtype=np.float32)
         y2 = np.empty((_CHUNK, w), dtype=np.float32)
         Br = np.empty((_CHUNK, nn_), dtype=np.float32)  # a reversed scan's B and C, in step order
         Cr = np.empty((_CHUNK, nn_), dtype=np.float32)
-        h = np.zeros((nn_, w), dtype=np.float32)
+        h = np.empty((nn_, w), dtype=np.float32)
         a = np.empty((nn_, w), dtype=np.float32)  # A log2 e, as _block_bwd scales it
-        for s in range(nn_):
-            for j in range(w):
-                a[s, j] = Ab[gi, k, s, j] * _LOG2E
-        for s0 in range(0, nl, _CHUNK):
-            c = min(_CHUNK, nl - s0)
-            lo = nl - s0 - c if r else s0  # the rows' first index this chunk covers
-            _load_rows(u, bi, uc0, m, s0, r, u2[:c])
-            if lowrank:  # raw delta, in y2 until the scan writes it
-                _lowrank_rows(X[bi, gi], W, c0, m, s0, r, y2[:c])
-            else:
-                _load_rows(delta, bi, c0, m, s0, r, y2[:c])
-            _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
-            if r:
-                _reversed_rows(Bt[bi, gi], lo, lo + c, Br)
-                _reversed_rows(Ct[bi, gi], lo, lo + c, Cr)
-                _block_fwd(u2[:c], dt2[:c], a, Br[:c], Cr[:c], h, y2[:c])
-            else:
-                _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c])
-            for j0 in range(0, m, 8):  # in tiles of 64 steps and eight rows, as _load_rows reads
-                for t0 in range(0, c, 64):
-                    for j in range(j0, min(j0 + 8, m)):
-                        row = y[bi, c0 + j, lo:lo + c]
-                        dj = Dv[c0 + j]
-                        if r:
-                            for t in range(t0, min(t0 + 64, c)):
-                                row[c - 1 - t] = y2[t, j] + u2[t, j] * dj
-                        else:
-                            for t in range(t0, min(t0 + 64, c)):
-                                row[t] = y2[t, j] + u2[t, j] * dj
+        dv = np.empty(w, dtype=np.float32)
+        for gi in range(gt * gpt, gt * gpt + gpt):
+            c0 = gi * per + k * w  # the block's first channel of delta
+            uc0 = gi // (ng // gu) * per + k * w  # and of u
+            r = rev[gi]
+            for s in range(nn_):
+                for j in range(w):
+                    h[s, j] = 0.0
+                    a[s, j] = Ab[gi, k, s, j] * _LOG2E
+            for j in range(m):
+                dv[j] = Dv[c0 + j]
+            for s0 in range(0, nl, _CHUNK):
+                c = min(_CHUNK, nl - s0)
+                lo = nl - s0 - c if r else s0  # the rows' first index this chunk covers
+                _load_rows(u, bi, uc0, m, s0, r, u2[:c])
+                if lowrank:  # raw delta, in y2 until the scan writes it
+                    _lowrank_rows(X[bi, gi], W, c0, m, s0, r, y2[:c])
+                else:
+                    _load_rows(delta, bi, c0, m, s0, r, y2[:c])
+                _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
+                if r:
+                    _reversed_rows(Bt[bi, gi], lo, lo + c, Br)
+                    _reversed_rows(Ct[bi, gi], lo, lo + c, Cr)
+                    _block_fwd(u2[:c], dt2[:c], a, Br[:c], Cr[:c], h, y2[:c])
+                else:
+                    _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c])
+                if summed:
+                    _add_rows_mapped(y[bi], out_index[bi, gi], k * w, m, lo, c, r, y2, u2, dv)
+                    continue
+                for j0 in range(0, m, 8):  # in tiles of 64 steps and eight rows, as _load_rows reads
+                    for t0 in range(0, c, 64):
+                        for j in range(j0, min(j0 + 8, m)):
+                            row = y[bi, c0 + j, lo:lo + c]
+                            if r:
+                                for t in range(t0, min(t0 + 64, c)):
+                                    row[c - 1 - t] = y2[t, j] + u2[t, j] * dv[j]
+                            else:
+                                for t in range(t0, min(t0 + 64, c)):
+                                    row[t] = y2[t, j] + u2[t, j] * dv[j]
 
 
 @numba.njit(**_JIT)
-def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddelta, dAb, dBb, dCb, dDp,
-               dbp):  # pragma: no cover - compiled
+def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, dy, du, ddelta, dAb, dBb,
+               dCb, dDp, dbp):  # pragma: no cover - compiled
     """Gradients of ``_fused_fwd``, per block: du (b, d, l) per group of delta (summed afterwards
     where groups share u), ddelta (b, d, l), layout order; dAb (b, g, k, n, 16); dBb, dCb
-    (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image."""
-    nb, d, nl = dy.shape
+    (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image. dy is shaped as
+    the forward's y (its rows read through out_index where that has columns)."""
+    nb, nl = Bt.shape[0], Bt.shape[2]
     ng, nk, nn_ = Ab.shape[0], Ab.shape[1], Ab.shape[2]
-    per = d // ng
+    per = Dv.shape[0] // ng
     gu = u.shape[1] // per
     lowrank = W.shape[1] > 0
+    summed = out_index.shape[2] > 0
     for task in numba.prange(nb * ng * nk):
         bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
         uc0 = gi // (ng // gu) * per + k * _LANES
@@ -553,7 +595,10 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddel
         else:
             _load_rows(delta, bi, c0, m, 0, r, x2)
         _dt_rows(x2, bias, c0, m, softplus, dt2)
-        _load_rows(dy, bi, c0, m, 0, r, dy2)
+        if summed:
+            _load_mapped(dy[bi], out_index[bi, gi], k * _LANES, m, r, dy2)
+        else:
+            _load_rows(dy, bi, c0, m, 0, r, dy2)
         if r:  # B, C and their gradients in step order, reversed from and back into layout order
             B2 = np.empty((nl, nn_), dtype=np.float32)
             C2 = np.empty((nl, nn_), dtype=np.float32)
@@ -572,15 +617,15 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, softplus, dy, du, ddel
         for j in range(m):
             c = c0 + j
             dj = Dv[c]
-            du_row, dd_row, u_row, dy_row = du[bi, c], ddelta[bi, c], u[bi, uc0 + j], dy[bi, c]
+            du_row, dd_row = du[bi, c], ddelta[bi, c]
             s_d = 0.0  # float64 sums over l
             s_b = 0.0
             for t in range(nl):
                 i = nl - 1 - t if r else t  # step t's index in the rows
-                du_row[i] = du2[t, j] + dy_row[i] * dj
+                du_row[i] = du2[t, j] + dy2[t, j] * dj
                 gd = ddt2[t, j]
                 dd_row[i] = gd
-                s_d += dy_row[i] * u_row[i]
+                s_d += dy2[t, j] * u2[t, j]
                 s_b += gd
             dDp[bi, c] = s_d
             dbp[bi, c] = s_b
@@ -617,22 +662,27 @@ class _ScanFused(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor, D: Tensor,
-                bias: Tensor, W: Tensor | None, softplus: bool, rev: np.ndarray) -> Tensor:
+                bias: Tensor, W: Tensor | None, out_index: Tensor | None, softplus: bool,
+                rev: np.ndarray) -> Tensor:
         (b, _, l), (d, g) = u.shape, (A.shape[0], Bt.shape[1])
-        w = _block_width(b, g, d // g, numba.get_num_threads())
+        if out_index is None:  # y (b, d, l), a task per group's block
+            w = _block_width(b, g, d // g, numba.get_num_threads())
+            y = torch.empty((b, d, l), dtype=torch.float32)
+        else:  # y (b, l, p) summed over the groups, a task per block running every group
+            w = _block_width(b, 1, d // g, numba.get_num_threads())
+            y = torch.zeros((b, l, d // g), dtype=torch.float32)
         Ab = _blocks(A[None], g, w)[0]  # (d, n) -> (g, k, n, w)
-        y = torch.empty((b, d, l), dtype=torch.float32)
         with _KERNEL_LOCK:
             _fused_fwd(u.numpy(), *_delta_args(delta, W, b, g), bias.numpy(), D.numpy(), Ab.numpy(),
-                       Bt.numpy(), Ct.numpy(), rev, softplus, y.numpy())
-        ctx.save_for_backward(u, delta, A, Bt, Ct, D, bias, W)
+                       Bt.numpy(), Ct.numpy(), rev, _index_arg(out_index, b, g), softplus, y.numpy())
+        ctx.save_for_backward(u, delta, A, Bt, Ct, D, bias, W, out_index)
         ctx.softplus, ctx.rev = softplus, rev
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        u, delta, A, Bt, Ct, D, bias, W = ctx.saved_tensors
-        b, d, l = dy.shape
+        u, delta, A, Bt, Ct, D, bias, W, out_index = ctx.saved_tensors
+        (b, g, l, _), d = Bt.shape, A.shape[0]
         Ab = _blocks(A[None], Bt.shape[1])[0]  # (d, n) -> (g, k, n, 16)
         g, k, n, w = Ab.shape
         du = torch.empty((b, d, l), dtype=torch.float32)
@@ -644,7 +694,8 @@ class _ScanFused(torch.autograd.Function):
         dbp = torch.empty((b, d), dtype=torch.float32)
         with _KERNEL_LOCK:
             _fused_bwd(u.numpy(), *_delta_args(delta, W, b, g), bias.numpy(), D.numpy(), Ab.numpy(),
-                       Bt.numpy(), Ct.numpy(), ctx.rev, ctx.softplus, _np(dy.float()), du.numpy(),
+                       Bt.numpy(), Ct.numpy(), ctx.rev, _index_arg(out_index, b, g), ctx.softplus,
+                       _np(dy.float()), du.numpy(),
                        ddelta.numpy(), dAb.numpy(), dBb.numpy(), dCb.numpy(), dDp.numpy(), dbp.numpy())
         gu = u.shape[1] // (d // g)
         if gu != g:  # g // gu consecutive groups read the same rows of u: their gradients add up
@@ -656,7 +707,12 @@ class _ScanFused(torch.autograd.Function):
             ddelta = torch.einsum("bgpl,gpq->bglq", dd, W.view(g, d // g, -1))  # (b, g, l, q)
         dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
         # dB, dC summed over a group's blocks; dD, dbias over the batch.
-        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), dW, None, None
+        return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), dW, None, None, None
+
+
+def _index_arg(out_index: Tensor | None, b: int, g: int) -> np.ndarray:
+    """The kernels' out_index: (b, g, l) int64, or (b, g, 0) for outputs in the groups' own rows."""
+    return np.zeros((b, g, 0), dtype=np.int64) if out_index is None else out_index.numpy()
 
 
 def _delta_args(delta: Tensor, W: Tensor | None, b: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -730,10 +786,12 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
 
 def selective_scan_directed_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                                   D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
-                                  reverse: tuple[bool, ...], dt_weight: Tensor | None = None) -> Tensor:
+                                  reverse: tuple[bool, ...], dt_weight: Tensor | None = None,
+                                  out_index: Tensor | None = None) -> Tensor:
     """``ref.selective_scan_directed_ref`` (the spec, same signature) in the numba kernels: the groups
-    read their shared rows of u and their reversed sequences in place, with no copies, and form
-    low-rank step sizes in place (float32 compute, returns u's dtype)."""
+    read their shared rows of u and their reversed sequences in place, with no copies, form
+    low-rank step sizes in place, and add their outputs into out_index's rows (float32 compute,
+    returns u's dtype)."""
     if u.device.type != "cpu":
         raise ValueError("selective_scan_numba runs on CPU tensors only")
     _follow_torch_threads()
@@ -758,11 +816,15 @@ def selective_scan_directed_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor
     if uf.shape[1] % (d // g) or g % (uf.shape[1] // (d // g)):
         raise ValueError(f"u's {uf.shape[1]} channels must be whole groups of {d // g} that the {g} "
                          "groups of delta share evenly")
+    if out_index is not None:
+        out_index = out_index.to(torch.int64).expand(b, g, l).contiguous()  # (b, g, l)
+        if out_index.numel() and (int(out_index.min()) < 0 or int(out_index.max()) >= l):
+            raise ValueError(f"out_index must hold rows 0..{l - 1} of the output")
     Bt = Bg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n): state innermost
     Ct = Cg.transpose(2, 3).contiguous()  # (b, g, n, l) -> (b, g, l, n)
     zeros = A.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
     Df = D.float() if D is not None else zeros
     bias = delta_bias.float() if delta_bias is not None else zeros
     return _ScanFused.apply(uf.contiguous(), df, A.float().contiguous(), Bt, Ct, Df.contiguous(),
-                            bias.contiguous(), W, bool(delta_softplus),
-                            np.array(reverse, dtype=np.bool_)).to(u.dtype)  # (b, d, l)
+                            bias.contiguous(), W, out_index, bool(delta_softplus),
+                            np.array(reverse, dtype=np.bool_)).to(u.dtype)  # (b, d, l) or (b, l, p)

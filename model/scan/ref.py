@@ -94,9 +94,10 @@ def lowrank_delta(delta: Tensor, dt_weight: Tensor) -> Tensor:
 
 def directed_by_flips(scan, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
                       delta_bias: Tensor | None, delta_softplus: bool, reverse: tuple[bool, ...],
-                      dt_weight: Tensor | None = None) -> Tensor:
+                      dt_weight: Tensor | None = None, out_index: Tensor | None = None) -> Tensor:
     """``selective_scan_directed_ref`` through any ``selective_scan``-like ``scan``: forms a low-rank
-    delta, copies u for each group, flips the reversed groups' inputs and outputs."""
+    delta, copies u for each group, flips the reversed groups' inputs and outputs, adds them into
+    out_index's rows."""
     if dt_weight is not None:
         delta = lowrank_delta(delta, dt_weight)
     b, d, l = delta.shape
@@ -106,12 +107,20 @@ def directed_by_flips(scan, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
     us = u.view(b, gu, 1, per, l).expand(b, gu, g // gu, per, l).reshape(b, d, l)  # gi reads gi // (g // gu)
     y = scan(_flip_groups(us, g, reverse), _flip_groups(delta, g, reverse), A,
              _flip_groups(B, g, reverse), _flip_groups(C, g, reverse), D, None, delta_bias, delta_softplus)
-    return _flip_groups(y, g, reverse)
+    y = _flip_groups(y, g, reverse)  # (b, d, l)
+    if out_index is None:
+        return y
+    index = out_index.expand(b, g, l)  # (b, g, l)
+    out = y.new_zeros(b, l, per)  # (b, l, p), the groups added in turn
+    for gi, yg in enumerate(y.view(b, g, per, l).unbind(1)):  # (b, p, l) each
+        out = out.scatter_add(1, index[:, gi, :, None].expand(b, l, per), yg.transpose(1, 2))
+    return out
 
 
 def selective_scan_directed_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                                 D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
-                                reverse: tuple[bool, ...], dt_weight: Tensor | None = None) -> Tensor:
+                                reverse: tuple[bool, ...], dt_weight: Tensor | None = None,
+                                out_index: Tensor | None = None) -> Tensor:
     """Grouped scans that share u and may run backwards, all in one layout (returns u's dtype).
 
     delta: (b, g*p, l); B, C: (b, g, n, l); u: (b, gu*p, l), consecutive groups sharing u's groups
@@ -121,6 +130,9 @@ def selective_scan_directed_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, 
     and the reversed groups flipped (MambaIR's four SS2D scans: two layouts of the image, each
     read forwards and backwards). With ``dt_weight`` (g*p, q) given, delta is low-rank, (b, g, q, l),
     and the step inputs are ``lowrank_delta(delta, dt_weight)`` (the models' dt projections).
+    With ``out_index`` (b or 1, g, l) int given, the output is (b, l, p), channel-last: group gi's
+    output at index i of its rows is added into row out_index[:, gi, i], the groups in turn from a
+    zero start (rows of a permutation: each row takes one output per group).
     """
     return directed_by_flips(selective_scan_ref, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse,
-                             dt_weight)
+                             dt_weight, out_index)
