@@ -219,8 +219,13 @@ class SelectiveScan(nn.Module):
         self.dt_rank = math.ceil(d_model / 16)
         init_scan_params(self, self.d_inner, self.dt_rank, d_state, k=1)
 
-    def forward(self, x: Tensor, prompt: Tensor, rec: dict[str, Any] | None = None) -> Tensor:
-        """x (b, l, d) in scan order, prompt (b, l, n) -> y (b, l, d); fills ``rec`` if given."""
+    def forward(self, x: Tensor, prompt: Tensor, rec: dict[str, Any] | None = None,
+                out_index: Tensor | None = None) -> Tensor:
+        """x (b, l, d) in scan order, prompt (b, l, n) -> y (b, l, d); fills ``rec`` if given.
+
+        With ``out_index`` (b, l) the output's row for each scan position (the SGN permutation),
+        y comes back in those rows (raster order) from the scan kernel itself.
+        """
         b, l, d = x.shape
         n = self.d_state
         xs = x.transpose(1, 2).reshape(b, 1, d, l)  # (b, k, d, l)
@@ -235,6 +240,9 @@ class SelectiveScan(nn.Module):
         A = -torch.exp(self.A_logs.float())  # (d, n)
         D = self.Ds.float()
         bias = self.dt_projs_bias.float().reshape(-1)  # (d,)
+        if out_index is not None:
+            return selective_scan_directed(u, dts.float(), A, Bs, Cs, D, bias, True, (False,), dt_weight,
+                                           out_index[:, None])  # (b, l, d) in out_index's rows
         y = selective_scan_directed(u, dts.float(), A, Bs, Cs, D, bias, True, (False,),
                                     dt_weight)  # (b, d, l)
         if rec is not None:
@@ -308,9 +316,11 @@ class ASSM(CaptureMixin, nn.Module):
             raise ValueError(f"unknown prompt {self.prompt!r}; expected one of {SWITCHES}")
 
         rec: dict[str, Any] | None = {} if self._capture is not None else None
-        y = self.selectiveScan(seq, scan_prompt, rec)  # (b, l, d)
-        y = self.out_proj(self.out_norm(y))  # (b, l, c)
-        out = gather_tokens(y, inv_perm)  # (b, l, c) SGN-fold
+        if rec is None:  # the scan writes its output back in raster order (SGN-fold in the kernel)
+            out = self.out_proj(self.out_norm(self.selectiveScan(seq, scan_prompt, out_index=perm)))
+        else:  # the record keeps the scan in sorted order; norm and projection act per token
+            y = self.selectiveScan(seq, scan_prompt, rec)  # (b, l, d)
+            out = gather_tokens(self.out_proj(self.out_norm(y)), inv_perm)  # (b, l, c) SGN-fold
         if rec is not None:
             self._record("assm", {
                 "grid": (h, w), "route_logp": detach_cpu(logp), "labels": detach_cpu(labels),
