@@ -643,3 +643,34 @@ def test_lowrank_delta_is_the_dt_projection():
     for c in range(18):
         want = (weight[c][None, :, None] * x[:, c // 6]).sum(1)  # (2, 9)
         torch.testing.assert_close(got[:, c], want)
+
+
+def test_numba_dot16_is_the_pairwise_tree():
+    """The backward's 16-lane dot product (one vector multiply, LLVM's tree reduction): the products
+    summed as lanes j + 8, then + 4, + 2, + 1, bit for bit; rows must be contiguous float32."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _dot16
+
+    @numba.njit
+    def dots(a, b, out):
+        for i in range(a.shape[0]):
+            out[i] = _dot16(a[i], b[i])
+
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((500, 16)) * 1e3 ** rng.integers(-2, 3, (500, 16))).astype(np.float32)
+    b = rng.standard_normal((500, 16)).astype(np.float32)
+    out = np.empty(500, np.float32)
+    dots(a, b, out)
+    p = a * b  # float32 products
+    for half in (8, 4, 2, 1):
+        p = p[:, :half] + p[:, half:2 * half]
+    assert np.array_equal(out, p[:, 0])
+
+    @numba.njit
+    def strided(a):
+        return _dot16(a[:, 0], a[:, 0])
+
+    with pytest.raises(numba.core.errors.TypingError):
+        strided(np.ones((16, 2), np.float32))
