@@ -674,3 +674,22 @@ def test_numba_dot16_is_the_pairwise_tree():
 
     with pytest.raises(numba.core.errors.TypingError):
         strided(np.ones((16, 2), np.float32))
+
+
+def test_numba_backward_for_frozen_parameters_gives_the_same_input_gradients():
+    """LAM's backward (A, D, bias and dt weight frozen) skips dA in the kernel: the gradients of the
+    inputs are the same bits as when every gradient is asked for."""
+    from model.scan.cpu import selective_scan_directed_numba
+
+    b, p, n, l, g, gu, reverse = DIRECTED[0][:3] + (300,) + DIRECTED[0][4:]
+    args = _directed_inputs(b, p, n, l, g, gu)
+    args[1], weight = _lowrank(b, p, l, g)
+    gy = torch.randn(b, p * g, l, generator=torch.Generator().manual_seed(2))
+    grads = {}
+    for frozen in (False, True):
+        leaves = [a.clone().requires_grad_(not frozen or i in (0, 1, 3, 4)) for i, a in enumerate(args)]
+        w = weight.clone().requires_grad_(not frozen)
+        y = selective_scan_directed_numba(*leaves, True, reverse, w)
+        grads[frozen] = torch.autograd.grad(y, [leaves[i] for i in (0, 1, 3, 4)], gy)
+    for got, want in zip(grads[True], grads[False], strict=True):
+        assert torch.equal(got, want)

@@ -249,8 +249,9 @@ def _block_fwd(u2, dt2, a2, B2, C2, h2, y2):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: no cover - compiled
+def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # pragma: no cover - compiled
     """Backward of one block: u2, dt2, dy2, du2, ddt2 (l,16); A2, dA2 (n,16); B2, C2, dB2, dC2 (l,n).
+    dA2 is left as zeros where need_dA is False (LAM's frozen parameters): 8% of the kernel.
 
     The work arrays are allocated here, all float32 and with fixed row offsets: LLVM
     then knows that they overlap nothing else and vectorises the hot loops (with dA as
@@ -296,9 +297,10 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2):  # pragma: n
                 ga = g * hs[t, s, j] * a  # dLoss/d(dt A) through a_t (hs[t] = h_{t-1})
                 v[4, j] += ga * st[s, 0, j] + g * bs * v[1, j]
                 v[5, j] += g * v[0, j] * bs
-                st[s, 3, j] += ga * v[0, j]
                 st[s, 1, j] = g * a
                 st[s, 2, j] = g
+                if need_dA:  # loop-invariant: LLVM unswitches it into two loops
+                    st[s, 3, j] += ga * v[0, j]
         for s in range(nn_):  # B and C are shared by the block: sums over its lanes
             dB2[t, s] = _dot16(st[s, 2], v[2])
             dC2[t, s] = _dot16(v[3], hs[t + 1, s])
@@ -576,8 +578,8 @@ def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, y
 
 
 @numba.njit(**_JIT)
-def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, dy, du, ddelta, dAb, dBb,
-               dCb, dDp, dbp):  # pragma: no cover - compiled
+def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, need_dA, dy, du, ddelta, dAb,
+               dBb, dCb, dDp, dbp):  # pragma: no cover - compiled
     """Gradients of ``_fused_fwd``, per block: du (b, d, l) per group of delta (summed afterwards
     where groups share u), ddelta (b, d, l), layout order; dAb (b, g, k, n, 16); dBb, dCb
     (b, g, k, l, n) per block (summed afterwards); dDp, dbp (b, d) per image. dy is shaped as
@@ -615,12 +617,12 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, d
             _reversed_rows(Ct[bi, gi], 0, nl, C2)
             dB2 = np.empty((nl, nn_), dtype=np.float32)
             dC2 = np.empty((nl, nn_), dtype=np.float32)
-            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2)
+            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
             _reversed_rows(dB2, 0, nl, dBb[bi, gi, k])
             _reversed_rows(dC2, 0, nl, dCb[bi, gi, k])
         else:
             _block_bwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dy2, du2, ddt2, dAb[bi, gi, k],
-                       dBb[bi, gi, k], dCb[bi, gi, k])
+                       dBb[bi, gi, k], dCb[bi, gi, k], need_dA)
         if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
             _softplus_grad_rows(x2, bias, c0, m, ddt2)
         for j in range(m):
@@ -704,17 +706,19 @@ class _ScanFused(torch.autograd.Function):
         with _KERNEL_LOCK:
             _fused_bwd(u.numpy(), *_delta_args(delta, W, b, g), bias.numpy(), D.numpy(), Ab.numpy(),
                        Bt.numpy(), Ct.numpy(), ctx.rev, _index_arg(out_index, b, g), ctx.softplus,
-                       _np(dy.float()), du.numpy(),
+                       ctx.needs_input_grad[2], _np(dy.float()), du.numpy(),
                        ddelta.numpy(), dAb.numpy(), dBb.numpy(), dCb.numpy(), dDp.numpy(), dbp.numpy())
         gu = u.shape[1] // (d // g)
         if gu != g:  # g // gu consecutive groups read the same rows of u: their gradients add up
             du = du.view(b, gu, g // gu, d // g, l).sum(2).view(b, u.shape[1], l)  # (b, d, l) -> (b, du, l)
-        dW = None
+        dW = dA = None
         if W is not None:  # delta = W X per group: the gradients of X and W from ddelta
             dd = ddelta.view(b, g, d // g, l)  # (b, g, p, l)
-            dW = torch.einsum("bgpl,bglq->gpq", dd, delta).reshape(d, -1)  # (d, q)
+            if ctx.needs_input_grad[7]:
+                dW = torch.einsum("bgpl,bglq->gpq", dd, delta).reshape(d, -1)  # (d, q)
             ddelta = torch.einsum("bgpl,gpq->bglq", dd, W.view(g, d // g, -1))  # (b, g, l, q)
-        dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
+        if ctx.needs_input_grad[2]:
+            dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
         # dB, dC summed over a group's blocks; dD, dbias over the batch.
         return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), dW, None, None, None
 
