@@ -19,8 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..scan import selective_scan_directed
-from ..scan.ref import lowrank_delta
+from ..scan import selective_scan_directed, selective_scan_tokens
+from ..scan.ref import lowrank_delta, tokens_to_rows
 from .common import (
     CaptureMixin,
     DropPath,
@@ -47,8 +47,8 @@ def ss2d_orders(h: int, w: int, device: torch.device | None = None) -> Tensor:
 
 # SS2D's scans k = 0..3 read the row-major layout, the column-major one, and each again from its end
 # (the official code's flipped copies). The kernel runs them in group order 2 j + r = layout j read
-# forwards (r = 0) or backwards (r = 1): scans 0, 2, 1, 3. Each layout is then read in place by the
-# two consecutive groups that share it, and the projections' outputs need no reordering copy.
+# forwards (r = 0) or backwards (r = 1): scans 0, 2, 1, 3, and adds their outputs in that order, the
+# official sum's ((y0 + y2) + y1) + y3.
 _GROUPS = [0, 2, 1, 3]  # scan k of each group; its own inverse (group g holds scan _GROUPS[g])
 _REVERSED = (False, True, False, True)  # per group
 
@@ -125,33 +125,30 @@ class SS2D(CaptureMixin, nn.Module):
     def forward_core(self, x: Tensor) -> Tensor:
         """x (b, d, h, w) -> sum of the four scans, (b, h, w, d) channel-last in raster order.
 
-        Every tensor of the scan stays in its layout's order and in group order (see _GROUPS);
-        ``selective_scan_directed`` reads each layout in place for the two scans that share it,
-        forms the step sizes from the dt projection, and adds the four outputs into raster rows in
-        the official order (row-major, its reverse, column-major, its reverse).
+        The scans read the image's tokens channel-last (the depth-wise conv leaves them so), each in
+        its own order: ``selective_scan_tokens`` takes every group's projection of every token from
+        one matmul, forms the step sizes from the dt projection, and adds the four outputs back into
+        the tokens' rows in the official order (row-major, its reverse, column-major, its reverse).
         """
         b, d, h, w = x.shape
         l, k, n = h * w, 4, self.d_state
-        xs = torch.stack([x.reshape(b, d, l), x.transpose(2, 3).reshape(b, d, l)], dim=1)  # (b, 2, d, l)
-        # Groups 2 j and 2 j + 1 project layout j: one (2 (q+2n), d) weight per layout.
-        x_dbl = torch.einsum("bjdl,jcd->bjcl", xs, self.x_proj_weight[_GROUPS].view(2, -1, d))
-        dts, Bs, Cs = torch.split(x_dbl.view(b, k, -1, l), [self.dt_rank, n, n], dim=2)  # (b, k, ., l)
-        # The step sizes' dt projection (einsum "bkrl,kdr->bkdl") runs inside the scan (dt_weight).
-        dt_weight = self.dt_projs_weight[_GROUPS].float()  # (k, d, q)
-        u = xs.float().reshape(b, 2 * d, l)
-        Bs = Bs.float()  # (b, k, n, l)
-        Cs = Cs.float()  # (b, k, n, l)
+        u = x.permute(0, 2, 3, 1).reshape(b, l, d).float()  # (b, l, d): a view of a channels-last map
+        # Every group's x_proj of every token, groups in _GROUPS order: (b, l, k (q + 2n)).
+        proj = F.linear(u, self.x_proj_weight[_GROUPS].reshape(-1, d).float())
+        dt_weight = self.dt_projs_weight[_GROUPS].float()  # (k, d, q), applied inside the scan
         A = -torch.exp(self.A_logs.float().view(k, d, n)[_GROUPS].reshape(k * d, n))  # (k*d, n)
         D = self.Ds.float().view(k, d)[_GROUPS].reshape(-1)  # (k*d,)
         bias = self.dt_projs_bias.float()[_GROUPS].reshape(-1)  # (k*d,)
-        args = (u, dts.float(), A, Bs, Cs, D, bias, True, _REVERSED, dt_weight)
-        # Raster pixel of each index of a group's rows: row-major layout, then column-major.
+        # The token at each index of a group's order: row-major, then column-major.
         raster = ss2d_orders(h, w, x.device)[[0, 0, 1, 1]][None]  # (1, k, l)
         if self._capture is None:
-            return selective_scan_directed(*args, out_index=raster).view(b, h, w, d)  # (b, l, d) summed
-        out = selective_scan_directed(*args)  # (b, k*d, l): the record keeps each scan, in scan order
-        scan = {"u": u.view(b, 2, 1, d, l).expand(b, 2, 2, d, l).reshape(b, k * d, l),
-                "delta": lowrank_delta(dts.float(), dt_weight), "B": Bs, "C": Cs, "A": A, "D": D,
+            y = selective_scan_tokens(u, proj, A, D, bias, dt_weight, _REVERSED, raster)  # (b, l, d)
+            return y.view(b, h, w, d)
+        # The record keeps each scan's rows, in scan order: the same scans on gathered rows.
+        u_rows, dts, Bs, Cs = tokens_to_rows(u, proj, k, d, self.dt_rank, raster)  # (b, k*d, l), (b, k, ., l)
+        out = selective_scan_directed(u_rows, dts, A, Bs, Cs, D, bias, True, _REVERSED,
+                                      dt_weight)  # (b, k*d, l)
+        scan = {"u": u_rows, "delta": lowrank_delta(dts, dt_weight), "B": Bs, "C": Cs, "A": A, "D": D,
                 "delta_bias": bias}
         self._record("ss2d", {
             "grid": (h, w), "orders": ss2d_orders(h, w),

@@ -25,7 +25,13 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from .ref import directed_by_flips, selective_scan_directed_ref, selective_scan_ref
+from .ref import (
+    directed_by_flips,
+    selective_scan_directed_ref,
+    selective_scan_ref,
+    selective_scan_tokens_ref,
+    tokens_to_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +189,29 @@ def selective_scan_directed(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
                              out_index)
 
 
+def selective_scan_tokens(u: Tensor, proj: Tensor, A: Tensor, D: Tensor | None, delta_bias: Tensor | None,
+                          dt_weight: Tensor, reverse: tuple[bool, ...], index: Tensor,
+                          delta_softplus: bool = True) -> Tensor:
+    """Grouped scans over channel-last tokens, each group in its own token order, summed back into
+    the tokens' rows (spec: ``selective_scan_tokens_ref``).
+
+    The numba backend reads and writes the token rows in place (``cpu_tokens.py``); every other
+    backend gets each group's rows gathered, then ``selective_scan_directed``'s copies and flips.
+    """
+    global _last
+    name, fn = resolve_backend(u.device.type)
+    _last = name
+    if name == "numba":
+        from .cpu_tokens import selective_scan_tokens_numba
+
+        return selective_scan_tokens_numba(u, proj, A, D, delta_bias, dt_weight, reverse, index,
+                                           delta_softplus)
+    g = len(reverse)
+    rows = tokens_to_rows(u, proj, g, A.shape[0] // g, dt_weight.shape[-1], index)
+    return directed_by_flips(fn, *rows[:2], A, *rows[2:], D, delta_bias, delta_softplus, reverse, dt_weight,
+                             index).to(u.dtype)
+
+
 def last_backend() -> str | None:
     """Name of the backend used by the most recent scan call (None before any)."""
     return _last
@@ -201,5 +230,6 @@ def backend_report(device_type: str = "cpu") -> str:
 
 
 __all__ = ["selective_scan", "selective_scan_ref", "selective_scan_directed", "selective_scan_directed_ref",
+           "selective_scan_tokens", "selective_scan_tokens_ref",
            "set_backend", "requested_backend", "resolve_backend", "last_backend", "available_backends",
            "backend_report", "register_backend"]

@@ -136,3 +136,48 @@ def selective_scan_directed_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, 
     """
     return directed_by_flips(selective_scan_ref, u, delta, A, B, C, D, delta_bias, delta_softplus, reverse,
                              dt_weight, out_index)
+
+
+
+def tokens_to_rows(u: Tensor, proj: Tensor, g: int, per: int, q: int, index: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Channel-last tokens -> each group's rows in its own order, as ``selective_scan_directed_ref``
+    takes them: u (b, g*p, l), step inputs (b, g, q, l), B, C (b, g, n, l).
+
+    u (b, l, gu*p), group gi reading u's channel group gi // (g // gu); proj (b, l, g*(q + 2n)),
+    group gi's columns [dt inputs (q), B (n), C (n)]; index (b or 1, g, l) the token at index i
+    of group gi's order.
+    """
+    b, l, _ = u.shape
+    gu = u.shape[2] // per
+    idx = index.expand(b, g, l)  # (b, g, l)
+    us, ps = [], []
+    for gi in range(g):
+        rows = idx[:, gi, :, None]  # (b, l, 1)
+        ug = u.view(b, l, gu, per)[:, :, gi // (g // gu)]  # (b, l, p)
+        us.append(torch.gather(ug, 1, rows.expand(b, l, per)).transpose(1, 2))  # (b, p, l)
+        pg = proj.view(b, l, g, -1)[:, :, gi]  # (b, l, q + 2n)
+        ps.append(torch.gather(pg, 1, rows.expand(b, l, pg.shape[2])).transpose(1, 2))  # (b, q + 2n, l)
+    p_all = torch.stack(ps, 1)  # (b, g, q + 2n, l)
+    n = (p_all.shape[2] - q) // 2
+    dts, B, C = torch.split(p_all, [q, n, n], dim=2)
+    return torch.cat(us, 1), dts, B, C
+
+
+def selective_scan_tokens_ref(u: Tensor, proj: Tensor, A: Tensor, D: Tensor | None, delta_bias: Tensor | None,
+                              dt_weight: Tensor, reverse: tuple[bool, ...], index: Tensor,
+                              delta_softplus: bool = True) -> Tensor:
+    """Grouped scans over channel-last tokens, each group in its own token order, summed back into
+    the tokens' rows: (b, l, p), u's dtype.
+
+    u (b, l, gu*p) tokens, group gi reading u's channel group gi // (g // gu); proj
+    (b, l, g*(q + 2n)) each token's per-group step inputs, B and C (a projection of the tokens);
+    A (g*p, n); D, delta_bias (g*p,); dt_weight (g*p, q); reverse (g,); index (b or 1, g, l): the
+    token at index i of group gi's order (a permutation of the l tokens). The same as
+    ``selective_scan_directed_ref`` on each group's rows gathered in its order, with
+    ``out_index=index`` (MambaIR's SS2D: the row-major and column-major orders, each both ways).
+    """
+    g = len(reverse)
+    rows = tokens_to_rows(u, proj, g, A.shape[0] // g, dt_weight.shape[-1], index)
+    return directed_by_flips(selective_scan_ref, *rows[:2], A, *rows[2:], D, delta_bias, delta_softplus,
+                             reverse, dt_weight, index).to(u.dtype)

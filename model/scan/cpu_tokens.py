@@ -1,0 +1,262 @@
+"""Compiled CPU scan over channel-last tokens (numba): ``selective_scan_tokens_numba``, the kernels of
+``cpu.py`` fed from and written back to (b, l, c) token rows through an index per group.
+
+Same maths as ``ref.selective_scan_tokens_ref`` (the spec). Letters as in ``ref.py``, plus q the
+rank of the step inputs (dt_rank) and m = q + 2n the projection's columns per group.
+
+Why: MambaIR's SS2D reads the image's tokens in two layouts (row-major, column-major), each both
+ways. Its depth-wise conv already leaves the tokens channel-last, so a group can read its u, its
+step inputs, B and C as one contiguous run per step from the token rows, in its own order
+(``index``), and add its output back into the same rows: no layout copies of u (the stacked
+row-major / column-major (b, 2, d, l) tensor), no transposed (b, g, l, n) copies of B and C, and
+one (l, d) x (d, g m) matmul for every group's projection. (MambaIR-light block at 256x256:
+see ``model/archs/mambair.py``.)
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cpu import (
+    _CHUNK,
+    _JIT,
+    _KERNEL_LOCK,
+    _LANES,
+    _LOG2E,
+    _add_rows_mapped,
+    _block_bwd,
+    _block_fwd,
+    _block_width,
+    _blocks,
+    _dt_rows,
+    _follow_torch_threads,
+    _softplus_grad_rows,
+    _task_block,
+    _unblocks,
+)
+
+
+@numba.njit(cache=True)
+def _load_tokens(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compiled
+    """slab[t, j] = xb[index[i(s0 + t)], c0 + j] for j < m, 0 for m <= j < w; xb (l, c) one image's
+    token rows, index (l,), slab (c, w); i(p) = p, or l - 1 - p where rev."""
+    nl, w = slab.shape
+    last = index.shape[0] - 1
+    for t in range(nl):
+        row = xb[index[last - s0 - t if rev else s0 + t]]
+        for j in range(m):
+            slab[t, j] = row[c0 + j]
+        for j in range(m, w):
+            slab[t, j] = 0.0
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _lowrank_tokens(pb, index, x0, W, c0, m, s0, rev, x2):  # pragma: no cover - compiled
+    """x2[t, j] = sum_q W[c0 + j, q] pb[index[i(s0 + t)], x0 + q] for j < m, 0 beyond: a block's raw
+    step inputs from the q step-input columns of its group (from x0) in the token rows pb (l, c)."""
+    nl, w = x2.shape
+    nq = W.shape[1]
+    last = index.shape[0] - 1
+    wq = np.zeros((nq, w), dtype=np.float32)
+    for q in range(nq):
+        for j in range(m):
+            wq[q, j] = W[c0 + j, q]
+    for t in range(nl):
+        row = pb[index[last - s0 - t if rev else s0 + t]]
+        for j in range(w):
+            x2[t, j] = 0.0
+        for q in range(nq):
+            xq = row[x0 + q]
+            for j in range(w):
+                x2[t, j] += wq[q, j] * xq
+
+
+@numba.njit(cache=True)
+def _gather_columns(pb, index, x0, s0, rev, out):  # pragma: no cover - compiled
+    """out[t, s] = pb[index[i(s0 + t)], x0 + s]: a chunk's B (or C) in step order, out (c, n)."""
+    nl, nn_ = out.shape
+    last = index.shape[0] - 1
+    for t in range(nl):
+        row = pb[index[last - s0 - t if rev else s0 + t]]
+        for s in range(nn_):
+            out[t, s] = row[x0 + s]
+
+
+@numba.njit(**_JIT)
+def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: no cover - compiled
+    """y (b, l, p), zeroed: every group's scan added into its tokens' rows, the groups in turn.
+    u (b, l, gu p) tokens, group gi reading u's channels of group gi // (g // gu); proj (b, l, g m),
+    group gi's columns gi m + [0, q) step inputs, then B (n), then C (n); W (g p, q); bias, Dv
+    (g p,); Ab (g, k, n, w); index (b, g, l): the token at index i of group gi's order; rev (g,):
+    group gi runs its order from the end. One task per block of w channels, running every group of
+    it chunk by chunk (as ``cpu._fused_fwd``)."""
+    nb, nl = y.shape[0], y.shape[1]
+    ng, nk, nn_, w = Ab.shape
+    per = y.shape[2]
+    gu = u.shape[2] // per
+    nq = W.shape[1]
+    mg = proj.shape[2] // ng  # projection columns per group
+    for task in numba.prange(nb * nk):
+        bi, _, k, _, m = _task_block(task, 1, nk, per, w)
+        u2 = np.empty((_CHUNK, w), dtype=np.float32)
+        dt2 = np.empty((_CHUNK, w), dtype=np.float32)
+        y2 = np.empty((_CHUNK, w), dtype=np.float32)
+        B2 = np.empty((_CHUNK, nn_), dtype=np.float32)
+        C2 = np.empty((_CHUNK, nn_), dtype=np.float32)
+        h = np.empty((nn_, w), dtype=np.float32)
+        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e, as _block_bwd scales it
+        dv = np.empty(w, dtype=np.float32)
+        for gi in range(ng):
+            c0 = gi * per + k * w  # the block's first channel among the g p
+            uc0 = gi // (ng // gu) * per + k * w  # and of u
+            r = rev[gi]
+            order = index[bi, gi]
+            for s in range(nn_):
+                for j in range(w):
+                    h[s, j] = 0.0
+                    a[s, j] = Ab[gi, k, s, j] * _LOG2E
+            for j in range(m):
+                dv[j] = Dv[c0 + j]
+            for s0 in range(0, nl, _CHUNK):
+                c = min(_CHUNK, nl - s0)
+                _load_tokens(u[bi], order, uc0, m, s0, r, u2[:c])
+                _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, s0, r, y2[:c])  # raw delta in y2
+                _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
+                _gather_columns(proj[bi], order, gi * mg + nq, s0, r, B2[:c])
+                _gather_columns(proj[bi], order, gi * mg + nq + nn_, s0, r, C2[:c])
+                _block_fwd(u2[:c], dt2[:c], a, B2[:c], C2[:c], h, y2[:c])
+                lo = nl - s0 - c if r else s0
+                _add_rows_mapped(y[bi], order, k * w, m, lo, c, r, y2, u2, dv)
+
+
+@numba.njit(**_JIT)
+def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du, ddelta, dAb, dBb, dCb, dDp,
+                dbp):  # pragma: no cover - compiled
+    """Gradients of ``_tokens_fwd``, one task per block of 16 channels of a group: du, ddelta
+    (b, l, g p) per group in token rows (du summed afterwards where groups share u); dAb
+    (b, g, k, n, 16); dBb, dCb (b, g, k, l, n) per block in token rows (summed afterwards); dDp,
+    dbp (b, g p) per image. dy (b, l, p) as the forward's y."""
+    nb, nl, per = dy.shape
+    ng, nk, nn_ = Ab.shape[0], Ab.shape[1], Ab.shape[2]
+    gu = u.shape[2] // per
+    nq = W.shape[1]
+    mg = proj.shape[2] // ng
+    for task in numba.prange(nb * ng * nk):
+        bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
+        uc0 = gi // (ng // gu) * per + k * _LANES
+        r = rev[gi]
+        order = index[bi, gi]
+        u2 = np.empty((nl, _LANES), dtype=np.float32)
+        dt2 = np.empty((nl, _LANES), dtype=np.float32)
+        dy2 = np.empty((nl, _LANES), dtype=np.float32)
+        du2 = np.empty((nl, _LANES), dtype=np.float32)
+        ddt2 = np.empty((nl, _LANES), dtype=np.float32)
+        x2 = np.empty((nl, _LANES), dtype=np.float32)
+        B2 = np.empty((nl, nn_), dtype=np.float32)
+        C2 = np.empty((nl, nn_), dtype=np.float32)
+        dB2 = np.empty((nl, nn_), dtype=np.float32)
+        dC2 = np.empty((nl, nn_), dtype=np.float32)
+        _load_tokens(u[bi], order, uc0, m, 0, r, u2)
+        _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, 0, r, x2)
+        _dt_rows(x2, bias, c0, m, softplus, dt2)
+        _load_tokens(dy[bi], order, k * _LANES, m, 0, r, dy2)
+        _gather_columns(proj[bi], order, gi * mg + nq, 0, r, B2)
+        _gather_columns(proj[bi], order, gi * mg + nq + nn_, 0, r, C2)
+        _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
+        if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
+            _softplus_grad_rows(x2, bias, c0, m, ddt2)
+        dB, dC = dBb[bi, gi, k], dCb[bi, gi, k]
+        s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
+        s_b = np.zeros(_LANES, dtype=np.float64)
+        for t in range(nl):
+            tok = order[nl - 1 - t if r else t]
+            for s in range(nn_):
+                dB[tok, s] = dB2[t, s]
+                dC[tok, s] = dC2[t, s]
+            du_row, dd_row = du[bi, tok], ddelta[bi, tok]
+            for j in range(m):
+                du_row[c0 + j] = du2[t, j] + dy2[t, j] * Dv[c0 + j]
+                dd_row[c0 + j] = ddt2[t, j]
+                s_d[j] += dy2[t, j] * u2[t, j]
+                s_b[j] += ddt2[t, j]
+        for j in range(m):
+            dDp[bi, c0 + j] = s_d[j]
+            dbp[bi, c0 + j] = s_b[j]
+
+
+class _ScanTokens(torch.autograd.Function):
+    """``_tokens_fwd`` with its gradients; tensors as there, float32 and contiguous."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, proj: Tensor, A: Tensor, D: Tensor, bias: Tensor, W: Tensor, index: Tensor,
+                softplus: bool, rev: np.ndarray) -> Tensor:
+        (b, l, _), (d, g) = u.shape, (A.shape[0], index.shape[1])
+        w = _block_width(b, 1, d // g, numba.get_num_threads())
+        Ab = _blocks(A[None], g, w)[0]  # (d, n) -> (g, k, n, w)
+        y = torch.zeros((b, l, d // g), dtype=torch.float32)
+        with _KERNEL_LOCK:
+            _tokens_fwd(u.numpy(), proj.numpy(), W.numpy(), bias.numpy(), D.numpy(), Ab.numpy(),
+                        index.numpy(), rev, softplus, y.numpy())
+        ctx.save_for_backward(u, proj, A, D, bias, W, index)
+        ctx.softplus, ctx.rev = softplus, rev
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        u, proj, A, D, bias, W, index = ctx.saved_tensors
+        (b, l, _), (d, n), g, q = u.shape, A.shape, index.shape[1], W.shape[1]
+        per = d // g
+        Ab = _blocks(A[None], g)[0]  # (d, n) -> (g, k, n, 16)
+        k = Ab.shape[1]
+        du = torch.empty((b, l, d), dtype=torch.float32)
+        ddelta = torch.empty((b, l, d), dtype=torch.float32)
+        dAb = torch.empty((b, g, k, n, _LANES), dtype=torch.float32)
+        dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
+        dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
+        dDp = torch.empty((b, d), dtype=torch.float32)
+        dbp = torch.empty((b, d), dtype=torch.float32)
+        with _KERNEL_LOCK:
+            _tokens_bwd(u.numpy(), proj.numpy(), W.numpy(), bias.numpy(), D.numpy(), Ab.numpy(),
+                        index.numpy(), ctx.rev, ctx.softplus, ctx.needs_input_grad[2],
+                        dy.float().contiguous().numpy(), du.numpy(), ddelta.numpy(), dAb.numpy(), dBb.numpy(),
+                        dCb.numpy(), dDp.numpy(), dbp.numpy())
+        gu = u.shape[2] // per
+        du = du.view(b, l, gu, g // gu, per).sum(3).view(b, l, gu * per)  # groups sharing u's channels
+        dd = ddelta.view(b, l, g, per)  # (b, l, g, p)
+        x = proj.view(b, l, g, -1)[..., :q]  # (b, l, g, q) the step inputs
+        dx = torch.einsum("blgp,gpq->blgq", dd, W.view(g, per, q))  # (b, l, g, q)
+        dB = dBb.sum(2).transpose(1, 2)  # (b, g, k, l, n) -> (b, l, g, n)
+        dC = dCb.sum(2).transpose(1, 2)  # (b, l, g, n)
+        dproj = torch.cat([dx, dB, dC], dim=3).view(b, l, -1)  # (b, l, g m)
+        dA = _unblocks(dAb.sum(0)[None], d)[0] if ctx.needs_input_grad[2] else None  # (d, n)
+        dW = torch.einsum("blgp,blgq->gpq", dd, x).reshape(d, q) if ctx.needs_input_grad[5] else None
+        return du, dproj, dA, dDp.sum(0), dbp.sum(0), dW, None, None, None
+
+
+def selective_scan_tokens_numba(u: Tensor, proj: Tensor, A: Tensor, D: Tensor | None,
+                                delta_bias: Tensor | None, dt_weight: Tensor, reverse: tuple[bool, ...],
+                                index: Tensor, delta_softplus: bool = True) -> Tensor:
+    """``ref.selective_scan_tokens_ref`` (the spec, same signature) in the numba kernels (float32
+    compute, returns u's dtype)."""
+    if u.device.type != "cpu":
+        raise ValueError("selective_scan_tokens_numba runs on CPU tensors only")
+    _follow_torch_threads()
+    (b, l, du), (d, n), g = u.shape, A.shape, len(reverse)
+    W = dt_weight.float().reshape(d, -1).contiguous()  # (g p, q)
+    if d % g or du % (d // g) or g % (du // (d // g)):
+        raise ValueError(f"A's {d} channels must split into {g} groups whose size divides u's {du} channels")
+    if proj.shape != (b, l, g * (W.shape[1] + 2 * n)):
+        raise ValueError(f"proj must be (b, l, g (q + 2n)) = {(b, l, g * (W.shape[1] + 2 * n))}, "
+                         f"got {tuple(proj.shape)}")
+    index = index.to(torch.int64).expand(b, g, l).contiguous()  # (b, g, l)
+    if int(index.min()) < 0 or int(index.max()) >= l:
+        raise ValueError(f"index must hold tokens 0..{l - 1}")
+    zeros = A.new_zeros(d, dtype=torch.float32)  # (d,) stands in for a missing D or bias
+    Df = D.float() if D is not None else zeros
+    bias = delta_bias.float() if delta_bias is not None else zeros
+    return _ScanTokens.apply(u.float().contiguous(), proj.float().contiguous(), A.float().contiguous(),
+                             Df.contiguous(), bias.contiguous(), W, index, bool(delta_softplus),
+                             np.array(reverse, dtype=np.bool_)).to(u.dtype)  # (b, l, p)
