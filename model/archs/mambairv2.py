@@ -371,10 +371,11 @@ class AttentiveLayer(nn.Module):
         mask = masked = None
         if self.shift_size > 0:
             mask, masked = params["attn_mask"], params["attn_windows"]
-        # The (cyclically shifted) windows' tokens in one gather each way (see window_order).
+        # The (cyclically shifted) windows' tokens in one gather each way (see window_order); the
+        # norm and qkv projection act per token, so the gather comes first, on c channels, not 3c.
         order, inverse = params["shifted_order" if self.shift_size > 0 else "window_order"]
-        qkv = self.wqkv(self.norm1(x))  # (b, l, 3c)
-        windows = permute_tokens(qkv, order, inverse).view(-1, s * s, 3 * c)  # (b*nw, s*s, 3c)
+        x_windows = permute_tokens(x, order, inverse)  # (b, l, c) in window order
+        windows = self.wqkv(self.norm1(x_windows)).view(-1, s * s, 3 * c)  # (b*nw, s*s, 3c)
         attn = self.win_mhsa(windows, rpi=params["rpi_sa"], mask=mask, windows=masked)  # (b*nw, s*s, c)
         attn_x = permute_tokens(attn.view(b, l, c), inverse, order)  # (b, l, c) raster order
         x_win = attn_x + shortcut
