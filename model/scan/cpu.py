@@ -484,6 +484,18 @@ def _task_block(task, ng, nk, per, w):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _start_group(A2, Dv, c0, m, h, a, dv):  # pragma: no cover - compiled
+    """A forward block's start of a group: state h = 0, a = A log2 e (as _block_bwd scales it),
+    dv[j] = D of channel c0 + j; A2, h, a (n, w), dv (w,)."""
+    for s in range(A2.shape[0]):
+        for j in range(A2.shape[1]):
+            h[s, j] = 0.0
+            a[s, j] = A2[s, j] * _LOG2E
+    for j in range(m):
+        dv[j] = Dv[c0 + j]
+
+
+@numba.njit(cache=True)
 def _load_mapped(xb, index, j0, m, rev, slab):  # pragma: no cover - compiled
     """slab[t, j] = xb[index[i(t)], j0 + j] for j < m, 0 beyond; xb (l, p) one image's channel-last
     rows, index (l,), i(t) = t or l - 1 - t where rev: the inverse of _add_rows_mapped's reads."""
@@ -535,18 +547,13 @@ def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, y
         Br = np.empty((_CHUNK, nn_), dtype=np.float32)  # a reversed scan's B and C, in step order
         Cr = np.empty((_CHUNK, nn_), dtype=np.float32)
         h = np.empty((nn_, w), dtype=np.float32)
-        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e, as _block_bwd scales it
+        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e
         dv = np.empty(w, dtype=np.float32)
         for gi in range(gt * gpt, gt * gpt + gpt):
             c0 = gi * per + k * w  # the block's first channel of delta
             uc0 = gi // (ng // gu) * per + k * w  # and of u
             r = rev[gi]
-            for s in range(nn_):
-                for j in range(w):
-                    h[s, j] = 0.0
-                    a[s, j] = Ab[gi, k, s, j] * _LOG2E
-            for j in range(m):
-                dv[j] = Dv[c0 + j]
+            _start_group(Ab[gi, k], Dv, c0, m, h, a, dv)
             for s0 in range(0, nl, _CHUNK):
                 c = min(_CHUNK, nl - s0)
                 lo = nl - s0 - c if r else s0  # the rows' first index this chunk covers
@@ -695,14 +702,8 @@ class _ScanFused(torch.autograd.Function):
         u, delta, A, Bt, Ct, D, bias, W, out_index = ctx.saved_tensors
         (b, g, l, _), d = Bt.shape, A.shape[0]
         Ab = _blocks(A[None], Bt.shape[1])[0]  # (d, n) -> (g, k, n, 16)
-        g, k, n, w = Ab.shape
-        du = torch.empty((b, d, l), dtype=torch.float32)
-        ddelta = torch.empty((b, d, l), dtype=torch.float32)
-        dAb = torch.empty((b, g, k, n, w), dtype=torch.float32)
-        dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
-        dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
-        dDp = torch.empty((b, d), dtype=torch.float32)
-        dbp = torch.empty((b, d), dtype=torch.float32)
+        g, k, n, _ = Ab.shape
+        du, ddelta, dAb, dBb, dCb, dDp, dbp = _grad_buffers((b, d, l), d, g, k, n)
         with _KERNEL_LOCK:
             _fused_bwd(u.numpy(), *_delta_args(delta, W, b, g), bias.numpy(), D.numpy(), Ab.numpy(),
                        Bt.numpy(), Ct.numpy(), ctx.rev, _index_arg(out_index, b, g), ctx.softplus,
@@ -721,6 +722,14 @@ class _ScanFused(torch.autograd.Function):
             dA = _unblocks(dAb.sum(0)[None], d)[0]  # (g, k, n, 16) summed over the batch -> (d, n)
         # dB, dC summed over a group's blocks; dD, dbias over the batch.
         return du, ddelta, dA, dBb.sum(2), dCb.sum(2), dDp.sum(0), dbp.sum(0), dW, None, None, None
+
+
+def _grad_buffers(rows: tuple[int, int, int], d: int, g: int, k: int, n: int) -> tuple[Tensor, ...]:
+    """The backward kernels' outputs, float32: du and ddelta shaped ``rows`` ((b, d, l), or (b, l, d)
+    for tokens); dAb (b, g, k, n, 16); dBb, dCb (b, g, k, l, n) per block; dDp, dbp (b, d)."""
+    b, l = rows[0], rows[1] * rows[2] // d
+    shapes = (rows, rows, (b, g, k, n, _LANES), (b, g, k, l, n), (b, g, k, l, n), (b, d), (b, d))
+    return tuple(torch.empty(shape, dtype=torch.float32) for shape in shapes)
 
 
 def _index_arg(out_index: Tensor | None, b: int, g: int) -> np.ndarray:

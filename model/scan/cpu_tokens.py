@@ -25,7 +25,6 @@ from .cpu import (
     _JIT,
     _KERNEL_LOCK,
     _LANES,
-    _LOG2E,
     _add_rows_mapped,
     _block_bwd,
     _block_fwd,
@@ -33,7 +32,9 @@ from .cpu import (
     _blocks,
     _dt_rows,
     _follow_torch_threads,
+    _grad_buffers,
     _softplus_grad_rows,
+    _start_group,
     _task_block,
     _unblocks,
 )
@@ -107,19 +108,14 @@ def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: n
         B2 = np.empty((_CHUNK, nn_), dtype=np.float32)
         C2 = np.empty((_CHUNK, nn_), dtype=np.float32)
         h = np.empty((nn_, w), dtype=np.float32)
-        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e, as _block_bwd scales it
+        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e
         dv = np.empty(w, dtype=np.float32)
         for gi in range(ng):
             c0 = gi * per + k * w  # the block's first channel among the g p
             uc0 = gi // (ng // gu) * per + k * w  # and of u
             r = rev[gi]
             order = index[bi, gi]
-            for s in range(nn_):
-                for j in range(w):
-                    h[s, j] = 0.0
-                    a[s, j] = Ab[gi, k, s, j] * _LOG2E
-            for j in range(m):
-                dv[j] = Dv[c0 + j]
+            _start_group(Ab[gi, k], Dv, c0, m, h, a, dv)
             for s0 in range(0, nl, _CHUNK):
                 c = min(_CHUNK, nl - s0)
                 _load_tokens(u[bi], order, uc0, m, s0, r, u2[:c])
@@ -211,13 +207,7 @@ class _ScanTokens(torch.autograd.Function):
         per = d // g
         Ab = _blocks(A[None], g)[0]  # (d, n) -> (g, k, n, 16)
         k = Ab.shape[1]
-        du = torch.empty((b, l, d), dtype=torch.float32)
-        ddelta = torch.empty((b, l, d), dtype=torch.float32)
-        dAb = torch.empty((b, g, k, n, _LANES), dtype=torch.float32)
-        dBb = torch.empty((b, g, k, l, n), dtype=torch.float32)
-        dCb = torch.empty((b, g, k, l, n), dtype=torch.float32)
-        dDp = torch.empty((b, d), dtype=torch.float32)
-        dbp = torch.empty((b, d), dtype=torch.float32)
+        du, ddelta, dAb, dBb, dCb, dDp, dbp = _grad_buffers((b, l, d), d, g, k, n)
         with _KERNEL_LOCK:
             _tokens_bwd(u.numpy(), proj.numpy(), W.numpy(), bias.numpy(), D.numpy(), Ab.numpy(),
                         index.numpy(), ctx.rev, ctx.softplus, ctx.needs_input_grad[2],
