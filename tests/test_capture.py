@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import V1_CFG, V2_CFG
+from tiny_models import V1_CFG, V2_CFG, randomize
 
 from model.archs import SS2D, set_options
 from model.archs.mambairv2 import ASSM, route_policy, route_prompts
@@ -190,6 +190,27 @@ def test_ss2d_orders() -> None:
     for r in o:
         assert torch.equal(r.sort().values, torch.arange(35))
     assert torch.equal(o[2], o[0].flip(0)) and torch.equal(o[3], o[1].flip(0))
+
+
+def test_ss2d_record_parameters_when_the_map_has_as_many_pixels_as_states() -> None:
+    """The record's per-channel parameters (A, D, delta bias) and per-step tensors each in scan
+    order, also where l = n (a 2x2 map, 4 states: A's shape does not tell it from a step tensor)."""
+    from dataclasses import replace
+
+    from model import build
+
+    torch.manual_seed(0)
+    net = randomize(build(replace(V1_CFG, depths=(1,))), 3)
+    m = next(x for x in net.modules() if isinstance(x, SS2D))
+    with torch.no_grad(), capture(net) as rec:
+        net(torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(1)))
+    s = rec.ss2d[0]["scan"]
+    L, D = 4, m.d_inner
+    assert L == m.d_state
+    assert torch.equal(s["A"], -torch.exp(m.A_logs.float()))
+    assert torch.equal(s["D"], m.Ds.float())
+    assert torch.equal(s["delta_bias"], m.dt_projs_bias.float().reshape(-1))
+    assert s["u"].shape == (1, 4 * D, L) and s["B"].shape == (1, 4, m.d_state, L)
 
 
 def test_ss2d_records_reproduce_layer_output(v1net) -> None:

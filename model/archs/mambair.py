@@ -148,12 +148,12 @@ class SS2D(CaptureMixin, nn.Module):
         u_rows, dts, Bs, Cs = tokens_to_rows(u, proj, k, d, self.dt_rank, raster)  # (b, k*d, l), (b, k, ., l)
         out = selective_scan_directed(u_rows, dts, A, Bs, Cs, D, bias, True, _REVERSED,
                                       dt_weight)  # (b, k*d, l)
-        scan = {"u": u_rows, "delta": lowrank_delta(dts, dt_weight), "B": Bs, "C": Cs, "A": A, "D": D,
-                "delta_bias": bias}
+        rows = {"u": u_rows, "delta": lowrank_delta(dts, dt_weight), "B": Bs, "C": Cs}  # per step
+        params = {"A": A, "D": D, "delta_bias": bias}  # per channel
         self._record("ss2d", {
             "grid": (h, w), "orders": ss2d_orders(h, w),
-            "scan": {**{key: detach_cpu(_scan_order(t) if t.shape[-1] == l else _by_scan(t))
-                        for key, t in scan.items()}, "delta_softplus": True},
+            "scan": {**{key: detach_cpu(_scan_order(t)) for key, t in rows.items()},
+                     **{key: detach_cpu(_by_scan(t)) for key, t in params.items()}, "delta_softplus": True},
             "scan_out": detach_cpu(_scan_order(out))})
         y = out.new_zeros(b, l, d)  # the groups added into raster rows in turn, as the kernel does
         for gi, yg in enumerate(out.view(b, k, d, l).unbind(1)):  # (b, d, l) each
