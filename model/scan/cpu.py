@@ -24,8 +24,9 @@ Both models' step inputs come from a rank-q projection (q = 4-6): given its weig
 each slab's raw delta from the q numbers a step (``_lowrank_rows``) instead of reading a (b, d, l)
 tensor that an einsum wrote (MambaIR-light block at 256x256: 0.183 -> 0.171 s). And the groups'
 outputs may be added into given rows of one channel-last (b, l, p) output (``out_index``; a task
-then runs every group of its block in turn): MambaIR's four scans land summed in raster order,
-ready for the layer norm, with no (b, 4d, l) output, sums or transposes (block 0.171 -> 0.148 s).
+then runs every group of its block in turn): MambaIRv2's scan writes its output back in raster
+order through the SGN permutation. (MambaIR's four scans went this way too, block 0.171 -> 0.148 s,
+before ``cpu_tokens.py`` took them: the same kernels fed from channel-last tokens.)
 
 Layout: blocks of w channels, channels innermost. Inside the kernels u, dt, y
 and their gradients are (l, w) slabs: each group's channels are cut into
@@ -39,13 +40,14 @@ light models have 8-10 states) and needs a sum across lanes each step.
 exp(dt A) and softplus are straight-line arithmetic that LLVM vectorises (``_exp2_32``,
 ``_softplus32``).
 
-Parallelism: one ``prange`` task per (b, g, k) block, forward and backward.
-The backward recomputes the block's hidden states into a private (l + 1, n, 16)
-buffer (nothing is kept from the forward: its memory is just its output), then
-runs the reverse recurrence. B and C are shared by a group's blocks, so each
-block writes its own partial dB and dC, summed afterwards. Extra backward
-memory: ``b * g * k * l * n`` floats for each of dB and dC, plus
-``(l + 1) * n * 16 + 6 * l * 16`` floats per running task (states and slabs).
+Parallelism: one ``prange`` task per (b, g, k) block, forward and backward (a forward with
+``out_index``: per (b, k), running the g groups in turn). The backward recomputes the block's
+hidden states into a private (l + 1, n, 16) buffer (nothing is kept from the forward: its memory
+is just its output), then runs the reverse recurrence. B and C are shared by a group's blocks, so
+each block writes its own partial dB and dC, summed afterwards. Extra backward memory:
+``b * g * k * l * n`` floats for each of dB and dC, plus ``(l + 1) * n * 16 + 6 * l * 16`` floats
+per running task (states and slabs), and ``4 * l * n`` more for a group that runs backwards (its
+B, C and their gradients in step order).
 """
 
 from __future__ import annotations

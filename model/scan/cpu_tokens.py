@@ -2,15 +2,18 @@
 ``cpu.py`` fed from and written back to (b, l, c) token rows through an index per group.
 
 Same maths as ``ref.selective_scan_tokens_ref`` (the spec). Letters as in ``ref.py``, plus q the
-rank of the step inputs (dt_rank) and m = q + 2n the projection's columns per group.
+rank of the step inputs (dt_rank); ``mg`` = q + 2n is the projection's columns per group, and m (as
+in ``cpu.py``) a block's count of real channels.
 
 Why: MambaIR's SS2D reads the image's tokens in two layouts (row-major, column-major), each both
 ways. Its depth-wise conv already leaves the tokens channel-last, so a group can read its u, its
 step inputs, B and C as one contiguous run per step from the token rows, in its own order
 (``index``), and add its output back into the same rows: no layout copies of u (the stacked
 row-major / column-major (b, 2, d, l) tensor), no transposed (b, g, l, n) copies of B and C, and
-one (l, d) x (d, g m) matmul for every group's projection. (MambaIR-light block at 256x256:
-see ``model/archs/mambair.py``.)
+one (l, d) x (d, g mg) matmul for every group's projection (MambaIR-light block at 256x256:
+0.148 -> 0.134 s against ``cpu.py``'s rows). For orders that jump around the token rows it is not
+the better layout: MambaIRv2's SGN order read this way ran 0.96-0.97x (``bench --compare``), the
+rows of a 256x256 map's tokens (12.6 MB) not staying in cache as one channel's row does.
 """
 
 from __future__ import annotations
@@ -89,8 +92,8 @@ def _gather_columns(pb, index, x0, s0, rev, out):  # pragma: no cover - compiled
 @numba.njit(**_JIT)
 def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: no cover - compiled
     """y (b, l, p), zeroed: every group's scan added into its tokens' rows, the groups in turn.
-    u (b, l, gu p) tokens, group gi reading u's channels of group gi // (g // gu); proj (b, l, g m),
-    group gi's columns gi m + [0, q) step inputs, then B (n), then C (n); W (g p, q); bias, Dv
+    u (b, l, gu p) tokens, group gi reading u's channels of group gi // (g // gu); proj (b, l, g mg),
+    group gi's columns gi mg + [0, q) step inputs, then B (n), then C (n); W (g p, q); bias, Dv
     (g p,); Ab (g, k, n, w); index (b, g, l): the token at index i of group gi's order; rev (g,):
     group gi runs its order from the end. One task per block of w channels, running every group of
     it chunk by chunk (as ``cpu._fused_fwd``)."""
@@ -220,7 +223,7 @@ class _ScanTokens(torch.autograd.Function):
         dx = torch.einsum("blgp,gpq->blgq", dd, W.view(g, per, q))  # (b, l, g, q)
         dB = dBb.sum(2).transpose(1, 2)  # (b, g, k, l, n) -> (b, l, g, n)
         dC = dCb.sum(2).transpose(1, 2)  # (b, l, g, n)
-        dproj = torch.cat([dx, dB, dC], dim=3).view(b, l, -1)  # (b, l, g m)
+        dproj = torch.cat([dx, dB, dC], dim=3).view(b, l, -1)  # (b, l, g mg)
         dA = _unblocks(dAb.sum(0)[None], d)[0] if ctx.needs_input_grad[2] else None  # (d, n)
         dW = torch.einsum("blgp,blgq->gpq", dd, x).reshape(d, q) if ctx.needs_input_grad[5] else None
         return du, dproj, dA, dDp.sum(0), dbp.sum(0), dW, None, None, None
