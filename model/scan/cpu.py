@@ -486,6 +486,24 @@ def _task_block(task, ng, nk, per, w):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _forward_work(w, nn_):  # pragma: no cover - compiled
+    """A forward task's work arrays: u, dt, y slabs (_CHUNK, w); a chunk's B and C in step order
+    (_CHUNK, n); the state h and A log2 e (n, w); D per lane (w,)."""
+    return (np.empty((_CHUNK, w), dtype=np.float32), np.empty((_CHUNK, w), dtype=np.float32),
+            np.empty((_CHUNK, w), dtype=np.float32), np.empty((_CHUNK, nn_), dtype=np.float32),
+            np.empty((_CHUNK, nn_), dtype=np.float32), np.empty((nn_, w), dtype=np.float32),
+            np.empty((nn_, w), dtype=np.float32), np.empty(w, dtype=np.float32))
+
+
+@numba.njit(cache=True)
+def _backward_slabs(nl):  # pragma: no cover - compiled
+    """A backward task's six (l, 16) slabs: u, dt, dy, du, ddt and the raw step inputs."""
+    return (np.empty((nl, _LANES), dtype=np.float32), np.empty((nl, _LANES), dtype=np.float32),
+            np.empty((nl, _LANES), dtype=np.float32), np.empty((nl, _LANES), dtype=np.float32),
+            np.empty((nl, _LANES), dtype=np.float32), np.empty((nl, _LANES), dtype=np.float32))
+
+
+@numba.njit(cache=True)
 def _start_group(A2, Dv, c0, m, h, a, dv):  # pragma: no cover - compiled
     """A forward block's start of a group: state h = 0, a = A log2 e (as _block_bwd scales it),
     dv[j] = D of channel c0 + j; A2, h, a (n, w), dv (w,)."""
@@ -498,14 +516,15 @@ def _start_group(A2, Dv, c0, m, h, a, dv):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _load_mapped(xb, index, j0, m, rev, slab):  # pragma: no cover - compiled
-    """slab[t, j] = xb[index[i(t)], j0 + j] for j < m, 0 beyond; xb (l, p) one image's channel-last
-    rows, index (l,), i(t) = t or l - 1 - t where rev: the inverse of _add_rows_mapped's reads."""
+def _load_tokens(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compiled
+    """slab[t, j] = xb[index[i(s0 + t)], c0 + j] for j < m, 0 for m <= j < w; xb (l, c) one image's
+    token rows, index (l,), slab (c, w); i(p) = p, or l - 1 - p where rev."""
     nl, w = slab.shape
+    last = index.shape[0] - 1
     for t in range(nl):
-        row = xb[index[nl - 1 - t if rev else t]]
+        row = xb[index[last - s0 - t if rev else s0 + t]]
         for j in range(m):
-            slab[t, j] = row[j0 + j]
+            slab[t, j] = row[c0 + j]
         for j in range(m, w):
             slab[t, j] = 0.0
 
@@ -514,7 +533,7 @@ def _load_mapped(xb, index, j0, m, rev, slab):  # pragma: no cover - compiled
 def _add_rows_mapped(yb, index, j0, m, lo, c, rev, y2, u2, dv):  # pragma: no cover - compiled
     """yb[index[i(t)], j0 + j] += y2[t, j] + u2[t, j] dv[j] for j < m; yb (l, p) one image's
     channel-last output, index (l,), i(t) = lo + t, or lo + c - 1 - t where rev: a step's channels
-    are one contiguous run of the output's row."""
+    are one contiguous run of the output's row (``_load_tokens`` reads them so)."""
     for t in range(c):
         row = yb[index[lo + c - 1 - t if rev else lo + t]]
         for j in range(m):
@@ -543,14 +562,7 @@ def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, y
     gpt = ng if summed else 1  # groups a task runs in turn
     for task in numba.prange(nb * (ng // gpt) * nk):
         bi, gt, k, _, m = _task_block(task, ng // gpt, nk, per, w)
-        u2 = np.empty((_CHUNK, w), dtype=np.float32)
-        dt2 = np.empty((_CHUNK, w), dtype=np.float32)
-        y2 = np.empty((_CHUNK, w), dtype=np.float32)
-        Br = np.empty((_CHUNK, nn_), dtype=np.float32)  # a reversed scan's B and C, in step order
-        Cr = np.empty((_CHUNK, nn_), dtype=np.float32)
-        h = np.empty((nn_, w), dtype=np.float32)
-        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e
-        dv = np.empty(w, dtype=np.float32)
+        u2, dt2, y2, Br, Cr, h, a, dv = _forward_work(w, nn_)  # Br, Cr: a reversed scan's B and C
         for gi in range(gt * gpt, gt * gpt + gpt):
             c0 = gi * per + k * w  # the block's first channel of delta
             uc0 = gi // (ng // gu) * per + k * w  # and of u
@@ -603,12 +615,7 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, n
         bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
         uc0 = gi // (ng // gu) * per + k * _LANES
         r = rev[gi]
-        u2 = np.empty((nl, _LANES), dtype=np.float32)
-        dt2 = np.empty((nl, _LANES), dtype=np.float32)
-        dy2 = np.empty((nl, _LANES), dtype=np.float32)
-        du2 = np.empty((nl, _LANES), dtype=np.float32)
-        ddt2 = np.empty((nl, _LANES), dtype=np.float32)
-        x2 = np.empty((nl, _LANES), dtype=np.float32)
+        u2, dt2, dy2, du2, ddt2, x2 = _backward_slabs(nl)  # x2: the raw step inputs
         _load_rows(u, bi, uc0, m, 0, r, u2)
         if lowrank:
             _lowrank_rows(X[bi, gi], W, c0, m, 0, r, x2)
@@ -616,7 +623,7 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, n
             _load_rows(delta, bi, c0, m, 0, r, x2)
         _dt_rows(x2, bias, c0, m, softplus, dt2)
         if summed:
-            _load_mapped(dy[bi], out_index[bi, gi], k * _LANES, m, r, dy2)
+            _load_tokens(dy[bi], out_index[bi, gi], k * _LANES, m, 0, r, dy2)
         else:
             _load_rows(dy, bi, c0, m, 0, r, dy2)
         if r:  # B, C and their gradients in step order, reversed from and back into layout order

@@ -29,32 +29,21 @@ from .cpu import (
     _KERNEL_LOCK,
     _LANES,
     _add_rows_mapped,
+    _backward_slabs,
     _block_bwd,
     _block_fwd,
     _block_width,
     _blocks,
     _dt_rows,
     _follow_torch_threads,
+    _forward_work,
     _grad_buffers,
+    _load_tokens,
     _softplus_grad_rows,
     _start_group,
     _task_block,
     _unblocks,
 )
-
-
-@numba.njit(cache=True)
-def _load_tokens(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compiled
-    """slab[t, j] = xb[index[i(s0 + t)], c0 + j] for j < m, 0 for m <= j < w; xb (l, c) one image's
-    token rows, index (l,), slab (c, w); i(p) = p, or l - 1 - p where rev."""
-    nl, w = slab.shape
-    last = index.shape[0] - 1
-    for t in range(nl):
-        row = xb[index[last - s0 - t if rev else s0 + t]]
-        for j in range(m):
-            slab[t, j] = row[c0 + j]
-        for j in range(m, w):
-            slab[t, j] = 0.0
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -78,17 +67,6 @@ def _lowrank_tokens(pb, index, x0, W, c0, m, s0, rev, x2):  # pragma: no cover -
                 x2[t, j] += wq[q, j] * xq
 
 
-@numba.njit(cache=True)
-def _gather_columns(pb, index, x0, s0, rev, out):  # pragma: no cover - compiled
-    """out[t, s] = pb[index[i(s0 + t)], x0 + s]: a chunk's B (or C) in step order, out (c, n)."""
-    nl, nn_ = out.shape
-    last = index.shape[0] - 1
-    for t in range(nl):
-        row = pb[index[last - s0 - t if rev else s0 + t]]
-        for s in range(nn_):
-            out[t, s] = row[x0 + s]
-
-
 @numba.njit(**_JIT)
 def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: no cover - compiled
     """y (b, l, p), zeroed: every group's scan added into its tokens' rows, the groups in turn.
@@ -105,14 +83,7 @@ def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: n
     mg = proj.shape[2] // ng  # projection columns per group
     for task in numba.prange(nb * nk):
         bi, _, k, _, m = _task_block(task, 1, nk, per, w)
-        u2 = np.empty((_CHUNK, w), dtype=np.float32)
-        dt2 = np.empty((_CHUNK, w), dtype=np.float32)
-        y2 = np.empty((_CHUNK, w), dtype=np.float32)
-        B2 = np.empty((_CHUNK, nn_), dtype=np.float32)
-        C2 = np.empty((_CHUNK, nn_), dtype=np.float32)
-        h = np.empty((nn_, w), dtype=np.float32)
-        a = np.empty((nn_, w), dtype=np.float32)  # A log2 e
-        dv = np.empty(w, dtype=np.float32)
+        u2, dt2, y2, B2, C2, h, a, dv = _forward_work(w, nn_)
         for gi in range(ng):
             c0 = gi * per + k * w  # the block's first channel among the g p
             uc0 = gi // (ng // gu) * per + k * w  # and of u
@@ -124,8 +95,8 @@ def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: n
                 _load_tokens(u[bi], order, uc0, m, s0, r, u2[:c])
                 _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, s0, r, y2[:c])  # raw delta in y2
                 _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
-                _gather_columns(proj[bi], order, gi * mg + nq, s0, r, B2[:c])
-                _gather_columns(proj[bi], order, gi * mg + nq + nn_, s0, r, C2[:c])
+                _load_tokens(proj[bi], order, gi * mg + nq, nn_, s0, r, B2[:c])
+                _load_tokens(proj[bi], order, gi * mg + nq + nn_, nn_, s0, r, C2[:c])
                 _block_fwd(u2[:c], dt2[:c], a, B2[:c], C2[:c], h, y2[:c])
                 lo = nl - s0 - c if r else s0
                 _add_rows_mapped(y[bi], order, k * w, m, lo, c, r, y2, u2, dv)
@@ -148,12 +119,7 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
         uc0 = gi // (ng // gu) * per + k * _LANES
         r = rev[gi]
         order = index[bi, gi]
-        u2 = np.empty((nl, _LANES), dtype=np.float32)
-        dt2 = np.empty((nl, _LANES), dtype=np.float32)
-        dy2 = np.empty((nl, _LANES), dtype=np.float32)
-        du2 = np.empty((nl, _LANES), dtype=np.float32)
-        ddt2 = np.empty((nl, _LANES), dtype=np.float32)
-        x2 = np.empty((nl, _LANES), dtype=np.float32)
+        u2, dt2, dy2, du2, ddt2, x2 = _backward_slabs(nl)  # x2: the raw step inputs
         B2 = np.empty((nl, nn_), dtype=np.float32)
         C2 = np.empty((nl, nn_), dtype=np.float32)
         dB2 = np.empty((nl, nn_), dtype=np.float32)
@@ -162,8 +128,8 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
         _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, 0, r, x2)
         _dt_rows(x2, bias, c0, m, softplus, dt2)
         _load_tokens(dy[bi], order, k * _LANES, m, 0, r, dy2)
-        _gather_columns(proj[bi], order, gi * mg + nq, 0, r, B2)
-        _gather_columns(proj[bi], order, gi * mg + nq + nn_, 0, r, C2)
+        _load_tokens(proj[bi], order, gi * mg + nq, nn_, 0, r, B2)
+        _load_tokens(proj[bi], order, gi * mg + nq + nn_, nn_, 0, r, C2)
         _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
         if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
             _softplus_grad_rows(x2, bias, c0, m, ddt2)
