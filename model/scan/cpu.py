@@ -810,8 +810,8 @@ def selective_scan_numba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     """Numba selective scan on CPU tensors (mamba-ssm signature, float32 compute, returns u's dtype)."""
     n_groups = B.shape[1] if B.dim() == 4 else 1
     y = selective_scan_directed_numba(u, delta, A, B, C, D, delta_bias, delta_softplus, (False,) * n_groups)
-    if z is not None:
-        y = y * F.silu(z.float())
+    if z is not None:  # the gate in float32, as the rest
+        y = y.float() * F.silu(z.float())
     return y.to(u.dtype)
 
 
