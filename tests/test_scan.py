@@ -676,6 +676,38 @@ def test_numba_dot16_is_the_pairwise_tree():
         strided(np.ones((16, 2), np.float32))
 
 
+def test_numba_row16_copies_products_and_zeros():
+    """The backward's per-step row operations (one vector load and store each): the same bits as
+    element-wise float32 copies and products, only 16 lanes written; strided rows are refused."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _copy16, _product16, _zero16
+
+    @numba.njit
+    def rows(a, b, out):
+        for i in range(a.shape[0]):
+            _copy16(out[i, 0], a[i])
+            _product16(out[i, 1], a[i], b[i])
+            _zero16(out[i, 2])
+
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal((300, 16)) * 1e3 ** rng.integers(-2, 3, (300, 16))).astype(np.float32)
+    b = rng.standard_normal((300, 16)).astype(np.float32)
+    out = np.full((300, 3, 17), 7.0, np.float32)  # lane 16 must stay untouched
+    rows(a, b, out)
+    assert np.array_equal(out[:, 0, :16], a)
+    assert np.array_equal(out[:, 1, :16], a * b)
+    assert not out[:, 2, :16].any() and (out[:, :, 16] == 7.0).all()
+
+    @numba.njit
+    def strided(a):
+        _copy16(a[0], a[:, 0])
+
+    with pytest.raises(numba.core.errors.TypingError):
+        strided(np.ones((16, 16), np.float32))
+
+
 def test_numba_backward_for_frozen_parameters_gives_the_same_input_gradients():
     """LAM's backward (A, D, bias and dt weight frozen) skips dA in the kernel: the gradients of the
     inputs are the same bits as when every gradient is asked for."""
