@@ -46,12 +46,15 @@ ProgressFn = Callable[[int, int], None]
 SIGMA_EPS = 1e-5
 LINEAR_METHODS = ("lam", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
                   "gausslegendre")
-# LR pixels (B * H * W) per forward when batch_size is not given. Measured on the 2-core CPU
-# (numba scan): batching saves nothing at 32x32 (v2light_x2 test model: 1.4-1.7 s for 50 steps at
-# batch 4 or 16) and costs 5-25% at 64x64 x4 (v2 1.4 vs 1.7 s, v1 2.0 vs 2.1 s per step at batch
-# 1 vs 5), plus ~1.3 GB per extra image. Still so with the blocked scan of model/scan/cpu.py
-# (MambaIR-light x4, 64x64, 20 steps: 23.5 s at batch 1, 24.5 s at batch 5).
-AUTO_BATCH_PIXELS = 4096
+# LR pixels (B * H * W) per forward when batch_size is not given: 4 path images of 64x64 (LAM's
+# crop), one of 128x128. Batches once cost time (5-25% at 64x64 x4, batch 5 vs 1, before), but
+# since issue 21's kernels and thread settings the per-op overheads of a single image dominate:
+# fast LAM (8 nodes, demo weights, 64x64 x4, 2-core Xeon, one-off script, two rounds) at batch
+# 1 / 2 / 4 / 8: MambaIRv2-light 4.38 / 3.61-3.66 / 3.51-3.65 / 3.37-3.68 s, MambaIR-light
+# 7.53-7.70 / 6.14-6.23 / 5.45-5.85 / 5.40-5.52 s; peak memory +0.9 / 1.6 / 2.9 / 4.5 GB
+# (MambaIRv2-light; MambaIR-light 0.7 / 1.4 / 2.2 / 3.9 GB). Batch 4 keeps most of the gain at
+# about 3 GB.
+AUTO_BATCH_PIXELS = 16384
 # fast=True: Gauss-Legendre nodes on the blur path (one forward + backward each) when steps is not
 # given (see blur_path_gauss). On the demo MambaIRv2-light weights (64x64 photo crop, x4, window 16)
 # 8 nodes were 7x closer to a 32-node map than LAM_Demo's 50 steps (L1 0.20% vs 1.48%, DI 0.0011
@@ -372,7 +375,7 @@ def local_attribution_map(model: nn.Module, lr: Tensor | np.ndarray, *, h: int, 
     ``steps`` Gauss-Legendre nodes and the exact path derivative (``blur_path_gauss``):
     the same integral that LAM_Demo's steps approximate, to the accuracy of its 50 steps
     with far fewer passes. ``steps`` defaults to 50 (LAM_Demo), or ``FAST_NODES`` with
-    ``fast``. ``batch_size`` path images per forward (default: about 4096 LR pixels per
+    ``fast``. ``batch_size`` path images per forward (default: about AUTO_BATCH_PIXELS LR pixels per
     batch). ``progress(done, total)`` is called once per step.
     """
     t0 = time.perf_counter()
