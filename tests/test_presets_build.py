@@ -70,3 +70,27 @@ def test_one_window_high_or_wide_images(hw: tuple[int, int]) -> None:
         y = net(torch.rand(1, 3, *hw))
     assert y.shape == (1, 3, 2 * hw[0], 2 * hw[1])
     assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("cfg", [MambaIRv2LightConfig(upscale=2, **TINY_V2),
+                                 MambaIRConfig(upscale=2, upsampler="pixelshuffledirect", **TINY_V1)],
+                         ids=lambda c: c.arch)
+def test_conv_weights_are_channels_last_and_stay_so(cfg) -> None:
+    """build stores every conv weight channels-last (oneDNN's fast NHWC path); loading an NCHW
+    state_dict keeps the layout and the values, and the output matches NCHW weights' to rounding."""
+    torch.manual_seed(0)
+    net = build(cfg)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert any(not m.weight.is_contiguous() for m in convs)  # not only 1x1 kernels, where both hold
+    nchw = {k: v.contiguous() for k, v in net.state_dict().items()}
+    other = build(cfg)
+    other.load_state_dict(nchw)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in other.modules() if isinstance(m, torch.nn.Conv2d))
+    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), nchw.values(), strict=True))
+    plain = type(net)(**cfg.kwargs()).eval()  # the class alone: NCHW weights
+    plain.load_state_dict(nchw)
+    x = torch.rand(1, cfg.in_chans, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), plain(x), rtol=1e-5, atol=1e-5)
