@@ -90,7 +90,7 @@ if numba.config.CPU_NAME is None and numba.config.CPU_FEATURES is None:
 # ("Concurrent access has been detected"; its task queue is unguarded, as numba's workqueue.c says,
 # so a race the check misses is not safe either). Gradio runs events in worker threads, and the app's
 # preview times the networks beside a running view, so every call into a parallel kernel (_fused_*,
-# _to_blocks, _from_blocks) holds this lock; each kernel uses every core it is given, so two at once
+# _tokens_*, _gather_last) holds this lock; each kernel uses every core it is given, so two at once
 # would gain nothing.
 _KERNEL_LOCK = threading.Lock()
 
@@ -369,70 +369,25 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # 
             dA2[s, j] = dA[s, j]
 
 
-@numba.njit(parallel=True, cache=True)
-def _to_blocks(x, xb):  # pragma: no cover - compiled
-    """xb[b, g, k, t, j] = x[b, g * per + w k + j, t] (zero where w k + j >= per); x (b, d, l).
-
-    Eight channels at a time, in tiles of 64 steps: x's rows are l floats apart,
-    and walking down many of them at once (l = 4096: 16 KB apart) keeps hitting one
-    cache set; eight rows fit its ways. (torch's own transposed copy is ~3x slower.)
-    """
-    nb, ng, nk, nl, w = xb.shape
-    per = x.shape[1] // ng
-    ne = w // 8  # tasks of eight channels per block
-    for task in numba.prange(nb * ng * nk * ne):
-        e = task % ne
-        k = (task // ne) % nk
-        gi = (task // (ne * nk)) % ng
-        bi = task // (ne * nk * ng)
-        x2 = xb[bi, gi, k]
-        for i in range(e * 8, e * 8 + 8):
-            c = k * w + i
-            if c >= per:
-                for t in range(nl):
-                    x2[t, i] = 0.0
-        for t0 in range(0, nl, 64):
-            for i in range(e * 8, e * 8 + 8):
-                c = k * w + i
-                if c < per:
-                    row = x[bi, gi * per + c]
-                    for t in range(t0, min(t0 + 64, nl)):
-                        x2[t, i] = row[t]
-
-
-@numba.njit(parallel=True, cache=True)
-def _from_blocks(xb, x):  # pragma: no cover - compiled
-    """The inverse of ``_to_blocks`` (padding dropped): x (b, d, l) from xb (b, g, k, l, 16)."""
-    nb, ng, nk, nl, w = xb.shape
-    per = x.shape[1] // ng
-    for task in numba.prange(nb * ng * nk):
-        k = task % nk
-        gi = (task // nk) % ng
-        bi = task // (nk * ng)
-        x2 = xb[bi, gi, k]
-        for t0 in range(0, nl, 64):
-            for i in range(min(w, per - k * w)):
-                row = x[bi, gi * per + k * w + i]
-                for t in range(t0, min(t0 + 64, nl)):
-                    row[t] = x2[t, i]
-
-
 def _blocks(x: Tensor, g: int, w: int = _LANES) -> Tensor:
-    """(b, d, l) -> (b, g, k, l, w) float32, zero-padded blocks of w of each group's channels."""
-    x = x.detach().float().contiguous()
+    """(b, d, l) -> (b, g, k, l, w) float32, zero-padded blocks of w of each group's channels.
+
+    Used for the kernels' A (l = n: a few kilobytes), so plain torch copies: a parallel numba
+    kernel here waited for its threads behind torch's spinning ones (0.66 ms a call in a forward,
+    32 us alone)."""
+    x = x.detach().float()
     b, d, l = x.shape
-    xb = torch.empty((b, g, -(-(d // g) // w), l, w), dtype=torch.float32)
-    with _KERNEL_LOCK:
-        _to_blocks(x.numpy(), xb.numpy())
-    return xb
+    per = d // g
+    k = -(-per // w)
+    xp = F.pad(x.reshape(b, g, per, l), (0, 0, 0, k * w - per))  # (b, g, k w, l), zero channels added
+    return xp.reshape(b, g, k, w, l).transpose(3, 4).contiguous()  # (b, g, k, l, w)
 
 
 def _unblocks(xb: Tensor, d: int) -> Tensor:
     """(b, g, k, l, w) -> (b, d, l), padding dropped."""
-    x = torch.empty((xb.shape[0], d, xb.shape[3]), dtype=torch.float32)
-    with _KERNEL_LOCK:
-        _from_blocks(xb.contiguous().numpy(), x.numpy())
-    return x
+    b, g, k, l, w = xb.shape
+    x = xb.transpose(3, 4).reshape(b, g, k * w, l)[:, :, : d // g]  # (b, g, per, l)
+    return x.reshape(b, d, l).float()
 
 
 def _np(x: Tensor) -> np.ndarray:
