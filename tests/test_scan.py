@@ -350,6 +350,24 @@ def test_numba_exp2_accuracy():
     assert np.all((tiny > 0) & (tiny < 1.2e-38))  # clamped at -126: still ~0, never garbage
 
 
+def test_numba_exp2_scalef_gives_the_bits_of_the_portable_one():
+    """Both 2^y implementations (the kernels take the scalef one on AVX-512) agree bit for bit: every
+    97th float32 in [-130, 130] (both signs, so ties and the clamps at -126 and 127 are crossed), the
+    half-integers where rounding ties to even, and values far outside."""
+    import numpy as np
+
+    from model.scan.cpu import _TARGET_AVX512, _exp2_32, _exp2_32_bits, _exp2_32_scalef
+
+    assert _exp2_32 is (_exp2_32_scalef if _TARGET_AVX512 else _exp2_32_bits)
+    top = int(np.float32(130.0).view(np.int32))
+    pos = np.arange(0, top, 97, dtype=np.int32).view(np.float32)
+    halves = np.arange(-260, 261, dtype=np.float32) / 2
+    far = np.array([-1e6, -1e30, 1e6, 1e30, -np.inf, np.inf, -0.0], dtype=np.float32)
+    y = np.concatenate([pos, -pos, halves, far])
+    got, want = _each(_exp2_32_scalef)(y), _each(_exp2_32_bits)(y)
+    assert np.array_equal(got.view(np.int32), want.view(np.int32))
+
+
 def test_numba_softplus_matches_torch():
     """The kernel's own softplus (vectorisable series) against torch's, around its threshold too."""
     import numpy as np

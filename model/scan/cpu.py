@@ -141,7 +141,7 @@ _LOG2E = np.float32(1.4426950408889634)  # the kernels scale A by this once, the
 
 
 @numba.njit(inline="always", cache=True)
-def _exp2_32(y):  # pragma: no cover - compiled
+def _exp2_32_bits(y):  # pragma: no cover - compiled
     """2^y for float32 y: the scan's exp(dt A) as 2^(dt (A log2 e)), with A scaled once per block.
 
     Fewer operations per state update than ``_exp32`` (one block's forward alone, l = 65536, n = 10:
@@ -151,6 +151,7 @@ def _exp2_32(y):  # pragma: no cover - compiled
     [-1/2, 1/2] (no Cody-Waite split), 2^f by a degree-6 polynomial fitted to minimise the relative
     error on [-1/2, 1/2] (< 2e-9 before float32 rounding, 1e-7 after), 2^k from its exponent bits.
     y is clamped to [-126, 127]: 2^-126 ~ 1.2e-38 stands in for smaller values.
+    The kernels use it where the CPU lacks AVX-512; else ``_exp2_32_scalef``, the same values.
     """
     v = min(max(y, np.float32(-126.0)), np.float32(127.0))
     k = (v + np.float32(12582912.0)) - np.float32(12582912.0)
@@ -162,6 +163,53 @@ def _exp2_32(y):  # pragma: no cover - compiled
     p = np.float32(0.6931471824645996) + f * p
     p = np.float32(1.0) + f * p
     return p * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
+
+
+@intrinsic
+def _lrint32(typingctx, x):  # pragma: no cover - compile-time
+    """float32 -> int32 rounded to nearest, ties to even (LLVM's lrint; one vcvtps2dq a vector)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [ir.FloatType()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.lrint.i32.f32")
+        return builder.call(fn, args)
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _ldexp32(typingctx, x, k):  # pragma: no cover - compile-time
+    """x 2^k for float32 x and int32 k, correctly rounded (LLVM's ldexp; AVX-512: one vscalefps)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.FloatType(), [ir.FloatType(), ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.ldexp.f32.i32")
+        return builder.call(fn, args)
+
+    return types.float32(types.float32, types.int32), codegen
+
+
+@numba.njit(inline="always", cache=True)
+def _exp2_32_scalef(y):  # pragma: no cover - compiled
+    """``_exp2_32_bits`` in fewer vector instructions where the CPU has AVX-512: k = round(y) by one
+    conversion, 2^f 2^k by one vscalefps. The same k (both round ties to even), f and polynomial, and
+    p 2^k is exact or correctly rounded either way: the same bits (tested). Not used without AVX-512,
+    where LLVM turns a vector ldexp into a library call per lane.
+    """
+    v = min(max(y, np.float32(-126.0)), np.float32(127.0))
+    k = _lrint32(v)
+    f = v - np.float32(k)
+    p = np.float32(0.0013399930903688073) + f * np.float32(0.00015345810970757157)
+    p = np.float32(0.009618489071726799) + f * p
+    p = np.float32(0.05550328642129898) + f * p
+    p = np.float32(0.24022646248340607) + f * p
+    p = np.float32(0.6931471824645996) + f * p
+    p = np.float32(1.0) + f * p
+    return _ldexp32(p, k)
+
+
+# The kernels' 2^y: which of the two, fixed when numba compiles them for its target CPU (the host,
+# unless the user names one: then the portable one, as that CPU's features are not known here).
+_TARGET_AVX512 = "+avx512f" in (numba.config.CPU_FEATURES or "").split(",")
+_exp2_32 = _exp2_32_scalef if _TARGET_AVX512 else _exp2_32_bits
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
