@@ -575,22 +575,26 @@ def _load_tokens(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compile
     nl, w = slab.shape
     last = index.shape[0] - 1
     for t in range(nl):
-        row = xb[index[last - s0 - t if rev else s0 + t]]
+        src = xb[index[last - s0 - t if rev else s0 + t], c0:c0 + m]  # see _add_rows_mapped
+        dst = slab[t]
         for j in range(m):
-            slab[t, j] = row[c0 + j]
+            dst[j] = src[j]
         for j in range(m, w):
-            slab[t, j] = 0.0
+            dst[j] = 0.0
 
 
 @numba.njit(cache=True, fastmath={"contract"})
 def _add_rows_mapped(yb, index, j0, m, lo, c, rev, y2, u2, dv):  # pragma: no cover - compiled
     """yb[index[i(t)], j0 + j] += y2[t, j] + u2[t, j] dv[j] for j < m; yb (l, p) one image's
     channel-last output, index (l,), i(t) = lo + t, or lo + c - 1 - t where rev: a step's channels
-    are one contiguous run of the output's row (``_load_tokens`` reads them so)."""
+    are one contiguous run of the output's row (``_load_tokens`` reads them so).
+    The run is sliced out once per step: indexed as row[j0 + j], numba's wrap-around of negative
+    indices (it cannot know j0 >= 0) made LLVM vectorise the loop as gathers and scatters; as
+    slices both loaders run 1.3-1.6x faster alone, the same values."""
     for t in range(c):
-        row = yb[index[lo + c - 1 - t if rev else lo + t]]
+        dst = yb[index[lo + c - 1 - t if rev else lo + t], j0:j0 + m]
         for j in range(m):
-            row[j0 + j] += y2[t, j] + u2[t, j] * dv[j]
+            dst[j] += y2[t, j] + u2[t, j] * dv[j]
 
 
 @numba.njit(**_JIT)

@@ -134,6 +134,7 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
         if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
             _softplus_grad_rows(x2, bias, c0, m, ddt2)
         dB, dC = dBb[bi, gi, k], dCb[bi, gi, k]
+        dv = Dv[c0:c0 + m]  # D of the block's channels
         s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
         s_b = np.zeros(_LANES, dtype=np.float64)
         for t in range(nl):
@@ -141,10 +142,10 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
             for s in range(nn_):
                 dB[tok, s] = dB2[t, s]
                 dC[tok, s] = dC2[t, s]
-            du_row, dd_row = du[bi, tok], ddelta[bi, tok]
+            du_row, dd_row = du[bi, tok, c0:c0 + m], ddelta[bi, tok, c0:c0 + m]  # see _add_rows_mapped
             for j in range(m):
-                du_row[c0 + j] = du2[t, j] + dy2[t, j] * Dv[c0 + j]
-                dd_row[c0 + j] = ddt2[t, j]
+                du_row[j] = du2[t, j] + dy2[t, j] * dv[j]
+                dd_row[j] = ddt2[t, j]
                 s_d[j] += dy2[t, j] * u2[t, j]
                 s_b[j] += ddt2[t, j]
         for j in range(m):
