@@ -445,13 +445,19 @@ def test_numba_block_width_avoids_padding_and_idle_cores():
     assert _block_width(1, 4, 72, 2) == 48  # MambaIR-light: 2 x 48 a group, not 5 x 16 or 2 x 64
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_numba_permute_last_matches_index_select(dtype):
-    """The SGN sort's numba gather against its twin, index_select: the same values and gradients."""
+def test_numba_permute_last_matches_index_select(dtype, channels_last):
+    """The SGN sort's numba gather against its twin, index_select: the same values and gradients,
+    from a contiguous (1, d, l) input and from a channels-last map's (1, d, l) view (the convolution
+    output it sorts in MambaIRv2, read as token rows by another kernel)."""
     from model.scan.cpu import permute_last_numba
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 7, 300, generator=gen, dtype=dtype)
+    if channels_last:  # 300 = 15 x 20 pixels; 300 is not a multiple of the kernel's 64-wide tiles
+        x = x.view(1, 7, 15, 20).contiguous(memory_format=torch.channels_last).flatten(2)
+        assert x.stride()[1:] == (1, 7)  # a view: the kernel must read it as it lies
     perm = torch.randperm(300, generator=gen)
     grad = torch.randn(1, 7, 300, generator=gen, dtype=dtype)
     outs = []
