@@ -37,7 +37,6 @@ from .cpu import (
     _dt_rows,
     _follow_torch_threads,
     _forward_work,
-    _grad_buffers,
     _load_tokens,
     _softplus_grad_rows,
     _start_group,
@@ -103,20 +102,22 @@ def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: n
 
 
 @numba.njit(**_JIT)
-def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du, ddelta, dAb, dBb, dCb, dDp,
+def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du, ddelta, dAb, dproj, dDp,
                 dbp):  # pragma: no cover - compiled
-    """Gradients of ``_tokens_fwd``, one task per block of 16 channels of a group: du, ddelta
-    (b, l, g p) per group in token rows (du summed afterwards where groups share u); dAb
-    (b, g, k, n, 16); dBb, dCb (b, g, k, l, n) per block in token rows (summed afterwards); dDp,
-    dbp (b, g p) per image. dy (b, l, p) as the forward's y."""
+    """Gradients of ``_tokens_fwd``, one task per image and group, running the group's blocks of 16
+    channels in turn: du, ddelta (b, l, g p) per group in token rows (du summed afterwards where
+    groups share u); dAb (b, g, k, n, 16); dproj (b, l, g mg): the B and C columns of each group (its
+    blocks' dB and dC summed in block order), the step-input columns left for the caller; dDp, dbp
+    (b, g p) per image. dy (b, l, p) as the forward's y. (A task per block wrote each block's dB and
+    dC into token rows and torch summed them: five times the scattered writes for MambaIR-light.)"""
     nb, nl, per = dy.shape
     ng, nk, nn_ = Ab.shape[0], Ab.shape[1], Ab.shape[2]
     gu = u.shape[2] // per
     nq = W.shape[1]
     mg = proj.shape[2] // ng
-    for task in numba.prange(nb * ng * nk):
-        bi, gi, k, c0, m = _task_block(task, ng, nk, per, _LANES)
-        uc0 = gi // (ng // gu) * per + k * _LANES
+    for task in numba.prange(nb * ng):
+        gi = task % ng
+        bi = task // ng
         r = rev[gi]
         order = index[bi, gi]
         u2, dt2, dy2, du2, ddt2, x2 = _backward_slabs(nl)  # x2: the raw step inputs
@@ -124,33 +125,47 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
         C2 = np.empty((nl, nn_), dtype=np.float32)
         dB2 = np.empty((nl, nn_), dtype=np.float32)
         dC2 = np.empty((nl, nn_), dtype=np.float32)
-        _load_tokens(u[bi], order, uc0, m, 0, r, u2)
-        _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, 0, r, x2)
-        _dt_rows(x2, bias, c0, m, softplus, dt2)
-        _load_tokens(dy[bi], order, k * _LANES, m, 0, r, dy2)
+        dBg = np.empty((nl, nn_), dtype=np.float32)  # the group's dB and dC, summed over its blocks
+        dCg = np.empty((nl, nn_), dtype=np.float32)
         _load_tokens(proj[bi], order, gi * mg + nq, nn_, 0, r, B2)
         _load_tokens(proj[bi], order, gi * mg + nq + nn_, nn_, 0, r, C2)
-        _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
-        if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
-            _softplus_grad_rows(x2, bias, c0, m, ddt2)
-        dB, dC = dBb[bi, gi, k], dCb[bi, gi, k]
-        dv = Dv[c0:c0 + m]  # D of the block's channels
-        s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
-        s_b = np.zeros(_LANES, dtype=np.float64)
-        for t in range(nl):
-            tok = order[nl - 1 - t if r else t]
-            for s in range(nn_):
-                dB[tok, s] = dB2[t, s]
-                dC[tok, s] = dC2[t, s]
-            du_row, dd_row = du[bi, tok, c0:c0 + m], ddelta[bi, tok, c0:c0 + m]  # see _add_rows_mapped
+        for k in range(nk):
+            c0 = gi * per + k * _LANES
+            m = min(_LANES, per - k * _LANES)
+            uc0 = gi // (ng // gu) * per + k * _LANES
+            _load_tokens(u[bi], order, uc0, m, 0, r, u2)
+            _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, 0, r, x2)
+            _dt_rows(x2, bias, c0, m, softplus, dt2)
+            _load_tokens(dy[bi], order, k * _LANES, m, 0, r, dy2)
+            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
+            if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
+                _softplus_grad_rows(x2, bias, c0, m, ddt2)
+            if k == 0:
+                dBg[:] = dB2
+                dCg[:] = dC2
+            else:
+                dBg += dB2
+                dCg += dC2
+            dv = Dv[c0:c0 + m]  # D of the block's channels
+            s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
+            s_b = np.zeros(_LANES, dtype=np.float64)
+            for t in range(nl):
+                tok = order[nl - 1 - t if r else t]
+                du_row, dd_row = du[bi, tok, c0:c0 + m], ddelta[bi, tok, c0:c0 + m]  # see _add_rows_mapped
+                for j in range(m):
+                    du_row[j] = du2[t, j] + dy2[t, j] * dv[j]
+                    dd_row[j] = ddt2[t, j]
+                    s_d[j] += dy2[t, j] * u2[t, j]
+                    s_b[j] += ddt2[t, j]
             for j in range(m):
-                du_row[j] = du2[t, j] + dy2[t, j] * dv[j]
-                dd_row[j] = ddt2[t, j]
-                s_d[j] += dy2[t, j] * u2[t, j]
-                s_b[j] += ddt2[t, j]
-        for j in range(m):
-            dDp[bi, c0 + j] = s_d[j]
-            dbp[bi, c0 + j] = s_b[j]
+                dDp[bi, c0 + j] = s_d[j]
+                dbp[bi, c0 + j] = s_b[j]
+        b0 = gi * mg + nq  # the group's B columns of dproj, then its C columns
+        for t in range(nl):
+            row = dproj[bi, order[nl - 1 - t if r else t], b0:b0 + 2 * nn_]
+            for s in range(nn_):
+                row[s] = dBg[t, s]
+                row[nn_ + s] = dCg[t, s]
 
 
 class _ScanTokens(torch.autograd.Function):
@@ -177,20 +192,21 @@ class _ScanTokens(torch.autograd.Function):
         per = d // g
         Ab = _blocks(A[None], g)[0]  # (d, n) -> (g, k, n, 16)
         k = Ab.shape[1]
-        du, ddelta, dAb, dBb, dCb, dDp, dbp = _grad_buffers((b, l, d), d, g, k, n)
+        f32 = torch.float32
+        du, ddelta = torch.empty((b, l, d), dtype=f32), torch.empty((b, l, d), dtype=f32)
+        dAb = torch.empty((b, g, k, n, _LANES), dtype=f32)
+        dDp, dbp = torch.empty((b, d), dtype=f32), torch.empty((b, d), dtype=f32)
+        dproj = torch.empty(proj.shape, dtype=f32)  # (b, l, g mg): the kernel fills dB and dC, the einsum dx
         with _KERNEL_LOCK:
             _tokens_bwd(u.numpy(), proj.numpy(), W.numpy(), bias.numpy(), D.numpy(), Ab.numpy(),
                         index.numpy(), ctx.rev, ctx.softplus, ctx.needs_input_grad[2],
-                        dy.float().contiguous().numpy(), du.numpy(), ddelta.numpy(), dAb.numpy(), dBb.numpy(),
-                        dCb.numpy(), dDp.numpy(), dbp.numpy())
+                        dy.float().contiguous().numpy(), du.numpy(), ddelta.numpy(), dAb.numpy(),
+                        dproj.numpy(), dDp.numpy(), dbp.numpy())
         gu = u.shape[2] // per
         du = du.view(b, l, gu, g // gu, per).sum(3).view(b, l, gu * per)  # groups sharing u's channels
         dd = ddelta.view(b, l, g, per)  # (b, l, g, p)
         x = proj.view(b, l, g, -1)[..., :q]  # (b, l, g, q) the step inputs
-        dx = torch.einsum("blgp,gpq->blgq", dd, W.view(g, per, q))  # (b, l, g, q)
-        dB = dBb.sum(2).transpose(1, 2)  # (b, g, k, l, n) -> (b, l, g, n)
-        dC = dCb.sum(2).transpose(1, 2)  # (b, l, g, n)
-        dproj = torch.cat([dx, dB, dC], dim=3).view(b, l, -1)  # (b, l, g mg)
+        dproj.view(b, l, g, -1)[..., :q] = torch.einsum("blgp,gpq->blgq", dd, W.view(g, per, q))  # dx
         dA = _unblocks(dAb.sum(0)[None], d)[0] if ctx.needs_input_grad[2] else None  # (d, n)
         dW = torch.einsum("blgp,blgq->gpq", dd, x).reshape(d, q) if ctx.needs_input_grad[5] else None
         return du, dproj, dA, dDp.sum(0), dbp.sum(0), dW, None, None, None
