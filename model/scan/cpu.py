@@ -141,6 +141,18 @@ _LOG2E = np.float32(1.4426950408889634)  # the kernels scale A by this once, the
 
 
 @numba.njit(inline="always", cache=True)
+def _pow2_frac(f):  # pragma: no cover - compiled
+    """2^f for float32 f in [-1/2, 1/2]: a degree-6 polynomial fitted to minimise the relative error
+    (< 2e-9 before float32 rounding, 1e-7 after), in Horner form."""
+    p = np.float32(0.0013399930903688073) + f * np.float32(0.00015345810970757157)
+    p = np.float32(0.009618489071726799) + f * p
+    p = np.float32(0.05550328642129898) + f * p
+    p = np.float32(0.24022646248340607) + f * p
+    p = np.float32(0.6931471824645996) + f * p
+    return np.float32(1.0) + f * p
+
+
+@numba.njit(inline="always", cache=True)
 def _exp2_32_bits(y):  # pragma: no cover - compiled
     """2^y for float32 y: the scan's exp(dt A) as 2^(dt (A log2 e)), with A scaled once per block.
 
@@ -148,21 +160,13 @@ def _exp2_32_bits(y):  # pragma: no cover - compiled
     1.21x; the scan op on MambaIR-light / MambaIRv2-light 128x128 shapes 1.05-1.12x forward and
     backward; whole networks, ``bench --compare HEAD``, 1.00-1.04x; outputs within 1.3e-7 of before):
     k = round(y) by adding and subtracting 1.5 * 2^23 (no rounding instruction), f = y - k exact in
-    [-1/2, 1/2] (no Cody-Waite split), 2^f by a degree-6 polynomial fitted to minimise the relative
-    error on [-1/2, 1/2] (< 2e-9 before float32 rounding, 1e-7 after), 2^k from its exponent bits.
+    [-1/2, 1/2] (no Cody-Waite split), 2^f by ``_pow2_frac``, 2^k from its exponent bits.
     y is clamped to [-126, 127]: 2^-126 ~ 1.2e-38 stands in for smaller values.
     The kernels use it where the CPU lacks AVX-512; else ``_exp2_32_scalef``, the same values.
     """
     v = min(max(y, np.float32(-126.0)), np.float32(127.0))
     k = (v + np.float32(12582912.0)) - np.float32(12582912.0)
-    f = v - k
-    p = np.float32(0.0013399930903688073) + f * np.float32(0.00015345810970757157)
-    p = np.float32(0.009618489071726799) + f * p
-    p = np.float32(0.05550328642129898) + f * p
-    p = np.float32(0.24022646248340607) + f * p
-    p = np.float32(0.6931471824645996) + f * p
-    p = np.float32(1.0) + f * p
-    return p * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
+    return _pow2_frac(v - k) * _f32_from_bits((np.int32(k) + np.int32(127)) << 23)
 
 
 @intrinsic
@@ -196,14 +200,7 @@ def _exp2_32_scalef(y):  # pragma: no cover - compiled
     """
     v = min(max(y, np.float32(-126.0)), np.float32(127.0))
     k = _lrint32(v)
-    f = v - np.float32(k)
-    p = np.float32(0.0013399930903688073) + f * np.float32(0.00015345810970757157)
-    p = np.float32(0.009618489071726799) + f * p
-    p = np.float32(0.05550328642129898) + f * p
-    p = np.float32(0.24022646248340607) + f * p
-    p = np.float32(0.6931471824645996) + f * p
-    p = np.float32(1.0) + f * p
-    return _ldexp32(p, k)
+    return _ldexp32(_pow2_frac(v - np.float32(k)), k)
 
 
 # The kernels' 2^y: which of the two, fixed when numba compiles them for its target CPU (the host,
