@@ -788,8 +788,8 @@ class _ScanFused(torch.autograd.Function):
 
 
 def _grad_buffers(rows: tuple[int, int, int], d: int, g: int, k: int, n: int) -> tuple[Tensor, ...]:
-    """The backward kernels' outputs, float32: du and ddelta shaped ``rows`` ((b, d, l), or (b, l, d)
-    for tokens); dAb (b, g, k, n, 16); dBb, dCb (b, g, k, l, n) per block; dDp, dbp (b, d)."""
+    """``_fused_bwd``'s outputs, float32: du and ddelta shaped ``rows`` (b, d, l); dAb (b, g, k, n, 16);
+    dBb, dCb (b, g, k, l, n) per block; dDp, dbp (b, d)."""
     b, l = rows[0], rows[1] * rows[2] // d
     shapes = (rows, rows, (b, g, k, n, _LANES), (b, g, k, l, n), (b, g, k, l, n), (b, d), (b, d))
     return tuple(torch.empty(shape, dtype=torch.float32) for shape in shapes)
