@@ -125,8 +125,8 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
         C2 = np.empty((nl, nn_), dtype=np.float32)
         dB2 = np.empty((nl, nn_), dtype=np.float32)
         dC2 = np.empty((nl, nn_), dtype=np.float32)
-        dBg = np.empty((nl, nn_), dtype=np.float32)  # the group's dB and dC, summed over its blocks
-        dCg = np.empty((nl, nn_), dtype=np.float32)
+        dBg = np.zeros((nl, nn_), dtype=np.float32)  # the group's dB and dC, summed over its blocks
+        dCg = np.zeros((nl, nn_), dtype=np.float32)
         _load_tokens(proj[bi], order, gi * mg + nq, nn_, 0, r, B2)
         _load_tokens(proj[bi], order, gi * mg + nq + nn_, nn_, 0, r, C2)
         for k in range(nk):
@@ -140,12 +140,8 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
             _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
             if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
                 _softplus_grad_rows(x2, bias, c0, m, ddt2)
-            if k == 0:
-                dBg[:] = dB2
-                dCg[:] = dC2
-            else:
-                dBg += dB2
-                dCg += dC2
+            dBg += dB2
+            dCg += dC2
             dv = Dv[c0:c0 + m]  # D of the block's channels
             s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
             s_b = np.zeros(_LANES, dtype=np.float64)
