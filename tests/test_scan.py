@@ -732,6 +732,54 @@ def test_numba_row16_copies_products_and_zeros():
         strided(np.ones((16, 16), np.float32))
 
 
+def test_numba_masked_row16_loads_fmas_and_adds():
+    """The token loaders' vector operations: the same bits as the element-wise loops they replace
+    (``dst[j] += a[j] * x`` and ``dst[j] += y[j] + u[j] * dv[j]`` contracted to one rounding each, as
+    the kernels compile them), masked lanes neither read nor written, and a prefetch changes nothing."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _add_skip16, _fma16, _load16, _prefetch_tokens
+
+    @numba.njit(fastmath={"contract"})
+    def loops(src, off, count, acc, a, x, y, u, dv):
+        load = np.zeros(16, np.float32)
+        for j in range(min(count, 16)):
+            load[j] = src[off + j]
+        for j in range(16):
+            acc[j] += a[j] * x
+        for j in range(min(count, 16)):
+            src[off + j] += y[j] + u[j] * dv[j]
+        return load
+
+    @numba.njit
+    def vectors(src, off, count, acc, a, x, y, u, dv):
+        load = np.full(16, 7.0, np.float32)
+        _load16(load, src, off, count)
+        _fma16(acc, a, x)
+        _add_skip16(src, off, y, u, dv, count)
+        return load
+
+    rng = np.random.default_rng(2)
+    for count in (-3, 0, 1, 5, 15, 16, 40):
+        src = rng.standard_normal(60).astype(np.float32)
+        src[10 + max(count, 0):] = np.nan  # beyond the count: must be neither read nor written
+        acc = rng.standard_normal(16).astype(np.float32)
+        a, y, u, dv = (rng.standard_normal(16).astype(np.float32) * 100 for _ in range(4))
+        x = np.float32(rng.standard_normal() * 1e3)
+        src2, acc2 = src.copy(), acc.copy()
+        want = loops(src, 10, count, acc, a, x, y, u, dv)
+        got = vectors(src2, 10, count, acc2, a, x, y, u, dv)
+        assert np.array_equal(got, want) and np.array_equal(acc2, acc)
+        assert np.array_equal(src2, src, equal_nan=True), count
+        assert not np.isnan(got).any()  # the masked load read no NaN lane
+
+    rows = rng.standard_normal((50, 40)).astype(np.float32)
+    before = rows.copy()
+    _prefetch_tokens(rows, rng.permutation(50), 3, 33, 5, 20, True)
+    assert np.array_equal(rows, before)
+
+
 def test_numba_backward_for_frozen_parameters_gives_the_same_input_gradients():
     """LAM's backward (A, D, bias and dt weight frozen) skips dA in the kernel: the gradients of the
     inputs are the same bits as when every gradient is asked for."""

@@ -241,9 +241,11 @@ def _check_rows16(name: str, *tys) -> None:
             raise numba.core.errors.TypingError(f"{name} takes contiguous 1-D float32 rows of 16 lanes")
 
 
-def _row16(context, builder, ty, val):  # pragma: no cover - compile-time
-    """A row's data as a pointer to one <16 x float> vector."""
+def _row16(context, builder, ty, val, off=None):  # pragma: no cover - compile-time
+    """A row's data (from element off, an int64, where given) as a pointer to one <16 x float>."""
     data = context.make_array(ty)(context, builder, val).data
+    if off is not None:
+        data = builder.gep(data, [off])
     return builder.bitcast(data, ir.VectorType(ir.FloatType(), _LANES).as_pointer())
 
 
@@ -311,6 +313,133 @@ def _zero16(typingctx, dst):  # pragma: no cover - compile-time
         return context.get_dummy_value()
 
     return types.none(dst), codegen
+
+
+# The token loaders' and writers' loops over a block's lanes had a run-time count (16 to 64, or m
+# real channels): LLVM vectorised them 64 lanes an iteration with 8-lane and scalar tails, so a
+# 48-lane block ran entirely in the tails, behind an overlap check of the rows each step. Here a
+# block's lanes are whole 16-lane vectors, masked where its real channels end (MambaIR-light's
+# 72 = 48 + 24), addressed by offset into the token row (no slice a step): the same arithmetic.
+def _splat(builder, value, ty):  # pragma: no cover - compile-time
+    """A <16 x ty> vector of one scalar."""
+    vec = builder.insert_element(ir.Constant(ir.VectorType(ty, _LANES), None), value,
+                                 ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES))
+
+
+def _lanes_below(builder, count):  # pragma: no cover - compile-time
+    """<16 x i1>: lane j < count (an int64; none where count <= 0, all where count >= 16)."""
+    lanes = ir.Constant(ir.VectorType(ir.IntType(64), _LANES), list(range(_LANES)))
+    return builder.icmp_signed("<", lanes, _splat(builder, count, ir.IntType(64)))
+
+
+def _masked(builder, name, *args):  # pragma: no cover - compile-time
+    """A call of LLVM's masked load ("load": ptr, align, mask, pass-through) or store ("store":
+    value, ptr, align, mask) of <16 x float>: the lanes off the mask are neither read nor written."""
+    vec = ir.VectorType(ir.FloatType(), _LANES)
+    ptr, mask = vec.as_pointer(), ir.VectorType(ir.IntType(1), _LANES)
+    if name == "load":
+        fnty = ir.FunctionType(vec, [ptr, ir.IntType(32), mask, vec])
+    else:
+        fnty = ir.FunctionType(ir.VoidType(), [vec, ptr, ir.IntType(32), mask])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.{name}.v16f32.p0")
+    return builder.call(fn, args)
+
+
+def _fma_fn(builder):  # pragma: no cover - compile-time
+    """LLVM's fused multiply-add of <16 x float>."""
+    vec = ir.VectorType(ir.FloatType(), _LANES)
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
+
+
+@intrinsic
+def _load16(typingctx, dst, src, off, count):  # pragma: no cover - compile-time
+    """dst[:16] = src[off + j] for j < count, 0 beyond; src's elements from off + count on are not
+    read."""
+    _check_rows16("_load16", dst, src)
+
+    def codegen(context, builder, signature, args):
+        zeros = ir.Constant(ir.VectorType(ir.FloatType(), _LANES), [0.0] * _LANES)
+        row = _masked(builder, "load", _row16(context, builder, signature.args[1], args[1], args[2]),
+                      ir.Constant(ir.IntType(32), 4), _lanes_below(builder, args[3]), zeros)
+        builder.store(row, _row16(context, builder, signature.args[0], args[0]), align=4)
+        return context.get_dummy_value()
+
+    return types.none(dst, src, types.int64, types.int64), codegen
+
+
+@intrinsic
+def _fma16(typingctx, dst, a, x):  # pragma: no cover - compile-time
+    """dst[:16] = a[:16] x + dst[:16] in one rounding (what ``dst[j] += a[j] * x`` contracts to)."""
+    _check_rows16("_fma16", dst, a)
+
+    def codegen(context, builder, signature, args):
+        dst_ptr = _row16(context, builder, signature.args[0], args[0])
+        row = builder.load(_row16(context, builder, signature.args[1], args[1]), align=4)
+        acc = builder.load(dst_ptr, align=4)
+        builder.store(builder.call(_fma_fn(builder), [row, _splat(builder, args[2], ir.FloatType()), acc]),
+                      dst_ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.none(dst, a, types.float32), codegen
+
+
+@intrinsic
+def _add_skip16(typingctx, dst, off, y, u, dv, count):  # pragma: no cover - compile-time
+    """dst[off + j] += y[j] + u[j] dv[j] for j < count (the product and y in one rounding, as
+    ``dst[j] += y[j] + u[j] * dv[j]`` contracts); dst's elements from off + count on are neither
+    read nor written."""
+    _check_rows16("_add_skip16", dst, y, u, dv)
+
+    def codegen(context, builder, signature, args):
+        y_, u_, dv_ = (builder.load(_row16(context, builder, ty, val), align=4)
+                       for ty, val in zip(signature.args[2:5], args[2:5], strict=True))
+        dst = _row16(context, builder, signature.args[0], args[0], args[1])
+        mask, align = _lanes_below(builder, args[5]), ir.Constant(ir.IntType(32), 4)
+        old = _masked(builder, "load", dst, align, mask, ir.Constant(y_.type, [0.0] * _LANES))
+        new = builder.fadd(old, builder.call(_fma_fn(builder), [u_, dv_, y_]))
+        _masked(builder, "store", new, dst, align, mask)
+        return context.get_dummy_value()
+
+    return types.none(dst, types.int64, y, u, dv, types.int64), codegen
+
+
+_LINE = 16  # float32 values in a 64-byte cache line
+
+
+@intrinsic
+def _prefetch(typingctx, x, i, j):  # pragma: no cover - compile-time
+    """Ask the CPU to bring the cache line holding x[i, j] into its caches (x a 2-D C-contiguous
+    array; no bounds check, no effect on the program's values)."""
+    if not (isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C"):
+        raise numba.core.errors.TypingError("_prefetch takes a 2-D C-contiguous array")
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        at = [context.cast(builder, v, ty, types.intp)
+              for v, ty in zip(args[1:], signature.args[1:], strict=True)]
+        ptr = cgutils.get_item_pointer2(context, builder, arr.data, cgutils.unpack_tuple(builder, arr.shape),
+                                        cgutils.unpack_tuple(builder, arr.strides), "C", at)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read, keep in all cache levels (locality 3), data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.none(x, i, j), codegen
+
+
+@numba.njit(cache=True)
+def _prefetch_tokens(xb, index, c0, m, s0, c, rev):  # pragma: no cover - compiled
+    """Prefetch the cache lines of xb[index[i(s0 + t)], c0:c0 + m] for t < c (i as in _load_tokens):
+    a chunk's token rows, which its index scatters where the CPU's own prefetcher cannot follow."""
+    last = index.shape[0] - 1
+    for t in range(c):
+        tok = index[last - s0 - t if rev else s0 + t]
+        for j in range(0, m, _LINE):
+            _prefetch(xb, tok, c0 + j)
+        _prefetch(xb, tok, c0 + m - 1)  # the last line, where the run straddles one more
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -568,11 +697,14 @@ def _start_group(A2, Dv, c0, m, h, a, dv):  # pragma: no cover - compiled
 @numba.njit(cache=True)
 def _load_tokens(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compiled
     """slab[t, j] = xb[index[i(s0 + t)], c0 + j] for j < m, 0 for m <= j < w; xb (l, c) one image's
-    token rows, index (l,), slab (c, w); i(p) = p, or l - 1 - p where rev."""
+    token rows, index (l,), slab (c, w); i(p) = p, or l - 1 - p where rev. For any width (a group's B
+    and C, n of them); slabs of whole 16-lane vectors load faster by ``_load_tokens16``."""
     nl, w = slab.shape
     last = index.shape[0] - 1
     for t in range(nl):
-        src = xb[index[last - s0 - t if rev else s0 + t], c0:c0 + m]  # see _add_rows_mapped
+        # sliced, not indexed as xb[tok, c0 + j]: numba's wrap-around of negative indices (it cannot
+        # know c0 >= 0) made LLVM vectorise that as gathers
+        src = xb[index[last - s0 - t if rev else s0 + t], c0:c0 + m]
         dst = slab[t]
         for j in range(m):
             dst[j] = src[j]
@@ -580,18 +712,33 @@ def _load_tokens(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compile
             dst[j] = 0.0
 
 
+@numba.njit(cache=True)
+def _load_tokens16(xb, index, c0, m, s0, rev, slab):  # pragma: no cover - compiled
+    """``_load_tokens`` for a slab of whole 16-lane vectors (w a multiple of 16): one masked vector
+    load per 16 lanes (see ``_load16``), the same values."""
+    nl, w = slab.shape
+    s3 = slab.reshape(nl, w // _LANES, _LANES)
+    last = index.shape[0] - 1
+    for t in range(nl):
+        row = xb[index[last - s0 - t if rev else s0 + t]]
+        for k in range(w // _LANES):
+            _load16(s3[t, k], row, c0 + k * _LANES, m - k * _LANES)
+
+
 @numba.njit(cache=True, fastmath={"contract"})
 def _add_rows_mapped(yb, index, j0, m, lo, c, rev, y2, u2, dv):  # pragma: no cover - compiled
     """yb[index[i(t)], j0 + j] += y2[t, j] + u2[t, j] dv[j] for j < m; yb (l, p) one image's
     channel-last output, index (l,), i(t) = lo + t, or lo + c - 1 - t where rev: a step's channels
-    are one contiguous run of the output's row (``_load_tokens`` reads them so).
-    The run is sliced out once per step: indexed as row[j0 + j], numba's wrap-around of negative
-    indices (it cannot know j0 >= 0) made LLVM vectorise the loop as gathers and scatters; as
-    slices both loaders run 1.3-1.6x faster alone, the same values."""
+    are one contiguous run of the output's row (``_load_tokens`` reads them so), added one masked
+    16-lane vector at a time (``_add_skip16``); y2, u2 (c', w) slabs with w a multiple of 16."""
+    nv = y2.shape[1] // _LANES  # 16-lane vectors a block
+    y3 = y2.reshape(y2.shape[0], nv, _LANES)  # (c, w) -> (c, w/16, 16)
+    u3 = u2.reshape(u2.shape[0], nv, _LANES)
+    dv2 = dv.reshape(nv, _LANES)
     for t in range(c):
-        dst = yb[index[lo + c - 1 - t if rev else lo + t], j0:j0 + m]
-        for j in range(m):
-            dst[j] += y2[t, j] + u2[t, j] * dv[j]
+        row = yb[index[lo + c - 1 - t if rev else lo + t]]
+        for k in range((m + _LANES - 1) // _LANES):
+            _add_skip16(row, j0 + k * _LANES, y3[t, k], u3[t, k], dv2[k], m - k * _LANES)
 
 
 @numba.njit(**_JIT)
@@ -631,6 +778,8 @@ def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, y
                 else:
                     _load_rows(delta, bi, c0, m, s0, r, y2[:c])
                 _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
+                if summed:  # the scattered rows this chunk adds into arrive during the recurrence
+                    _prefetch_tokens(y[bi], out_index[bi, gi], k * w, m, s0, c, r)
                 if r:
                     _reversed_rows(Bt[bi, gi], lo, lo + c, Br)
                     _reversed_rows(Ct[bi, gi], lo, lo + c, Cr)

@@ -35,20 +35,26 @@ from .cpu import (
     _block_width,
     _blocks,
     _dt_rows,
+    _fma16,
     _follow_torch_threads,
     _forward_work,
     _load_tokens,
+    _load_tokens16,
+    _prefetch_tokens,
     _softplus_grad_rows,
     _start_group,
     _task_block,
     _unblocks,
+    _zero16,
 )
 
 
 @numba.njit(cache=True, fastmath={"contract"})
 def _lowrank_tokens(pb, index, x0, W, c0, m, s0, rev, x2):  # pragma: no cover - compiled
     """x2[t, j] = sum_q W[c0 + j, q] pb[index[i(s0 + t)], x0 + q] for j < m, 0 beyond: a block's raw
-    step inputs from the q step-input columns of its group (from x0) in the token rows pb (l, c)."""
+    step inputs from the q step-input columns of its group (from x0) in the token rows pb (l, c);
+    w a multiple of 16, each 16 lanes summed in a vector (``_fma16``: the same order and roundings as
+    a loop of ``x2[t, j] += W[c0 + j, q] x_q``, which LLVM ran in 8-lane and scalar tails)."""
     nl, w = x2.shape
     nq = W.shape[1]
     last = index.shape[0] - 1
@@ -56,14 +62,14 @@ def _lowrank_tokens(pb, index, x0, W, c0, m, s0, rev, x2):  # pragma: no cover -
     for q in range(nq):
         for j in range(m):
             wq[q, j] = W[c0 + j, q]
+    x3 = x2.reshape(nl, w // _LANES, _LANES)  # (c, w) -> (c, w/16, 16)
+    wq3 = wq.reshape(nq, w // _LANES, _LANES)
     for t in range(nl):
         row = pb[index[last - s0 - t if rev else s0 + t]]
-        for j in range(w):
-            x2[t, j] = 0.0
-        for q in range(nq):
-            xq = row[x0 + q]
-            for j in range(w):
-                x2[t, j] += wq[q, j] * xq
+        for k in range(w // _LANES):
+            _zero16(x3[t, k])
+            for q in range(nq):
+                _fma16(x3[t, k], wq3[q, k], row[x0 + q])
 
 
 @numba.njit(**_JIT)
@@ -91,11 +97,17 @@ def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: n
             _start_group(Ab[gi, k], Dv, c0, m, h, a, dv)
             for s0 in range(0, nl, _CHUNK):
                 c = min(_CHUNK, nl - s0)
-                _load_tokens(u[bi], order, uc0, m, s0, r, u2[:c])
+                _load_tokens16(u[bi], order, uc0, m, s0, r, u2[:c])
                 _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, s0, r, y2[:c])  # raw delta in y2
                 _dt_rows(y2[:c], bias, c0, m, softplus, dt2[:c])
                 _load_tokens(proj[bi], order, gi * mg + nq, nn_, s0, r, B2[:c])
                 _load_tokens(proj[bi], order, gi * mg + nq + nn_, nn_, s0, r, C2[:c])
+                # the rows this chunk adds into and the next chunk reads arrive during the recurrence
+                _prefetch_tokens(y[bi], order, k * w, m, s0, c, r)
+                if s0 + c < nl:
+                    cn = min(_CHUNK, nl - s0 - c)
+                    _prefetch_tokens(u[bi], order, uc0, m, s0 + c, cn, r)
+                    _prefetch_tokens(proj[bi], order, gi * mg, nq + 2 * nn_, s0 + c, cn, r)
                 _block_fwd(u2[:c], dt2[:c], a, B2[:c], C2[:c], h, y2[:c])
                 lo = nl - s0 - c if r else s0
                 _add_rows_mapped(y[bi], order, k * w, m, lo, c, r, y2, u2, dv)
@@ -133,10 +145,10 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
             c0 = gi * per + k * _LANES
             m = min(_LANES, per - k * _LANES)
             uc0 = gi // (ng // gu) * per + k * _LANES
-            _load_tokens(u[bi], order, uc0, m, 0, r, u2)
+            _load_tokens16(u[bi], order, uc0, m, 0, r, u2)
             _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, 0, r, x2)
             _dt_rows(x2, bias, c0, m, softplus, dt2)
-            _load_tokens(dy[bi], order, k * _LANES, m, 0, r, dy2)
+            _load_tokens16(dy[bi], order, k * _LANES, m, 0, r, dy2)
             _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
             if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
                 _softplus_grad_rows(x2, bias, c0, m, ddt2)
