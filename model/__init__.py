@@ -13,12 +13,13 @@ from __future__ import annotations
 # OpenMP reads its wait policy once, when torch (or numba) loads, so it is set here, before any torch
 # import of the package (`python -m model.X` imports this file first): a short spin, see model/threads.py.
 # glibc's malloc is told to keep freed blocks (large tensors then reuse memory instead of page-faulting
-# anew), also before torch allocates anything: see model/malloc.py.
-from model.malloc import keep_freed_memory
+# anew), and torch's allocator to use huge pages, also before torch allocates anything: see model/malloc.py.
+from model.malloc import keep_freed_memory, use_huge_pages
 from model.threads import set_runtime_defaults
 
 set_runtime_defaults()
 keep_freed_memory()
+use_huge_pages()
 
 from model.archs import build, set_options  # noqa: E402
 

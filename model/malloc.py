@@ -18,6 +18,14 @@ heap, one arena) was no faster in a one-off run (1.07x / 1.01x at 256x256).
 
 Only on glibc (Linux); a user's own ``MALLOC_*`` variables or glibc malloc tunables win, and
 ``MAMBAIR_MALLOC=system`` leaves malloc as it is.
+
+Huge pages: torch's CPU allocator is also asked for transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``,
+read at torch's first allocation: blocks of 2 MB and more are 2 MB-aligned and ``madvise``d), so the
+scans' scattered reads of a 256x256 map's token rows (MambaIR's column orders, MambaIRv2's semantic
+order) walk one page table entry per 2 MB instead of per 4 KB. ``PYTHONPATH=. python
+scripts/malloc_reuse.py --against no-huge-pages --rounds 4`` (2-core Xeon, 2026-12-07): see the README's
+Speed section. A user's own ``THP_MEM_ALLOC_ENABLE`` (``0`` turns it off) or ``MAMBAIR_MALLOC=system``
+wins.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 1 << 30
 
+HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"  # torch's switch for transparent huge pages in its CPU allocator
 applied = False  # whether keep_freed_memory changed this process's malloc
+added: set[str] = set()  # the environment variables use_huge_pages set (not the user's)
 
 
 def _user_chose() -> bool:
@@ -56,3 +66,13 @@ def keep_freed_memory() -> bool:
     applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     applied = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and applied
     return applied
+
+
+def use_huge_pages() -> bool:
+    """Ask torch's CPU allocator for transparent huge pages (before its first allocation: torch
+    reads the variable once); True where it is on, by the user's setting or ours."""
+    if (sys.platform.startswith("linux") and HUGE_PAGES not in os.environ
+            and os.environ.get("MAMBAIR_MALLOC") != "system"):
+        os.environ[HUGE_PAGES] = "1"
+        added.add(HUGE_PAGES)
+    return os.environ.get(HUGE_PAGES, "0") not in ("", "0")

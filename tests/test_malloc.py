@@ -62,3 +62,40 @@ def test_freed_blocks_are_kept_for_reuse() -> None:
 def test_a_users_malloc_setting_wins() -> None:
     assert not _run(MALLOC_TRIM_THRESHOLD_="131072")["applied"]
     assert not _run(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=65536")["applied"]
+
+
+_THP_WORKER = r"""
+import json, torch
+import model, model.malloc
+x = torch.ones(16 << 20)  # 64 MiB, written
+rollup = open("/proc/self/smaps_rollup").read()
+kb = int(rollup.split("AnonHugePages:")[1].split()[0])
+print(json.dumps({"on": model.malloc.use_huge_pages(), "huge_kb": kb}))
+"""
+
+
+def _thp_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "absent"
+    return text.split("[")[1].split("]")[0]
+
+
+@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="no transparent huge pages here")
+def test_large_tensors_get_huge_pages_unless_the_user_says_no() -> None:
+    """torch's allocator is asked for huge pages at ``import model`` (even after ``import torch``), and
+    a user's THP_MEM_ALLOC_ENABLE=0 wins."""
+    def run(**env: str) -> dict:
+        base = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "MAMBAIR_MALLOC")}
+        done = subprocess.run([sys.executable, "-c", _THP_WORKER], capture_output=True, text=True,
+                              env=dict(base, PYTHONPATH=str(ROOT), **env), check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    ours = run()
+    assert ours["on"] and ours["huge_kb"] >= 2048, ours
+    if _thp_mode() == "madvise":  # the kernel gives them only where asked
+        off = run(THP_MEM_ALLOC_ENABLE="0")
+        assert not off["on"] and off["huge_kb"] == 0, off
+        system = run(MAMBAIR_MALLOC="system")
+        assert not system["on"] and system["huge_kb"] == 0, system

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from model import scan
+from model import malloc, scan
 from model.archs import build
 from model.config import PRESETS
 from model.threads import user_environment
@@ -287,7 +287,9 @@ def _worker(tree: Path, threads: int, preset: str, size: int, repeats: int, back
             ) -> dict[str, list[float]]:
     # No OpenMP setting of ours: each tree runs with the defaults its model package sets (a user's
     # OMP_WAIT_POLICY / GOMP_SPINCOUNT in the environment applies to both).
-    env = dict(user_environment(), PYTHONPATH=str(tree))
+    # Likewise torch's huge pages (model.malloc): each tree sets them or not.
+    env = {k: v for k, v in user_environment().items() if k not in malloc.added}
+    env["PYTHONPATH"] = str(tree)
     done = subprocess.run([sys.executable, "-c", _WORKER, str(threads), preset, str(size), str(repeats),
                            "1" if backward else "0"], cwd=tree, env=env, capture_output=True, text=True)
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
