@@ -368,6 +368,45 @@ def test_numba_exp2_scalef_gives_the_bits_of_the_portable_one():
     assert np.array_equal(got.view(np.int32), want.view(np.int32))
 
 
+def test_numba_block_forward_is_the_plain_loop_bit_for_bit():
+    """The forward's recurrence in explicit 16-lane vectors (``_scan_step16``) against the loop it
+    replaced, written with the kernels' scalar 2^y: the same bits for outputs and states, at every
+    block width, carrying the state across calls, with steps whose dt a falls below -126 (the clamp)."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _block_fwd, _exp2_32
+
+    @numba.njit(fastmath={"contract"})
+    def loops(u2, dt2, a, B2, C2, h, y2):
+        v = np.empty((3, u2.shape[1]), dtype=np.float32)
+        for t in range(u2.shape[0]):
+            for j in range(u2.shape[1]):
+                v[0, j] = dt2[t, j]
+                v[1, j] = dt2[t, j] * u2[t, j]
+                v[2, j] = 0.0
+            for s in range(a.shape[0]):
+                for j in range(u2.shape[1]):
+                    hv = _exp2_32(v[0, j] * a[s, j]) * h[s, j] + v[1, j] * B2[t, s]
+                    h[s, j] = hv
+                    v[2, j] += C2[t, s] * hv
+            for j in range(u2.shape[1]):
+                y2[t, j] = v[2, j]
+
+    rng = np.random.default_rng(3)
+    for w, n in ((16, 1), (32, 10), (48, 16), (64, 3)):
+        a = (-rng.random((n, w)) * 12).astype(np.float32)
+        h, h_ref = np.repeat(rng.standard_normal((1, n, w)).astype(np.float32), 2, 0)
+        for _ in range(2):  # two chunks, the state carried
+            u2, B2, C2 = (rng.standard_normal(z).astype(np.float32) for z in ((70, w), (70, n), (70, n)))
+            dt2 = (rng.random((70, w)) * 3).astype(np.float32)
+            dt2[::7] *= 40  # dt a far below -126
+            y, y_ref = np.empty((70, w), np.float32), np.empty((70, w), np.float32)
+            _block_fwd(u2, dt2, a, B2, C2, h, y)
+            loops(u2, dt2, a, B2, C2, h_ref, y_ref)
+            assert np.array_equal(y, y_ref) and np.array_equal(h, h_ref), (w, n)
+
+
 def test_numba_softplus_matches_torch():
     """The kernel's own softplus (vectorisable series) against torch's, around its threshold too."""
     import numpy as np
@@ -442,7 +481,11 @@ def test_numba_block_width_avoids_padding_and_idle_cores():
     assert _block_width(1, 1, 64, 1) == 64  # one full block
     assert _block_width(1, 1, 8, 2) == 16  # 8 channels: the narrowest block pads least
     assert _block_width(1, 1, 64, 2) == 32  # two blocks keep both cores busy
-    assert _block_width(1, 4, 72, 2) == 48  # MambaIR-light: 2 x 48 a group, not 5 x 16 or 2 x 64
+    # MambaIR-light's groups of 72 (a task runs its block of every group in turn): one image, 2 x 48 a
+    # group (both cores, 3 vectors each, as 5 x 16 would take in 3 rounds); four (LAM's batch), 5 x 16
+    # (10 rounds of one vector, against 4 rounds of three, a quarter of them padding, at 48)
+    assert _block_width(1, 1, 72, 2) == 48
+    assert _block_width(4, 1, 72, 2) == 16
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
