@@ -407,6 +407,78 @@ def test_numba_block_forward_is_the_plain_loop_bit_for_bit():
             assert np.array_equal(y, y_ref) and np.array_equal(h, h_ref), (w, n)
 
 
+def test_numba_block_backward_is_the_plain_loop_bit_for_bit():
+    """The backward's reverse recurrence in explicit 16-lane vectors (``_bwd_step16``) and its lane
+    sums for dB and dC sixteen rows at a time (``_lane_sums16``) against the loops they replaced (the
+    kernels' scalar 2^y, ``_dot16`` per state): every gradient the same bits, with and without dA,
+    for 1 to 16 states, with steps whose dt A falls below the clamp."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _LOG2E, _block_bwd, _dot16, _exp2_32
+
+    @numba.njit(fastmath={"contract"})
+    def loops(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):
+        nl, nn_ = u2.shape[0], A2.shape[0]
+        hs = np.zeros((nl + 1, nn_, 16), dtype=np.float32)
+        st = np.zeros((nn_, 5, 16), dtype=np.float32)
+        v = np.zeros((6, 16), dtype=np.float32)
+        dA = np.zeros((nn_, 16), dtype=np.float64)
+        for s in range(nn_):
+            for j in range(16):
+                st[s, 0, j] = A2[s, j]
+                st[s, 4, j] = A2[s, j] * _LOG2E
+        for t in range(nl):
+            for s in range(nn_):
+                for j in range(16):
+                    hs[t + 1, s, j] = (_exp2_32(dt2[t, j] * st[s, 4, j]) * hs[t, s, j]
+                                       + dt2[t, j] * u2[t, j] * B2[t, s])
+        for t in range(nl - 1, -1, -1):
+            for j in range(16):
+                v[0, j], v[1, j], v[2, j], v[3, j] = dt2[t, j], u2[t, j], dt2[t, j] * u2[t, j], dy2[t, j]
+                v[4, j] = 0.0
+                v[5, j] = 0.0
+            for s in range(nn_):
+                bs, cs = B2[t, s], C2[t, s]
+                for j in range(16):
+                    a = _exp2_32(v[0, j] * st[s, 4, j])
+                    g = v[3, j] * cs + st[s, 1, j]
+                    ga = g * hs[t, s, j] * a
+                    v[4, j] += ga * st[s, 0, j] + g * bs * v[1, j]
+                    v[5, j] += g * v[0, j] * bs
+                    st[s, 1, j] = g * a
+                    st[s, 2, j] = g
+                    if need_dA:
+                        st[s, 3, j] += ga * v[0, j]
+            for s in range(nn_):
+                dB2[t, s] = _dot16(st[s, 2], v[2])
+                dC2[t, s] = _dot16(v[3], hs[t + 1, s])
+            for j in range(16):
+                ddt2[t, j], du2[t, j] = v[4, j], v[5, j]
+            if t % 64 == 0:
+                for s in range(nn_):
+                    for j in range(16):
+                        dA[s, j] += st[s, 3, j]
+                        st[s, 3, j] = 0.0
+        for s in range(nn_):
+            for j in range(16):
+                dA2[s, j] = dA[s, j]
+
+    rng = np.random.default_rng(4)
+    for n, need_dA in ((1, True), (8, False), (10, True), (16, True)):
+        u2, dy2 = (rng.standard_normal((150, 16)).astype(np.float32) for _ in range(2))
+        dt2 = (rng.random((150, 16)) * 2).astype(np.float32)
+        dt2[::9] *= 80  # dt A far below -126
+        A2 = (-rng.random((n, 16)) * 8).astype(np.float32)
+        B2, C2 = (rng.standard_normal((150, n)).astype(np.float32) for _ in range(2))
+        sizes = ((150, 16), (150, 16), (n, 16), (150, n), (150, n))  # du, ddt, dA, dB, dC
+        got, want = ([np.full(z, 7.0, np.float32) for z in sizes] for _ in range(2))
+        _block_bwd(u2, dt2, A2, B2, C2, dy2, *got, need_dA)
+        loops(u2, dt2, A2, B2, C2, dy2, *want, need_dA)
+        for name, x, y in zip(("du", "ddt", "dA", "dB", "dC"), got, want, strict=True):
+            assert np.array_equal(x, y), (n, need_dA, name)
+
+
 def test_numba_softplus_matches_torch():
     """The kernel's own softplus (vectorisable series) against torch's, around its threshold too."""
     import numpy as np

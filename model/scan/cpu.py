@@ -526,6 +526,101 @@ def _scan_step16(typingctx, y, u, dt, a, h, B, C):  # pragma: no cover - compile
     return types.none(y, u, dt, a, h, B, C), codegen
 
 
+@intrinsic
+def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, prod):  # pragma: no cover
+    """One step of ``_block_bwd``'s reverse recurrence over every state s, 16 lanes, with its sums
+    over the states (ddt, du) in registers: dt, u, dy, ddt, du 16-lane rows; h = h_{t-1} and
+    ht = h_t (n, 16); st (n, 5, 16) as ``_block_bwd``'s (rows 1-3 updated in place; 3 only where
+    need_dA); B, C (n,); prod (2, 16, 16): row s of prod[0] and prod[1] set to the products whose
+    lane sums are dB_t[s] and dC_t[s] (``_lane_sums16``). The same operations in the same order as
+    the loop it replaced (tested bit for bit)."""
+    _check_rows16("_bwd_step16", dt, u, dy, B, C, ddt, du)
+
+    def codegen(context, builder, signature, args):
+        arrays = [context.make_array(ty)(context, builder, val) if isinstance(ty, types.Array) else None
+                  for ty, val in zip(signature.args, args, strict=True)]
+        dt_, u_, dy_ = (builder.load(_row16(context, builder, signature.args[i], args[i]), align=4)
+                        for i in range(3))
+        h_data, ht_data, st_data, b_data, c_data, p_data = (arrays[i].data for i in (3, 4, 5, 6, 7, 11))
+        n = builder.extract_value(arrays[6].shape, 0)
+        du_ = builder.fmul(dt_, u_)  # dt_t u_t
+        acc_ddt = cgutils.alloca_once_value(builder, _vconst(0.0))  # the sums over states, in registers
+        acc_du = cgutils.alloca_once_value(builder, _vconst(0.0))
+        fma, vptr = _fma_fn(builder), _VEC.as_pointer()
+
+        def vec_at(data, offset):  # a pointer to the 16 floats from element offset
+            return builder.bitcast(builder.gep(data, [offset]), vptr)
+
+        with cgutils.for_range(builder, n) as loop:
+            s = loop.index
+            i64 = s.type
+            at = builder.mul(s, ir.Constant(i64, _LANES))  # row s of an (n, 16) array
+
+            def st_row(r, s=s):  # st[s, r]
+                return vec_at(st_data, builder.add(builder.mul(s, ir.Constant(i64, 5 * _LANES)),
+                                                   ir.Constant(i64, r * _LANES)))
+
+            b_s, c_s = (_splat(builder, builder.load(builder.gep(data, [s])), ir.FloatType())
+                        for data in (b_data, c_data))
+            a = _exp2_16(builder, builder.fmul(dt_, builder.load(st_row(4), align=4)))  # a_t = exp(dt_t A)
+            g = builder.call(fma, [dy_, c_s, builder.load(st_row(1), align=4)])  # dLoss/dh_t
+            h_prev = builder.load(vec_at(h_data, at), align=4)
+            ga = builder.fmul(builder.fmul(g, h_prev), a)  # dLoss/d(dt A) through a_t
+            # ddt += ga A + g B u, contracted as the loop was: (g B) u + (ga A) in one rounding
+            ga_A = builder.fmul(ga, builder.load(st_row(0), align=4))
+            term = builder.call(fma, [builder.fmul(g, b_s), u_, ga_A])
+            builder.store(builder.fadd(builder.load(acc_ddt), term), acc_ddt)
+            builder.store(builder.call(fma, [builder.fmul(g, dt_), b_s, builder.load(acc_du)]), acc_du)
+            builder.store(builder.fmul(g, a), st_row(1), align=4)
+            builder.store(g, st_row(2), align=4)
+            builder.store(builder.fmul(g, du_), vec_at(p_data, at), align=4)  # dB's lane products
+            h_now = builder.load(vec_at(ht_data, at), align=4)
+            dc_at = builder.add(at, ir.Constant(i64, _LANES * _LANES))
+            builder.store(builder.fmul(dy_, h_now), vec_at(p_data, dc_at), align=4)  # dC's
+            with builder.if_then(builder.icmp_unsigned("!=", args[8], ir.Constant(args[8].type, 0))):
+                dA_new = builder.call(fma, [ga, dt_, builder.load(st_row(3), align=4)])
+                builder.store(dA_new, st_row(3), align=4)
+        for acc, i in ((acc_ddt, 9), (acc_du, 10)):
+            builder.store(builder.load(acc), _row16(context, builder, signature.args[i], args[i]), align=4)
+        return context.get_dummy_value()
+
+    return types.none(dt, u, dy, h, ht, st, B, C, types.boolean, ddt, du, prod), codegen
+
+
+def _halves(builder, a, b, width):  # pragma: no cover - compile-time
+    """Lane sums of two vectors at once, one level of ``_dot16``'s tree: each run of 2 * width lanes
+    of a, then of b, becomes width lanes x[j] + x[j + width]."""
+    runs = range(0, 2 * _LANES, 2 * width)
+    lo = [r + j for r in runs for j in range(width)]
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), _LANES), lo)
+    hi = ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [i + width for i in lo])
+    return builder.fadd(builder.shuffle_vector(a, b, mask), builder.shuffle_vector(a, b, hi))
+
+
+@intrinsic
+def _lane_sums16(typingctx, p, out):  # pragma: no cover - compile-time
+    """out[s] = sum over the 16 lanes of row s of p (16, 16), for s < len(out) <= 16: the same
+    pairwise tree as ``_dot16`` (lanes j and j + 8, then + 4, + 2, + 1), run on 16 rows at once by
+    pairing them level by level (45 vector operations, against 16 reductions of 8-9 each)."""
+    _check_rows16("_lane_sums16", out)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        vs = [builder.load(builder.bitcast(builder.gep(data, [ir.Constant(ir.IntType(64), r * _LANES)]),
+                                           _VEC.as_pointer()), align=4) for r in range(_LANES)]
+        for width in (8, 4, 2, 1):  # after this level each vector holds 16 // width rows' partial sums
+            vs = [_halves(builder, vs[i], vs[i + 1], width) for i in range(0, len(vs), 2)]
+        out_arr = context.make_array(signature.args[1])(context, builder, args[1])
+        mask = _lanes_below(builder, builder.extract_value(out_arr.shape, 0))
+        _masked(builder, "store", vs[0], _row16(context, builder, signature.args[1], args[1]),
+                ir.Constant(ir.IntType(32), 4), mask)
+        return context.get_dummy_value()
+
+    if not (isinstance(p, types.Array) and p.ndim == 2 and p.layout == "C" and p.dtype == types.float32):
+        raise numba.core.errors.TypingError("_lane_sums16 takes a C-contiguous float32 (16, 16) array")
+    return types.none(p, out), codegen
+
+
 @numba.njit(cache=True, fastmath={"contract"})
 def _block_fwd(u2, dt2, a2, B2, C2, h2, y2):  # pragma: no cover - compiled
     """Forward of one chunk of steps of a block: y2[t, j] = <C2[t], h_t[:, j]>; u2, dt2, y2 (c,w);
@@ -569,6 +664,7 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # 
     st = np.zeros((nn_, 5, w), dtype=np.float32)
     v = np.zeros((6, w), dtype=np.float32)  # dt_t, u_t, dt_t u_t, dy_t, ddt_t, du_t
     dA = np.zeros((nn_, w), dtype=np.float64)  # sums l terms: float32 over 64 steps, then float64
+    prod = np.zeros((2, _LANES, _LANES), dtype=np.float32)  # a step's products for dB, dC (rows >= n stay 0)
     for s in range(nn_):
         for j in range(w):
             st[s, 0, j] = A2[s, j]
@@ -588,24 +684,9 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # 
         _copy16(v[1], u2[t])
         _product16(v[2], dt2[t], u2[t])
         _copy16(v[3], dy2[t])
-        _zero16(v[4])
-        _zero16(v[5])
-        for s in range(nn_):
-            bs = B2[t, s]
-            cs = C2[t, s]
-            for j in range(w):  # the hot loop: one SIMD lane per channel
-                a = _exp2_32(v[0, j] * st[s, 4, j])  # a_t = exp(dt_t A), as in the forward
-                g = v[3, j] * cs + st[s, 1, j]  # dLoss/dh_t
-                ga = g * hs[t, s, j] * a  # dLoss/d(dt A) through a_t (hs[t] = h_{t-1})
-                v[4, j] += ga * st[s, 0, j] + g * bs * v[1, j]
-                v[5, j] += g * v[0, j] * bs
-                st[s, 1, j] = g * a
-                st[s, 2, j] = g
-                if need_dA:  # loop-invariant: LLVM unswitches it into two loops
-                    st[s, 3, j] += ga * v[0, j]
-        for s in range(nn_):  # B and C are shared by the block: sums over its lanes
-            dB2[t, s] = _dot16(st[s, 2], v[2])
-            dC2[t, s] = _dot16(v[3], hs[t + 1, s])
+        _bwd_step16(dt2[t], u2[t], dy2[t], hs[t], hs[t + 1], st, B2[t], C2[t], need_dA, v[4], v[5], prod)
+        _lane_sums16(prod[0], dB2[t])  # B and C are shared by the block: sums over its lanes
+        _lane_sums16(prod[1], dC2[t])
         _copy16(ddt2[t], v[4])
         _copy16(du2[t], v[5])
         if t % 64 == 0:
