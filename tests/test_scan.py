@@ -553,11 +553,8 @@ def test_numba_block_width_avoids_padding_and_idle_cores():
     assert _block_width(1, 1, 64, 1) == 64  # one full block
     assert _block_width(1, 1, 8, 2) == 16  # 8 channels: the narrowest block pads least
     assert _block_width(1, 1, 64, 2) == 32  # two blocks keep both cores busy
-    # MambaIR-light's groups of 72 (a task runs its block of every group in turn): one image, 2 x 48 a
-    # group (both cores, 3 vectors each, as 5 x 16 would take in 3 rounds); four (LAM's batch), 5 x 16
-    # (10 rounds of one vector, against 4 rounds of three, a quarter of them padding, at 48)
-    assert _block_width(1, 1, 72, 2) == 48
-    assert _block_width(4, 1, 72, 2) == 16
+    assert _block_width(1, 4, 72, 2) == 48  # MambaIR-light: 2 x 48 a group, not 5 x 16 or 2 x 64
+    assert _block_width(4, 1, 72, 2) == 48  # and so for LAM's four images (tokens scan: g = 1)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -1026,12 +1026,14 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, n
 # 48 lanes) 1.38-1.51x, MambaIRv2-light (48 channels, 32 lanes) 1.48-1.54x. The lanes are
 # independent, so every width gives the same bits. The backward keeps 16 lanes: it holds a block's
 # whole sequence of states.
-# Since the recurrence runs as explicit 16-lane steps (``_scan_step16``), whose state sums stay in
-# registers, one 16-lane block nearly keeps up: one block alone (n = 10, 512 steps, one thread, a
-# one-off script, 2-core Xeon) 3.21 ns per 16-lane state update at 16 lanes, 2.87-2.93 ns at 32-64
-# (the loops before: 7.16 ns at 16 lanes, 4.29 / 3.58 / 3.01 ns at 32 / 48 / 64).
+# Since the recurrence runs as explicit 16-lane steps (``_scan_step16``) the recurrence alone nearly
+# keeps up at 16 lanes (one block, n = 10, 512 steps, one thread: 3.21 ns per 16-lane state update,
+# 2.87-2.93 ns at 32-64), but each block still loads, forms and writes its own token rows: the
+# tokens scan op at MambaIR-light's shapes (a one-off script, every width forced, 6 rounds, medians)
+# ran 4 images of 64x64 in 16.7 / 14.7 / 15.0 / 18.3 ms at 16 / 32 / 48 / 64 lanes, one 256x256 in
+# 65.6 / 73.4 / 50.4 / 62.8 ms, so the wider blocks keep their 1.3.
 _WIDTHS = (64, 48, 32, _LANES)
-_SPEED = {64: 1.1, 48: 1.1, 32: 1.1, _LANES: 1.0}  # a block's lanes per second, relative to 16 lanes
+_SPEED = {64: 1.3, 48: 1.3, 32: 1.3, _LANES: 1.0}  # a block's lanes per second, relative to 16 lanes
 
 
 def _block_width(b: int, g: int, per: int, threads: int) -> int:
