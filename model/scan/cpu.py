@@ -38,7 +38,10 @@ instruction per 16 lanes), no reduction, and every load is contiguous. Vectorisi
 state instead, as a (b, d, l) layout would, leaves registers half empty (the
 light models have 8-10 states) and needs a sum across lanes each step.
 exp(dt A) and softplus are straight-line arithmetic that LLVM vectorises (``_exp2_32``,
-``_softplus32``).
+``_softplus32``). The recurrences themselves (``_scan_step16``, ``_bwd_step16``) and the token rows'
+loads and adds are written as explicit 16-lane vectors in LLVM IR (numba intrinsics): as loops over
+the lanes, LLVM kept the per-step sums over the states in memory and ran run-time-length loops in
+scalar tails. Each is tested bit for bit against the loop it replaced.
 
 Parallelism: one ``prange`` task per (b, g, k) block, forward and backward (a forward with
 ``out_index``: per (b, k), running the g groups in turn). The backward recomputes the block's
