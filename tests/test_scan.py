@@ -411,7 +411,7 @@ def test_numba_block_backward_is_the_plain_loop_bit_for_bit():
     """The backward's reverse recurrence in explicit 16-lane vectors (``_bwd_step16``) and its lane
     sums for dB and dC sixteen rows at a time (``_lane_sums16``) against the loops they replaced (the
     kernels' scalar 2^y, ``_dot16`` per state): every gradient the same bits, with and without dA,
-    for 1 to 16 states, with steps whose dt A falls below the clamp."""
+    for 1 to 20 states (past 16: two slabs of lane sums), with steps whose dt A falls below the clamp."""
     import numba
     import numpy as np
 
@@ -465,7 +465,7 @@ def test_numba_block_backward_is_the_plain_loop_bit_for_bit():
                 dA2[s, j] = dA[s, j]
 
     rng = np.random.default_rng(4)
-    for n, need_dA in ((1, True), (8, False), (10, True), (16, True)):
+    for n, need_dA in ((1, True), (8, False), (10, True), (16, True), (20, False)):
         u2, dy2 = (rng.standard_normal((150, 16)).astype(np.float32) for _ in range(2))
         dt2 = (rng.random((150, 16)) * 2).astype(np.float32)
         dt2[::9] *= 80  # dt A far below -126

@@ -530,12 +530,12 @@ def _scan_step16(typingctx, y, u, dt, a, h, B, C):  # pragma: no cover - compile
 
 
 @intrinsic
-def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, prod):  # pragma: no cover
+def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, pB, pC):  # pragma: no cover
     """One step of ``_block_bwd``'s reverse recurrence over every state s, 16 lanes, with its sums
     over the states (ddt, du) in registers: dt, u, dy, ddt, du 16-lane rows; h = h_{t-1} and
     ht = h_t (n, 16); st (n, 5, 16) as ``_block_bwd``'s (rows 1-3 updated in place; 3 only where
-    need_dA); B, C (n,); prod (2, 16, 16): row s of prod[0] and prod[1] set to the products whose
-    lane sums are dB_t[s] and dC_t[s] (``_lane_sums16``). The same operations in the same order as
+    need_dA); B, C (n,); pB, pC (>= n, 16): row s set to the products whose lane sums are dB_t[s]
+    and dC_t[s] (``_lane_sums16``). The same operations in the same order as
     the loop it replaced (tested bit for bit)."""
     _check_rows16("_bwd_step16", dt, u, dy, B, C, ddt, du)
 
@@ -544,7 +544,8 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, prod): 
                   for ty, val in zip(signature.args, args, strict=True)]
         dt_, u_, dy_ = (builder.load(_row16(context, builder, signature.args[i], args[i]), align=4)
                         for i in range(3))
-        h_data, ht_data, st_data, b_data, c_data, p_data = (arrays[i].data for i in (3, 4, 5, 6, 7, 11))
+        h_data, ht_data, st_data, b_data, c_data = (arrays[i].data for i in (3, 4, 5, 6, 7))
+        pb_data, pc_data = arrays[11].data, arrays[12].data
         n = builder.extract_value(arrays[6].shape, 0)
         du_ = builder.fmul(dt_, u_)  # dt_t u_t
         acc_ddt = cgutils.alloca_once_value(builder, _vconst(0.0))  # the sums over states, in registers
@@ -576,10 +577,9 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, prod): 
             builder.store(builder.call(fma, [builder.fmul(g, dt_), b_s, builder.load(acc_du)]), acc_du)
             builder.store(builder.fmul(g, a), st_row(1), align=4)
             builder.store(g, st_row(2), align=4)
-            builder.store(builder.fmul(g, du_), vec_at(p_data, at), align=4)  # dB's lane products
+            builder.store(builder.fmul(g, du_), vec_at(pb_data, at), align=4)  # dB's lane products
             h_now = builder.load(vec_at(ht_data, at), align=4)
-            dc_at = builder.add(at, ir.Constant(i64, _LANES * _LANES))
-            builder.store(builder.fmul(dy_, h_now), vec_at(p_data, dc_at), align=4)  # dC's
+            builder.store(builder.fmul(dy_, h_now), vec_at(pc_data, at), align=4)  # dC's
             with builder.if_then(builder.icmp_unsigned("!=", args[8], ir.Constant(args[8].type, 0))):
                 dA_new = builder.call(fma, [ga, dt_, builder.load(st_row(3), align=4)])
                 builder.store(dA_new, st_row(3), align=4)
@@ -587,7 +587,7 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, prod): 
             builder.store(builder.load(acc), _row16(context, builder, signature.args[i], args[i]), align=4)
         return context.get_dummy_value()
 
-    return types.none(dt, u, dy, h, ht, st, B, C, types.boolean, ddt, du, prod), codegen
+    return types.none(dt, u, dy, h, ht, st, B, C, types.boolean, ddt, du, pB, pC), codegen
 
 
 def _halves(builder, a, b, width):  # pragma: no cover - compile-time
@@ -667,7 +667,8 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # 
     st = np.zeros((nn_, 5, w), dtype=np.float32)
     v = np.zeros((6, w), dtype=np.float32)  # dt_t, u_t, dt_t u_t, dy_t, ddt_t, du_t
     dA = np.zeros((nn_, w), dtype=np.float64)  # sums l terms: float32 over 64 steps, then float64
-    prod = np.zeros((2, _LANES, _LANES), dtype=np.float32)  # a step's products for dB, dC (rows >= n stay 0)
+    # a step's products for dB and dC, in whole slabs of 16 states (rows >= n stay 0)
+    prod = np.zeros((2, (nn_ + _LANES - 1) // _LANES * _LANES, _LANES), dtype=np.float32)
     for s in range(nn_):
         for j in range(w):
             st[s, 0, j] = A2[s, j]
@@ -687,9 +688,12 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # 
         _copy16(v[1], u2[t])
         _product16(v[2], dt2[t], u2[t])
         _copy16(v[3], dy2[t])
-        _bwd_step16(dt2[t], u2[t], dy2[t], hs[t], hs[t + 1], st, B2[t], C2[t], need_dA, v[4], v[5], prod)
-        _lane_sums16(prod[0], dB2[t])  # B and C are shared by the block: sums over its lanes
-        _lane_sums16(prod[1], dC2[t])
+        _bwd_step16(dt2[t], u2[t], dy2[t], hs[t], hs[t + 1], st, B2[t], C2[t], need_dA, v[4], v[5], prod[0],
+                    prod[1])
+        for s0 in range(0, nn_, _LANES):  # B and C are shared by the block: sums over its lanes
+            s1 = min(s0 + _LANES, nn_)
+            _lane_sums16(prod[0, s0:s0 + _LANES], dB2[t, s0:s1])
+            _lane_sums16(prod[1, s0:s0 + _LANES], dC2[t, s0:s1])
         _copy16(ddt2[t], v[4])
         _copy16(du2[t], v[5])
         if t % 64 == 0:
