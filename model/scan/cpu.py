@@ -241,13 +241,22 @@ def _softplus32(x):  # pragma: no cover - compiled
     return x if x > np.float32(20.0) else sp
 
 
-def _check_rows16(name: str, *tys) -> None:
-    """Typing check of the 16-lane row operations: contiguous 1-D float32 rows (at least 16 long:
-    the caller's duty, as they read and write 16 lanes without bounds checks)."""
+def _check_rows16(name: str, *tys, ndim: int = 1) -> None:
+    """Typing check of the 16-lane operations: contiguous float32 arrays of ndim dimensions, 1-D
+    rows by default (their sizes are the caller's duty: the operations read and write whole 16-lane
+    vectors without bounds checks)."""
     for ty in tys:
-        if not (isinstance(ty, types.Array) and ty.ndim == 1 and ty.layout == "C"
+        if not (isinstance(ty, types.Array) and ty.ndim == ndim and ty.layout == "C"
                 and ty.dtype == types.float32):
-            raise numba.core.errors.TypingError(f"{name} takes contiguous 1-D float32 rows of 16 lanes")
+            raise numba.core.errors.TypingError(f"{name} takes contiguous {ndim}-D float32 arrays")
+
+
+_VEC = ir.VectorType(ir.FloatType(), _LANES)  # one AVX-512 register of float32
+
+
+def _vconst(value: float) -> ir.Constant:
+    """A <16 x float> of one float32 constant."""
+    return ir.Constant(_VEC, [float(np.float32(value))] * _LANES)
 
 
 def _row16(context, builder, ty, val, off=None):  # pragma: no cover - compile-time
@@ -255,7 +264,7 @@ def _row16(context, builder, ty, val, off=None):  # pragma: no cover - compile-t
     data = context.make_array(ty)(context, builder, val).data
     if off is not None:
         data = builder.gep(data, [off])
-    return builder.bitcast(data, ir.VectorType(ir.FloatType(), _LANES).as_pointer())
+    return builder.bitcast(data, _VEC.as_pointer())
 
 
 @intrinsic
@@ -319,8 +328,7 @@ def _zero16(typingctx, dst):  # pragma: no cover - compile-time
     _check_rows16("_zero16", dst)
 
     def codegen(context, builder, signature, args):
-        zeros = ir.Constant(ir.VectorType(ir.FloatType(), _LANES), [0.0] * _LANES)
-        builder.store(zeros, _row16(context, builder, signature.args[0], args[0]), align=4)
+        builder.store(_vconst(0.0), _row16(context, builder, signature.args[0], args[0]), align=4)
         return context.get_dummy_value()
 
     return types.none(dst), codegen
@@ -347,20 +355,19 @@ def _lanes_below(builder, count):  # pragma: no cover - compile-time
 def _masked(builder, name, *args):  # pragma: no cover - compile-time
     """A call of LLVM's masked load ("load": ptr, align, mask, pass-through) or store ("store":
     value, ptr, align, mask) of <16 x float>: the lanes off the mask are neither read nor written."""
-    vec = ir.VectorType(ir.FloatType(), _LANES)
-    ptr, mask = vec.as_pointer(), ir.VectorType(ir.IntType(1), _LANES)
+    ptr, mask = _VEC.as_pointer(), ir.VectorType(ir.IntType(1), _LANES)
     if name == "load":
-        fnty = ir.FunctionType(vec, [ptr, ir.IntType(32), mask, vec])
+        fnty = ir.FunctionType(_VEC, [ptr, ir.IntType(32), mask, _VEC])
     else:
-        fnty = ir.FunctionType(ir.VoidType(), [vec, ptr, ir.IntType(32), mask])
+        fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr, ir.IntType(32), mask])
     fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.{name}.v16f32.p0")
     return builder.call(fn, args)
 
 
 def _fma_fn(builder):  # pragma: no cover - compile-time
     """LLVM's fused multiply-add of <16 x float>."""
-    vec = ir.VectorType(ir.FloatType(), _LANES)
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
+    fnty = ir.FunctionType(_VEC, [_VEC] * 3)
+    return cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v16f32")
 
 
 @intrinsic
@@ -370,9 +377,8 @@ def _load16(typingctx, dst, src, off, count):  # pragma: no cover - compile-time
     _check_rows16("_load16", dst, src)
 
     def codegen(context, builder, signature, args):
-        zeros = ir.Constant(ir.VectorType(ir.FloatType(), _LANES), [0.0] * _LANES)
         row = _masked(builder, "load", _row16(context, builder, signature.args[1], args[1], args[2]),
-                      ir.Constant(ir.IntType(32), 4), _lanes_below(builder, args[3]), zeros)
+                      ir.Constant(ir.IntType(32), 4), _lanes_below(builder, args[3]), _vconst(0.0))
         builder.store(row, _row16(context, builder, signature.args[0], args[0]), align=4)
         return context.get_dummy_value()
 
@@ -422,8 +428,7 @@ _LINE = 16  # float32 values in a 64-byte cache line
 def _prefetch(typingctx, x, i, j):  # pragma: no cover - compile-time
     """Ask the CPU to bring the cache line holding x[i, j] into its caches (x a 2-D C-contiguous
     array; no bounds check, no effect on the program's values)."""
-    if not (isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C"):
-        raise numba.core.errors.TypingError("_prefetch takes a 2-D C-contiguous array")
+    _check_rows16("_prefetch", x, ndim=2)
 
     def codegen(context, builder, signature, args):
         arr = context.make_array(signature.args[0])(context, builder, args[0])
@@ -457,17 +462,9 @@ def _prefetch_tokens(xb, index, c0, m, s0, c, rev):  # pragma: no cover - compil
 # every state: y_t's sum over the states stays in a register, as do the polynomial's constants.
 # Written as numba loops over the lanes (innermost, as LLVM vectorises only innermost loops), the sum
 # went through memory once per state and each state's loop paid its entry checks: 24 instructions
-# and 12 loads per lane-vector update, against 15 and 4 here; one block (w = 48, n = 10, 512 steps)
-# 62.5 -> 49.7 us. The same operations in the same order as ``_exp2_32`` and the loop it replaced
-# (tested bit for bit).
-_VEC = ir.VectorType(ir.FloatType(), _LANES)
-
-
-def _vconst(value: float) -> ir.Constant:
-    """A <16 x float> of one float32 constant."""
-    return ir.Constant(_VEC, [float(np.float32(value))] * _LANES)
-
-
+# and 12 loads per lane-vector update, against 20 and 4 here (loop control included; a one-off
+# disassembly); one block (w = 48, n = 10, 512 steps) 62.5 -> 49.7 us. The same operations in the
+# same order as ``_exp2_32`` and the loop it replaced (tested bit for bit).
 def _exp2_16(builder, y):  # pragma: no cover - compile-time
     """``_exp2_32`` of 16 lanes in LLVM IR: clamp to [-126, 127], k = round(y), 2^(y - k) by
     ``_pow2_frac``'s polynomial, times 2^k (one vscalefps on AVX-512, else from the exponent bits)."""
@@ -501,10 +498,7 @@ def _scan_step16(typingctx, y, u, dt, a, h, B, C):  # pragma: no cover - compile
     place), y[:16] = sum_s C[s] h[s] in state order; y, u, dt 16-lane rows, a = A log2 e and h
     (n, 16), B and C (n,)."""
     _check_rows16("_scan_step16", y, u, dt, B, C)
-    for ty in (a, h):
-        if not (isinstance(ty, types.Array) and ty.ndim == 2 and ty.layout == "C"
-                and ty.dtype == types.float32):
-            raise numba.core.errors.TypingError("_scan_step16 takes a and h as C-contiguous float32 (n, 16)")
+    _check_rows16("_scan_step16", a, h, ndim=2)
 
     def codegen(context, builder, signature, args):
         arrays = [context.make_array(ty)(context, builder, val)
@@ -540,6 +534,8 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, pB, pC)
     and dC_t[s] (``_lane_sums16``). The same operations in the same order as
     the loop it replaced (tested bit for bit)."""
     _check_rows16("_bwd_step16", dt, u, dy, B, C, ddt, du)
+    _check_rows16("_bwd_step16", h, ht, pB, pC, ndim=2)
+    _check_rows16("_bwd_step16", st, ndim=3)
 
     def codegen(context, builder, signature, args):
         arrays = [context.make_array(ty)(context, builder, val) if isinstance(ty, types.Array) else None
@@ -608,6 +604,7 @@ def _lane_sums16(typingctx, p, out):  # pragma: no cover - compile-time
     pairwise tree as ``_dot16`` (lanes j and j + 8, then + 4, + 2, + 1), run on 16 rows at once by
     pairing them level by level (45 vector operations, against 16 reductions of 8-9 each)."""
     _check_rows16("_lane_sums16", out)
+    _check_rows16("_lane_sums16", p, ndim=2)
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -621,8 +618,6 @@ def _lane_sums16(typingctx, p, out):  # pragma: no cover - compile-time
                 ir.Constant(ir.IntType(32), 4), mask)
         return context.get_dummy_value()
 
-    if not (isinstance(p, types.Array) and p.ndim == 2 and p.layout == "C" and p.dtype == types.float32):
-        raise numba.core.errors.TypingError("_lane_sums16 takes a C-contiguous float32 (16, 16) array")
     return types.none(p, out), codegen
 
 
