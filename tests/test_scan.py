@@ -892,6 +892,57 @@ def test_numba_masked_row16_loads_fmas_and_adds():
     assert np.array_equal(rows, before)
 
 
+def test_numba_masked_row16_stores_and_step_sums():
+    """The backward's row writers and its dD / delta-bias sums: ``_store16`` and ``_store_fma16``
+    the same bits as the loops they replace (``dst[off + j] = a[j] + x[j] * y[j]`` contracted),
+    lanes past the count not written; ``_step_sums16`` the same float64 sums in step order as the
+    per-lane loop."""
+    import numba
+    import numpy as np
+
+    from model.scan.cpu import _step_sums16, _store16, _store_fma16
+
+    @numba.njit(fastmath={"contract"})
+    def loops(dst, dst2, off, count, a, x, y):
+        for j in range(min(count, 16)):
+            dst[off + j] = a[j] + x[j] * y[j]
+            dst2[off + j] = a[j]
+
+    @numba.njit
+    def vectors(dst, dst2, off, count, a, x, y):
+        _store_fma16(dst, off, a, x, y, count)
+        _store16(dst2, off, a, count)
+
+    @numba.njit
+    def sums_vector(dy, u, g, s_d, s_b):
+        _step_sums16(dy, u, g, s_d, s_b)
+
+    rng = np.random.default_rng(5)
+    for count in (-1, 0, 3, 16, 30):
+        a, x, y = (rng.standard_normal(16).astype(np.float32) * 100 for _ in range(3))
+        dst = np.full(40, np.nan, np.float32)
+        want, want2, got, got2 = dst.copy(), dst.copy(), dst.copy(), dst.copy()
+        loops(want, want2, 7, count, a, x, y)
+        vectors(got, got2, 7, count, a, x, y)
+        assert np.array_equal(got, want, equal_nan=True) and np.array_equal(got2, want2, equal_nan=True)
+        assert np.isnan(got[7 + min(max(count, 0), 16):]).all()  # past the count: untouched
+
+    @numba.njit
+    def sums_loop(dy, u, g, s_d, s_b):
+        for t in range(dy.shape[0]):
+            for j in range(16):
+                s_d[j] += dy[t, j] * u[t, j]
+                s_b[j] += g[t, j]
+
+    dy, u, g = (rng.standard_normal((333, 16)).astype(np.float32) * 10 for _ in range(3))
+    start = rng.standard_normal((2, 16))
+    want_d, want_b, got_d, got_b = start[0].copy(), start[1].copy(), start[0].copy(), start[1].copy()
+    sums_loop(dy, u, g, want_d, want_b)
+    sums_vector(dy, u, g, got_d, got_b)
+    assert np.array_equal(got_d, want_d) and np.array_equal(got_b, want_b)
+    assert not np.array_equal(got_d, (dy.astype(np.float64) * u).sum(0) + start[0])  # float32 products
+
+
 def test_numba_backward_for_frozen_parameters_gives_the_same_input_gradients():
     """LAM's backward (A, D, bias and dt weight frozen) skips dA in the kernel: the gradients of the
     inputs are the same bits as when every gradient is asked for."""

@@ -43,6 +43,9 @@ from .cpu import (
     _prefetch_tokens,
     _softplus_grad_rows,
     _start_group,
+    _step_sums16,
+    _store16,
+    _store_fma16,
     _task_block,
     _unblocks,
     _zero16,
@@ -154,17 +157,15 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
                 _softplus_grad_rows(x2, bias, c0, m, ddt2)
             dBg += dB2
             dCg += dC2
-            dv = Dv[c0:c0 + m]  # D of the block's channels
+            dv = np.zeros(_LANES, dtype=np.float32)  # D of the block's channels, 0 past m
+            dv[:m] = Dv[c0:c0 + m]
             s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
             s_b = np.zeros(_LANES, dtype=np.float64)
             for t in range(nl):
                 tok = order[nl - 1 - t if r else t]
-                du_row, dd_row = du[bi, tok, c0:c0 + m], ddelta[bi, tok, c0:c0 + m]  # see _add_rows_mapped
-                for j in range(m):
-                    du_row[j] = du2[t, j] + dy2[t, j] * dv[j]
-                    dd_row[j] = ddt2[t, j]
-                    s_d[j] += dy2[t, j] * u2[t, j]
-                    s_b[j] += ddt2[t, j]
+                _store_fma16(du[bi, tok], c0, du2[t], dy2[t], dv, m)  # du2 + dy2 D
+                _store16(ddelta[bi, tok], c0, ddt2[t], m)
+            _step_sums16(dy2, u2, ddt2, s_d, s_b)  # whole vectors: the lanes past m summed, not written
             for j in range(m):
                 dDp[bi, c0 + j] = s_d[j]
                 dbp[bi, c0 + j] = s_b[j]
