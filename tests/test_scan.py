@@ -411,7 +411,8 @@ def test_numba_block_backward_is_the_plain_loop_bit_for_bit():
     """The backward's reverse recurrence in explicit 16-lane vectors (``_bwd_step16``) and its lane
     sums for dB and dC sixteen rows at a time (``_lane_sums16``) against the loops they replaced (the
     kernels' scalar 2^y, ``_dot16`` per state): every gradient the same bits, with and without dA,
-    for 1 to 20 states (past 16: two slabs of lane sums), with steps whose dt A falls below the clamp."""
+    for 1 to 20 states (past 16: two slabs of lane sums), with steps whose dt A falls below the clamp;
+    dB and dC also added into what their arrays hold (a group's blocks in turn)."""
     import numba
     import numpy as np
 
@@ -473,10 +474,16 @@ def test_numba_block_backward_is_the_plain_loop_bit_for_bit():
         B2, C2 = (rng.standard_normal((150, n)).astype(np.float32) for _ in range(2))
         sizes = ((150, 16), (150, 16), (n, 16), (150, n), (150, n))  # du, ddt, dA, dB, dC
         got, want = ([np.full(z, 7.0, np.float32) for z in sizes] for _ in range(2))
-        _block_bwd(u2, dt2, A2, B2, C2, dy2, *got, need_dA)
+        _block_bwd(u2, dt2, A2, B2, C2, dy2, *got, need_dA, False)
         loops(u2, dt2, A2, B2, C2, dy2, *want, need_dA)
         for name, x, y in zip(("du", "ddt", "dA", "dB", "dC"), got, want, strict=True):
             assert np.array_equal(x, y), (n, need_dA, name)
+        # a group's blocks in turn add their dB and dC into the same arrays: the old values plus
+        # the block's, one float32 addition each
+        summed = [np.full((150, n), 3.0, np.float32) for _ in range(2)]
+        _block_bwd(u2, dt2, A2, B2, C2, dy2, *got[:3], *summed, need_dA, True)
+        assert np.array_equal(summed[0], np.float32(3.0) + want[3]), n
+        assert np.array_equal(summed[1], np.float32(3.0) + want[4]), n
 
 
 def test_numba_softplus_matches_torch():

@@ -663,10 +663,11 @@ def _halves(builder, a, b, width):  # pragma: no cover - compile-time
 
 
 @intrinsic
-def _lane_sums16(typingctx, p, out):  # pragma: no cover - compile-time
-    """out[s] = sum over the 16 lanes of row s of p (16, 16), for s < len(out) <= 16: the same
-    pairwise tree as ``_dot16`` (lanes j and j + 8, then + 4, + 2, + 1), run on 16 rows at once by
-    pairing them level by level (45 vector operations, against 16 reductions of 8-9 each)."""
+def _lane_sums16(typingctx, p, out, add):  # pragma: no cover - compile-time
+    """out[s] = sum over the 16 lanes of row s of p (16, 16), for s < len(out) <= 16, or out[s] +=
+    that sum where ``add``: the same pairwise tree as ``_dot16`` (lanes j and j + 8, then + 4, + 2,
+    + 1), run on 16 rows at once by pairing them level by level (45 vector operations, against 16
+    reductions of 8-9 each)."""
     _check_rows16("_lane_sums16", out)
     _check_rows16("_lane_sums16", p, ndim=2)
 
@@ -678,11 +679,13 @@ def _lane_sums16(typingctx, p, out):  # pragma: no cover - compile-time
             vs = [_halves(builder, vs[i], vs[i + 1], width) for i in range(0, len(vs), 2)]
         out_arr = context.make_array(signature.args[1])(context, builder, args[1])
         mask = _lanes_below(builder, builder.extract_value(out_arr.shape, 0))
-        _masked(builder, "store", vs[0], _row16(context, builder, signature.args[1], args[1]),
-                ir.Constant(ir.IntType(32), 4), mask)
+        out_ptr, align = _row16(context, builder, signature.args[1], args[1]), ir.Constant(ir.IntType(32), 4)
+        old = _masked(builder, "load", out_ptr, align, mask, _vconst(0.0))
+        add = builder.icmp_unsigned("!=", args[2], ir.Constant(args[2].type, 0))
+        _masked(builder, "store", builder.select(add, builder.fadd(old, vs[0]), vs[0]), out_ptr, align, mask)
         return context.get_dummy_value()
 
-    return types.none(p, out), codegen
+    return types.none(p, out, types.boolean), codegen
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -712,9 +715,11 @@ def _block_fwd(u2, dt2, a2, B2, C2, h2, y2):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # pragma: no cover - compiled
+def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA, add_dBC):  # pragma: no cover
     """Backward of one block: u2, dt2, dy2, du2, ddt2 (l,16); A2, dA2 (n,16); B2, C2, dB2, dC2 (l,n).
-    dA2 is left as zeros where need_dA is False (LAM's frozen parameters): 8% of the kernel.
+    dA2 is left as zeros where need_dA is False (LAM's frozen parameters): 8% of the kernel. The
+    block's dB and dC are added into dB2 and dC2 where add_dBC (a group's blocks in turn), else
+    written there.
 
     The work arrays are allocated here, all float32 and with fixed row offsets: LLVM
     then knows that they overlap nothing else and vectorises the hot loops (with dA as
@@ -749,8 +754,8 @@ def _block_bwd(u2, dt2, A2, B2, C2, dy2, du2, ddt2, dA2, dB2, dC2, need_dA):  # 
                     prod[0], prod[1])
         for s0 in range(0, nn_, _LANES):  # B and C are shared by the block: sums over its lanes
             s1 = min(s0 + _LANES, nn_)
-            _lane_sums16(prod[0, s0:s0 + _LANES], dB2[t, s0:s1])
-            _lane_sums16(prod[1, s0:s0 + _LANES], dC2[t, s0:s1])
+            _lane_sums16(prod[0, s0:s0 + _LANES], dB2[t, s0:s1], add_dBC)
+            _lane_sums16(prod[1, s0:s0 + _LANES], dC2[t, s0:s1], add_dBC)
         if t % 64 == 0:
             for s in range(nn_):
                 for j in range(w):
@@ -1054,12 +1059,12 @@ def _fused_bwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, n
             _reversed_rows(Ct[bi, gi], 0, nl, C2)
             dB2 = np.empty((nl, nn_), dtype=np.float32)
             dC2 = np.empty((nl, nn_), dtype=np.float32)
-            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
+            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA, False)
             _reversed_rows(dB2, 0, nl, dBb[bi, gi, k])
             _reversed_rows(dC2, 0, nl, dCb[bi, gi, k])
         else:
             _block_bwd(u2, dt2, Ab[gi, k], Bt[bi, gi], Ct[bi, gi], dy2, du2, ddt2, dAb[bi, gi, k],
-                       dBb[bi, gi, k], dCb[bi, gi, k], need_dA)
+                       dBb[bi, gi, k], dCb[bi, gi, k], need_dA, False)
         if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
             _softplus_grad_rows(x2, bias, c0, m, ddt2)
         s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order

@@ -29,7 +29,6 @@ from .cpu import (
     _KERNEL_LOCK,
     _LANES,
     _add_rows_mapped,
-    _backward_slabs,
     _block_bwd,
     _block_fwd,
     _block_width,
@@ -38,6 +37,7 @@ from .cpu import (
     _fma16,
     _follow_torch_threads,
     _forward_work,
+    _load16,
     _load_tokens,
     _load_tokens16,
     _prefetch_tokens,
@@ -52,27 +52,74 @@ from .cpu import (
 )
 
 
-@numba.njit(cache=True, fastmath={"contract"})
+@numba.njit(cache=True)
+def _block_weights(W, c0, m, w):  # pragma: no cover - compiled
+    """(q, w/16, 16): W[c0 + j, q] for j < m, 0 beyond: a block's step-input weights, lanes last."""
+    nq = W.shape[1]
+    wq = np.zeros((nq, w), dtype=np.float32)
+    for q in range(nq):
+        for j in range(m):
+            wq[q, j] = W[c0 + j, q]
+    return wq.reshape(nq, w // _LANES, _LANES)
+
+
+@numba.njit(inline="always", cache=True)
+def _lowrank_step(x3t, wq3, row, x0):  # pragma: no cover - compiled
+    """x3t[k] = sum_q wq3[q, k] row[x0 + q] for each 16-lane vector k, in q order (``_fma16``)."""
+    for k in range(x3t.shape[0]):
+        _zero16(x3t[k])
+        for q in range(wq3.shape[0]):
+            _fma16(x3t[k], wq3[q, k], row[x0 + q])
+
+
+@numba.njit(cache=True)
 def _lowrank_tokens(pb, index, x0, W, c0, m, s0, rev, x2):  # pragma: no cover - compiled
     """x2[t, j] = sum_q W[c0 + j, q] pb[index[i(s0 + t)], x0 + q] for j < m, 0 beyond: a block's raw
     step inputs from the q step-input columns of its group (from x0) in the token rows pb (l, c);
     w a multiple of 16, each 16 lanes summed in a vector (``_fma16``: the same order and roundings as
     a loop of ``x2[t, j] += W[c0 + j, q] x_q``, which LLVM ran in 8-lane and scalar tails)."""
     nl, w = x2.shape
-    nq = W.shape[1]
     last = index.shape[0] - 1
-    wq = np.zeros((nq, w), dtype=np.float32)
-    for q in range(nq):
-        for j in range(m):
-            wq[q, j] = W[c0 + j, q]
+    wq3 = _block_weights(W, c0, m, w)
     x3 = x2.reshape(nl, w // _LANES, _LANES)  # (c, w) -> (c, w/16, 16)
-    wq3 = wq.reshape(nq, w // _LANES, _LANES)
     for t in range(nl):
-        row = pb[index[last - s0 - t if rev else s0 + t]]
-        for k in range(w // _LANES):
-            _zero16(x3[t, k])
-            for q in range(nq):
-                _fma16(x3[t, k], wq3[q, k], row[x0 + q])
+        _lowrank_step(x3[t], wq3, pb[index[last - s0 - t if rev else s0 + t]], x0)
+
+
+@numba.njit(cache=True)
+def _lowrank_steps(X, W, c0, m, x2):  # pragma: no cover - compiled
+    """``_lowrank_tokens`` from a group's step inputs already in step order: X (l, q), x2 (l, w)."""
+    nl, w = x2.shape
+    wq3 = _block_weights(W, c0, m, w)
+    x3 = x2.reshape(nl, w // _LANES, _LANES)
+    for t in range(nl):
+        _lowrank_step(x3[t], wq3, X[t], 0)
+
+
+@numba.njit(cache=True)
+def _load_group16(xb, index, c0, per, rev, slab):  # pragma: no cover - compiled
+    """slab[k, t, j] = xb[index[i(t)], c0 + 16 k + j] for 16 k + j < per, 0 beyond; slab (k, l, 16)
+    a group's channels block by block, xb (l, c) one image's token rows, i as in ``_load_tokens``.
+    Each row's run of per channels is read at once, not once per block (5 passes over the rows
+    for MambaIR-light's 72)."""
+    nk, nl = slab.shape[0], slab.shape[1]
+    last = index.shape[0] - 1
+    for t in range(nl):
+        row = xb[index[last - t if rev else t]]
+        for k in range(nk):
+            _load16(slab[k, t], row, c0 + k * _LANES, per - k * _LANES)
+
+
+@numba.njit(cache=True)
+def _store_group16(xb, index, c0, per, rev, slab):  # pragma: no cover - compiled
+    """xb[index[i(t)], c0 + 16 k + j] = slab[k, t, j] for 16 k + j < per: ``_load_group16``'s inverse
+    (the other channels of the rows are not written)."""
+    nk, nl = slab.shape[0], slab.shape[1]
+    last = index.shape[0] - 1
+    for t in range(nl):
+        row = xb[index[last - t if rev else t]]
+        for k in range(nk):
+            _store16(row, c0 + k * _LANES, slab[k, t], per - k * _LANES)
 
 
 @numba.njit(**_JIT)
@@ -135,40 +182,44 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
         bi = task // ng
         r = rev[gi]
         order = index[bi, gi]
-        u2, dt2, dy2, du2, ddt2, x2 = _backward_slabs(nl)  # x2: the raw step inputs
+        # the group's u, dy, du and ddelta block by block (k, l, 16), its steps' inputs, B and C, and
+        # dB and dC summed over its blocks, all in step order
+        slabs = np.empty((4, nk, nl, _LANES), dtype=np.float32)
+        U, DY, DU, DD = slabs[0], slabs[1], slabs[2], slabs[3]
+        dt2 = np.empty((nl, _LANES), dtype=np.float32)
+        x2 = np.empty((nl, _LANES), dtype=np.float32)  # the raw step inputs
+        X = np.empty((nl, nq), dtype=np.float32)
         B2 = np.empty((nl, nn_), dtype=np.float32)
         C2 = np.empty((nl, nn_), dtype=np.float32)
-        dB2 = np.empty((nl, nn_), dtype=np.float32)
-        dC2 = np.empty((nl, nn_), dtype=np.float32)
-        dBg = np.zeros((nl, nn_), dtype=np.float32)  # the group's dB and dC, summed over its blocks
+        dBg = np.zeros((nl, nn_), dtype=np.float32)
         dCg = np.zeros((nl, nn_), dtype=np.float32)
+        _load_tokens(proj[bi], order, gi * mg, nq, 0, r, X)
         _load_tokens(proj[bi], order, gi * mg + nq, nn_, 0, r, B2)
         _load_tokens(proj[bi], order, gi * mg + nq + nn_, nn_, 0, r, C2)
+        _load_group16(u[bi], order, gi // (ng // gu) * per, per, r, U)
+        _load_group16(dy[bi], order, 0, per, r, DY)
+        dv = np.zeros(_LANES, dtype=np.float32)
         for k in range(nk):
             c0 = gi * per + k * _LANES
             m = min(_LANES, per - k * _LANES)
-            uc0 = gi // (ng // gu) * per + k * _LANES
-            _load_tokens16(u[bi], order, uc0, m, 0, r, u2)
-            _lowrank_tokens(proj[bi], order, gi * mg, W, c0, m, 0, r, x2)
+            _lowrank_steps(X, W, c0, m, x2)
             _dt_rows(x2, bias, c0, m, softplus, dt2)
-            _load_tokens16(dy[bi], order, k * _LANES, m, 0, r, dy2)
-            _block_bwd(u2, dt2, Ab[gi, k], B2, C2, dy2, du2, ddt2, dAb[bi, gi, k], dB2, dC2, need_dA)
+            _block_bwd(U[k], dt2, Ab[gi, k], B2, C2, DY[k], DU[k], DD[k], dAb[bi, gi, k], dBg, dCg, need_dA,
+                       True)
             if softplus:  # torch's softplus backward: g e^x / (e^x + 1) up to the threshold, else g
-                _softplus_grad_rows(x2, bias, c0, m, ddt2)
-            dBg += dB2
-            dCg += dC2
-            dv = np.zeros(_LANES, dtype=np.float32)  # D of the block's channels, 0 past m
+                _softplus_grad_rows(x2, bias, c0, m, DD[k])
+            dv[:] = 0.0  # D of the block's channels, 0 past m
             dv[:m] = Dv[c0:c0 + m]
+            for t in range(nl):
+                _store_fma16(DU[k, t], 0, DU[k, t], DY[k, t], dv, _LANES)  # du + dy D
             s_d = np.zeros(_LANES, dtype=np.float64)  # sums over the steps, in step order
             s_b = np.zeros(_LANES, dtype=np.float64)
-            for t in range(nl):
-                tok = order[nl - 1 - t if r else t]
-                _store_fma16(du[bi, tok], c0, du2[t], dy2[t], dv, m)  # du2 + dy2 D
-                _store16(ddelta[bi, tok], c0, ddt2[t], m)
-            _step_sums16(dy2, u2, ddt2, s_d, s_b)  # whole vectors: the lanes past m summed, not written
+            _step_sums16(DY[k], U[k], DD[k], s_d, s_b)  # whole vectors: the lanes past m summed, not written
             for j in range(m):
                 dDp[bi, c0 + j] = s_d[j]
                 dbp[bi, c0 + j] = s_b[j]
+        _store_group16(du[bi], order, gi * per, per, r, DU)
+        _store_group16(ddelta[bi], order, gi * per, per, r, DD)
         b0 = gi * mg + nq  # the group's B columns of dproj, then its C columns
         for t in range(nl):
             row = dproj[bi, order[nl - 1 - t if r else t], b0:b0 + 2 * nn_]
