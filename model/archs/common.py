@@ -279,7 +279,10 @@ class WindowAttention(nn.Module):
         n, c, nh = gn // groups, c3 // 3, self.num_heads
         qkv = qkv.reshape(w_, groups, n, 3, nh, c // nh)  # (w, g, n, 3, nh, c/nh)
         qkv = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, w_, groups * nh, n, c // nh)  # (3, w, g*nh, n, c/nh)
-        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=add, scale=self.scale)
+        # unbind, not qkv[0], qkv[1], qkv[2]: the backward of three selects zero-fills the whole
+        # (3, ...) gradient three times and adds them; unbind's stacks the three once
+        q, k, v = qkv.unbind(0)  # (w, g*nh, n, c/nh) each
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=self.scale)
         x = x.reshape(w_, groups, nh, n, c // nh).permute(0, 1, 3, 2, 4)  # (w, g, n, nh, c/nh)
         return x.reshape(w_, gn, c)  # (w, g*n, c)
 
