@@ -171,7 +171,10 @@ def _tokens_bwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, need_dA, dy, du,
     groups share u); dAb (b, g, k, n, 16); dproj (b, l, g mg): the B and C columns of each group (its
     blocks' dB and dC summed in block order), the step-input columns left for the caller; dDp, dbp
     (b, g p) per image. dy (b, l, p) as the forward's y. (A task per block wrote each block's dB and
-    dC into token rows and torch summed them: five times the scattered writes for MambaIR-light.)"""
+    dC into token rows and torch summed them: five times the scattered writes for MambaIR-light.)
+    A task reads its group's rows once into step-order slabs and writes its du and ddelta once at
+    the end; those four slabs take 4 k l 16 floats (MambaIR-light at 64x64: 5 MB; at 256x256:
+    84 MB per running task, beside _block_bwd's states, (l + 1) n 16 floats)."""
     nb, nl, per = dy.shape
     ng, nk, nn_ = Ab.shape[0], Ab.shape[1], Ab.shape[2]
     gu = u.shape[2] // per
