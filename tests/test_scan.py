@@ -371,7 +371,8 @@ def test_numba_exp2_scalef_gives_the_bits_of_the_portable_one():
 def test_numba_block_forward_is_the_plain_loop_bit_for_bit():
     """The forward's recurrence in explicit 16-lane vectors (``_scan_step16``) against the loop it
     replaced, written with the kernels' scalar 2^y: the same bits for outputs and states, at every
-    block width, carrying the state across calls, with steps whose dt a falls below -126 (the clamp)."""
+    block width, carrying the state across calls, with steps whose dt a falls below -126 (the clamp);
+    a block's padding vectors are not run."""
     import numba
     import numpy as np
 
@@ -402,9 +403,21 @@ def test_numba_block_forward_is_the_plain_loop_bit_for_bit():
             dt2 = (rng.random((70, w)) * 3).astype(np.float32)
             dt2[::7] *= 40  # dt a far below -126
             y, y_ref = np.empty((70, w), np.float32), np.empty((70, w), np.float32)
-            _block_fwd(u2, dt2, a, B2, C2, h, y)
+            _block_fwd(u2, dt2, a, B2, C2, h, y, w)
             loops(u2, dt2, a, B2, C2, h_ref, y_ref)
             assert np.array_equal(y, y_ref) and np.array_equal(h, h_ref), (w, n)
+    # a block whose last vectors are padding (m real lanes): the real lanes as before, the vectors
+    # past them not run (their y and state left as they were)
+    w, n, m = 48, 10, 20
+    a = (-rng.random((n, w)) * 12).astype(np.float32)
+    u2, B2, C2 = (rng.standard_normal(z).astype(np.float32) for z in ((70, w), (70, n), (70, n)))
+    dt2 = (rng.random((70, w)) * 3).astype(np.float32)
+    h, h_ref = np.ones((n, w), np.float32), np.ones((n, w), np.float32)
+    y, y_ref = np.full((70, w), 7.0, np.float32), np.empty((70, w), np.float32)
+    _block_fwd(u2, dt2, a, B2, C2, h, y, m)
+    loops(u2, dt2, a, B2, C2, h_ref, y_ref)
+    assert np.array_equal(y[:, :32], y_ref[:, :32]) and np.array_equal(h[:, :32], h_ref[:, :32])
+    assert np.all(y[:, 32:] == 7.0) and np.all(h[:, 32:] == 1.0)
 
 
 def test_numba_block_backward_is_the_plain_loop_bit_for_bit():

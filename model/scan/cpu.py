@@ -689,12 +689,15 @@ def _lane_sums16(typingctx, p, out, add):  # pragma: no cover - compile-time
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _block_fwd(u2, dt2, a2, B2, C2, h2, y2):  # pragma: no cover - compiled
+def _block_fwd(u2, dt2, a2, B2, C2, h2, y2, m):  # pragma: no cover - compiled
     """Forward of one chunk of steps of a block: y2[t, j] = <C2[t], h_t[:, j]>; u2, dt2, y2 (c,w);
     a2 = A log2 e (n,w); B2, C2 (c,n); h2 (n,w) the state before the chunk, left as the state after.
-    w a multiple of 16: each 16 lanes run by ``_scan_step16``."""
+    w a multiple of 16: each 16 lanes run by ``_scan_step16``, the first ceil(m / 16) of them only
+    (m the block's real channels: a group's last block may be part padding, e.g. MambaIR-light's
+    72 channels in blocks of 48; the other lanes' y2 and h2 are left as they were)."""
     nl, w = u2.shape
     nn_, nv = a2.shape[0], w // _LANES
+    nr = min(nv, (m + _LANES - 1) // _LANES)  # vectors with a real channel
     a = np.empty((nv, nn_, _LANES), dtype=np.float32)  # (n, w) -> (w/16, n, 16): a vector's states together
     h = np.empty((nv, nn_, _LANES), dtype=np.float32)
     for k in range(nv):
@@ -706,7 +709,7 @@ def _block_fwd(u2, dt2, a2, B2, C2, h2, y2):  # pragma: no cover - compiled
     dt3 = dt2.reshape(nl, nv, _LANES)
     y3 = y2.reshape(nl, nv, _LANES)
     for t in range(nl):
-        for k in range(nv):
+        for k in range(nr):
             _scan_step16(y3[t, k], u3[t, k], dt3[t, k], a[k], h[k], B2[t], C2[t])
     for k in range(nv):
         for s in range(nn_):
@@ -1006,9 +1009,9 @@ def _fused_fwd(u, delta, X, W, bias, Dv, Ab, Bt, Ct, rev, out_index, softplus, y
                 if r:
                     _reversed_rows(Bt[bi, gi], lo, lo + c, Br)
                     _reversed_rows(Ct[bi, gi], lo, lo + c, Cr)
-                    _block_fwd(u2[:c], dt2[:c], a, Br[:c], Cr[:c], h, y2[:c])
+                    _block_fwd(u2[:c], dt2[:c], a, Br[:c], Cr[:c], h, y2[:c], m)
                 else:
-                    _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c])
+                    _block_fwd(u2[:c], dt2[:c], a, Bt[bi, gi, s0:s0 + c], Ct[bi, gi, s0:s0 + c], h, y2[:c], m)
                 if summed:
                     _add_rows_mapped(y[bi], out_index[bi, gi], k * w, m, lo, c, r, y2, u2, dv)
                     continue

@@ -158,7 +158,7 @@ def _tokens_fwd(u, proj, W, bias, Dv, Ab, index, rev, softplus, y):  # pragma: n
                     cn = min(_CHUNK, nl - s0 - c)
                     _prefetch_tokens(u[bi], order, uc0, m, s0 + c, cn, r)
                     _prefetch_tokens(proj[bi], order, gi * mg, nq + 2 * nn_, s0 + c, cn, r)
-                _block_fwd(u2[:c], dt2[:c], a, B2[:c], C2[:c], h, y2[:c])
+                _block_fwd(u2[:c], dt2[:c], a, B2[:c], C2[:c], h, y2[:c], m)
                 lo = nl - s0 - c if r else s0
                 _add_rows_mapped(y[bi], order, k * w, m, lo, c, r, y2, u2, dv)
 
