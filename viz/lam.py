@@ -646,9 +646,9 @@ def _bench(presets: list[str], size: int, steps: int, fast_steps: int, reference
         h = w = size * scale // 2 - 8
         kw = dict(h=h, w=w, window=16, batch_size=batch_size)
         local_attribution_map(net, lr, steps=1, **kw)  # warm-up: compile the scan, fill caches
-        # The first run at the batches' shapes also pays for them once (oneDNN's kernels for new
-        # shapes, the allocator's first large blocks): timed and shown apart, so that the timed
-        # runs below, each after another at the same shapes, compare like with like.
+        # The warm-up ran batch 1, so the first run at the batches' shapes may pay for them once
+        # (new shapes' kernels, first large allocations; 0.1-0.4 s here): timed and shown apart,
+        # so that the timed runs below, each after another at the same shapes, compare alike.
         first = local_attribution_map(net, lr, fast=True, steps=fast_steps, **kw).seconds
         runs = {}
         for label, extra in (("fast", dict(fast=True, steps=fast_steps)), ("lam", dict(steps=steps)),
