@@ -259,11 +259,16 @@ def _vconst(value: float) -> ir.Constant:
     return ir.Constant(_VEC, [float(np.float32(value))] * _LANES)
 
 
+def _vec_at(builder, data, offset):  # pragma: no cover - compile-time
+    """A pointer to the <16 x float> from element ``offset`` (an int64) of a float32 data pointer."""
+    return builder.bitcast(builder.gep(data, [offset]), _VEC.as_pointer())
+
+
 def _row16(context, builder, ty, val, off=None):  # pragma: no cover - compile-time
     """A row's data (from element off, an int64, where given) as a pointer to one <16 x float>."""
     data = context.make_array(ty)(context, builder, val).data
     if off is not None:
-        data = builder.gep(data, [off])
+        return _vec_at(builder, data, off)
     return builder.bitcast(data, _VEC.as_pointer())
 
 
@@ -413,7 +418,7 @@ def _add_skip16(typingctx, dst, off, y, u, dv, count):  # pragma: no cover - com
                        for ty, val in zip(signature.args[2:5], args[2:5], strict=True))
         dst = _row16(context, builder, signature.args[0], args[0], args[1])
         mask, align = _lanes_below(builder, args[5]), ir.Constant(ir.IntType(32), 4)
-        old = _masked(builder, "load", dst, align, mask, ir.Constant(y_.type, [0.0] * _LANES))
+        old = _masked(builder, "load", dst, align, mask, _vconst(0.0))
         new = builder.fadd(old, builder.call(_fma_fn(builder), [u_, dv_, y_]))
         _masked(builder, "store", new, dst, align, mask)
         return context.get_dummy_value()
@@ -474,8 +479,8 @@ def _step_sums16(typingctx, dy, u, g, s_d, s_b):  # pragma: no cover - compile-t
         nl = builder.extract_value(dy_arr.shape, 0)
         with cgutils.for_range(builder, nl) as loop:
             at = builder.mul(loop.index, ir.Constant(loop.index.type, _LANES))
-            dy_, u_, g_ = (builder.load(builder.bitcast(builder.gep(arr.data, [at]), _VEC.as_pointer()),
-                                        align=4) for arr in (dy_arr, u_arr, g_arr))
+            dy_, u_, g_ = (builder.load(_vec_at(builder, arr.data, at), align=4)
+                           for arr in (dy_arr, u_arr, g_arr))
             prod = builder.fpext(builder.fmul(dy_, u_), dvec)  # the float32 product, then widened
             builder.store(builder.fadd(builder.load(acc_d), prod), acc_d)
             builder.store(builder.fadd(builder.load(acc_b), builder.fpext(g_, dvec)), acc_b)
@@ -576,8 +581,8 @@ def _scan_step16(typingctx, y, u, dt, a, h, B, C):  # pragma: no cover - compile
         fma = _fma_fn(builder)
         with cgutils.for_range(builder, n) as loop:
             at = builder.mul(loop.index, ir.Constant(loop.index.type, _LANES))
-            a_s = builder.load(builder.bitcast(builder.gep(a_data, [at]), _VEC.as_pointer()), align=4)
-            h_ptr = builder.bitcast(builder.gep(h_data, [at]), _VEC.as_pointer())
+            a_s = builder.load(_vec_at(builder, a_data, at), align=4)
+            h_ptr = _vec_at(builder, h_data, at)
             decay = builder.fmul(_exp2_16(builder, builder.fmul(dt_, a_s)), builder.load(h_ptr, align=4))
             b_s, c_s = (_splat(builder, builder.load(builder.gep(d, [loop.index])), ir.FloatType())
                         for d in (b_data, c_data))
@@ -613,10 +618,7 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, pB, pC)
         du_ = builder.fmul(dt_, u_)  # dt_t u_t
         acc_ddt = cgutils.alloca_once_value(builder, _vconst(0.0))  # the sums over states, in registers
         acc_du = cgutils.alloca_once_value(builder, _vconst(0.0))
-        fma, vptr = _fma_fn(builder), _VEC.as_pointer()
-
-        def vec_at(data, offset):  # a pointer to the 16 floats from element offset
-            return builder.bitcast(builder.gep(data, [offset]), vptr)
+        fma = _fma_fn(builder)
 
         with cgutils.for_range(builder, n) as loop:
             s = loop.index
@@ -624,14 +626,14 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, pB, pC)
             at = builder.mul(s, ir.Constant(i64, _LANES))  # row s of an (n, 16) array
 
             def st_row(r, s=s):  # st[s, r]
-                return vec_at(st_data, builder.add(builder.mul(s, ir.Constant(i64, 4 * _LANES)),
-                                                   ir.Constant(i64, r * _LANES)))
+                row = builder.add(builder.mul(s, ir.Constant(i64, 4 * _LANES)), ir.Constant(i64, r * _LANES))
+                return _vec_at(builder, st_data, row)
 
             b_s, c_s = (_splat(builder, builder.load(builder.gep(data, [s])), ir.FloatType())
                         for data in (b_data, c_data))
             a = _exp2_16(builder, builder.fmul(dt_, builder.load(st_row(3), align=4)))  # a_t = exp(dt_t A)
             g = builder.call(fma, [dy_, c_s, builder.load(st_row(1), align=4)])  # dLoss/dh_t
-            h_prev = builder.load(vec_at(h_data, at), align=4)
+            h_prev = builder.load(_vec_at(builder, h_data, at), align=4)
             ga = builder.fmul(builder.fmul(g, h_prev), a)  # dLoss/d(dt A) through a_t
             # ddt += ga A + g B u, contracted as the loop was: (g B) u + (ga A) in one rounding
             ga_A = builder.fmul(ga, builder.load(st_row(0), align=4))
@@ -639,9 +641,9 @@ def _bwd_step16(typingctx, dt, u, dy, h, ht, st, B, C, need_dA, ddt, du, pB, pC)
             builder.store(builder.fadd(builder.load(acc_ddt), term), acc_ddt)
             builder.store(builder.call(fma, [builder.fmul(g, dt_), b_s, builder.load(acc_du)]), acc_du)
             builder.store(builder.fmul(g, a), st_row(1), align=4)
-            builder.store(builder.fmul(g, du_), vec_at(pb_data, at), align=4)  # dB's lane products
-            h_now = builder.load(vec_at(ht_data, at), align=4)
-            builder.store(builder.fmul(dy_, h_now), vec_at(pc_data, at), align=4)  # dC's
+            builder.store(builder.fmul(g, du_), _vec_at(builder, pb_data, at), align=4)  # dB's lane products
+            h_now = builder.load(_vec_at(builder, ht_data, at), align=4)
+            builder.store(builder.fmul(dy_, h_now), _vec_at(builder, pc_data, at), align=4)  # dC's
             with builder.if_then(builder.icmp_unsigned("!=", args[8], ir.Constant(args[8].type, 0))):
                 dA_new = builder.call(fma, [ga, dt_, builder.load(st_row(2), align=4)])
                 builder.store(dA_new, st_row(2), align=4)
@@ -673,8 +675,8 @@ def _lane_sums16(typingctx, p, out, add):  # pragma: no cover - compile-time
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        vs = [builder.load(builder.bitcast(builder.gep(data, [ir.Constant(ir.IntType(64), r * _LANES)]),
-                                           _VEC.as_pointer()), align=4) for r in range(_LANES)]
+        vs = [builder.load(_vec_at(builder, data, ir.Constant(ir.IntType(64), r * _LANES)), align=4)
+              for r in range(_LANES)]
         for width in (8, 4, 2, 1):  # after this level each vector holds 16 // width rows' partial sums
             vs = [_halves(builder, vs[i], vs[i + 1], width) for i in range(0, len(vs), 2)]
         out_arr = context.make_array(signature.args[1])(context, builder, args[1])
