@@ -12,8 +12,18 @@ MambaIRv2-light x4 64x64 / MambaIR-light x4 48x48 forwards):
 - but spinning beside another busy process is far worse than sleeping: the spinning worker and the
   descheduled one wait for each other: 1.054 / 0.350 s on 2 threads, against 0.420 / 0.262 s on one
   and 0.395 / 0.267 s asleep.
+- 10000 spins, the setting until the seventh stop, last ~0.13 ms here (libgomp pauses each turn:
+  12.6-12.9 ns a pause on the 2-core Sapphire Rapids, a C loop of 10^7): beside a busy process the
+  worker burns that after every op, on the core the other process wants. 300 spins (~4 us) bridge
+  the gaps between an idle forward's ops as well. ``python scripts/thread_policy.py --spins 300 10000
+  --rounds 3 --probes 0`` (2-core Sapphire Rapids, 2026-12-07): idle, the same speed (the add 10-11
+  us with both; the forwards 0.150-0.161 / 0.104-0.115 s with 300, 0.147-0.156 / 0.104-0.141 s with
+  10000; forward+backward at 64x64 within noise); ``--busy --rounds 2``: 0.256-0.259 / 0.148-0.163 s
+  with 300 against 0.551-0.555 / 0.242-0.279 s with 10000, forward+backward 0.80-0.87 / 0.79-0.85 s
+  against 1.38-1.49 / 1.01-1.06 s (one thread 0.22 / 0.13 s and 0.68-0.82 / 0.76-0.89 s), so a probe
+  that misjudges a busy machine now costs little.
 
-So the short spin is set before torch loads (``set_runtime_defaults``; a user's own
+So the short spin (300) is set before torch loads (``set_runtime_defaults``; a user's own
 ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins), and before each run ``choose_threads`` times a burst
 of small ops with 1 thread and with every core, three rounds interleaved, and takes every core only
 if their slowest round beats the median one-thread round (a burst can fall into a moment when the
@@ -33,7 +43,7 @@ import statistics
 import time
 from collections.abc import Iterator
 
-SPIN_COUNT = "10000"
+SPIN_COUNT = "300"
 # Two threads must beat one by this factor, or the probe keeps one: a near tie means the other
 # core is partly taken, and a run long enough to matter would meet that load at its worst.
 MIN_GAIN = 1.15

@@ -2,11 +2,14 @@
 
     python scripts/thread_policy.py            # idle machine
     python scripts/thread_policy.py --busy     # beside one busy process (a Python busy loop)
+    python scripts/thread_policy.py --spins 300 10000 --rounds 4 --probes 0   # spin counts only
 
 Each setting runs in its own interpreter (OpenMP reads its settings when torch loads): the time of a
-(4096, 48) add, and the forward of MambaIRv2-light x4 on 64x64 and MambaIR-light x4 on 48x48 (random
-seeded weights, median of 7 after a warm-up). Then ``--probes`` runs of ``choose_threads`` in this
-process, with the one-thread / all-core time ratio each measured (> 1: every core is faster).
+(4096, 48) add, the forward of MambaIRv2-light x4 on 64x64 and MambaIR-light x4 on 48x48, and the
+input gradient (forward+backward, what LAM runs) of both on 64x64 (random seeded weights, medians of
+7 and 5 after a warm-up). ``--rounds`` repeats the settings in turn, so that a slow spell of a shared
+machine falls on all of them. Then ``--probes`` runs of ``choose_threads`` in this process, with the
+one-thread / all-core time ratio each measured (> 1: every core is faster).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from model.threads import SPIN_COUNT  # noqa: E402  (the package's default, compared first)
 
 _WORKER = """
 import json, statistics, sys, time
@@ -39,14 +45,22 @@ for preset, side in (("mambairv2_lightSR_x4", 64), ("MambaIR_lightSR_x4", 48)):
     img = torch.rand(1, 3, side, side)
     with torch.no_grad():
         out[f"{preset} {side}x{side} s"] = med(lambda: net(img), 7)
+for preset in ("mambairv2_lightSR_x4", "MambaIR_lightSR_x4"):
+    net = build(PRESETS[preset]).eval().requires_grad_(False)
+    img = torch.rand(1, 3, 64, 64)
+    def grad():
+        x = img.clone().requires_grad_(True)
+        net(x).sum().backward()
+    out[f"{preset} 64x64 fwd+bwd s"] = med(grad, 5)
 print("RESULT " + json.dumps(out))
 """
 
-SETTINGS = [  # name, environment, torch threads
-    ("asleep (OMP_WAIT_POLICY=PASSIVE), 2 threads", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
-    ("short spin (GOMP_SPINCOUNT=10000), 2 threads", {"GOMP_SPINCOUNT": "10000"}, 2),
-    ("short spin (GOMP_SPINCOUNT=10000), 1 thread", {"GOMP_SPINCOUNT": "10000"}, 1),
-]
+def settings(spins: list[str]) -> list[tuple[str, dict[str, str], int]]:
+    """(name, environment, torch threads) to measure: asleep, each spin count on 2 threads, and
+    the first spin count on 1 thread."""
+    out = [("asleep (OMP_WAIT_POLICY=PASSIVE), 2 threads", {"OMP_WAIT_POLICY": "PASSIVE"}, 2)]
+    out += [(f"spin (GOMP_SPINCOUNT={n}), 2 threads", {"GOMP_SPINCOUNT": n}, 2) for n in spins]
+    return out + [(f"spin (GOMP_SPINCOUNT={spins[0]}), 1 thread", {"GOMP_SPINCOUNT": spins[0]}, 1)]
 
 
 def run_setting(env_extra: dict[str, str], threads: int) -> dict[str, float]:
@@ -66,15 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--busy", action="store_true", help="measure beside one busy process")
     ap.add_argument("--probes", type=int, default=20, help="choose_threads runs to report")
+    ap.add_argument("--spins", nargs="+", default=[SPIN_COUNT, "10000"],
+                    help="GOMP_SPINCOUNT values to compare (the first is also run on one thread)")
+    ap.add_argument("--rounds", type=int, default=1, help="times to run every setting, in turn")
+    ap.add_argument("--no-asleep", action="store_true", help="leave out OMP_WAIT_POLICY=PASSIVE")
     args = ap.parse_args(argv)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
         print(f"# {'beside one busy process' if hog else 'idle'}; load average {os.getloadavg()[0]:.1f}")
-        for name, env, threads in SETTINGS:
-            res = run_setting(env, threads)
-            print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if k.endswith(" s") else f"{k} {v:.0f}"
-                                         for k, v in res.items()))
-        sys.path.insert(0, ROOT)
+        chosen = settings(args.spins)[1 if args.no_asleep else 0:]
+        for r in range(args.rounds):
+            for name, env, threads in chosen:
+                res = run_setting(env, threads)
+                print(f"[{r + 1}] {name}: " + ", ".join(f"{k} {v:.3f}" if k.endswith(" s") else f"{k} {v:.0f}"
+                                                  for k, v in res.items()), flush=True)
         from model import threads as mt
 
         ratios, picks = [], []
