@@ -131,3 +131,89 @@ def test_window_order_is_the_roll_and_partition(b, h, w, s, shift):
     (g_ours,) = torch.autograd.grad(permute_tokens(xl, order, inverse), xl, gy)
     (g_ref,) = torch.autograd.grad(xl.index_select(1, order), xl, gy)
     assert torch.equal(g_ours, g_ref)
+
+
+# ---------------------------------------------------------------------------
+# The compiled CPU forward (model/attention/cpu.py) against its plain twin and inside the module
+# ---------------------------------------------------------------------------
+
+def _rows_inputs(w: int, n: int, nh: int, m: int, seed: int = 0, spread: float = 1.0):
+    """Random qkv rows (w, n, 3c) with 12-wide heads, a transposed bias, m masks of 0 / -100 and
+    each window's slot (every third window unmasked)."""
+    g = torch.Generator().manual_seed(seed)
+    c = 12 * nh
+    qkv = torch.randn(w, n, 3 * c, generator=g) * spread
+    bias_t = torch.randn(nh, n, n, generator=g)
+    mask_t = torch.where(torch.rand(m, n, n, generator=g) < 0.3, -100.0, 0.0)
+    slot = torch.tensor([-1 if i % 3 == 0 or m == 0 else i % m for i in range(w)])
+    return qkv, bias_t, mask_t, slot
+
+
+@pytest.mark.parametrize(("w", "n", "nh", "m", "spread"),
+                         [(7, 256, 4, 3, 1.0), (5, 64, 2, 0, 1.0), (4, 256, 1, 2, 6.0), (3, 16, 3, 1, 1.0)])
+def test_numba_window_attention_rows_match_the_plain_twin(w, n, nh, m, spread):
+    """The kernel = ``window_attention_rows_ref`` for masked and unmasked windows, 16 to 256 tokens,
+    and peaked scores (spread 6: most exp(S - max) far below 2^-64, which the kernel sets to 0)."""
+    cpu = pytest.importorskip("model.attention.cpu")
+    from model.attention.ref import window_attention_rows_ref
+
+    qkv, bias_t, mask_t, slot = _rows_inputs(w, n, nh, m, spread=spread)
+    got = cpu.window_attention_rows_numba(qkv, bias_t, mask_t, slot, nh, 12 ** -0.5)
+    want = window_attention_rows_ref(qkv, bias_t, mask_t, slot, nh, 12 ** -0.5)
+    assert got.shape == want.shape == (w, n, 12 * nh)
+    assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_numba_window_attention_refuses_what_it_does_not_compute():
+    """Other head widths, windows that are not whole 16-query blocks, rows wanting a gradient, and
+    a slot past the masks are refused with a reason (the module then takes SDPA)."""
+    cpu = pytest.importorskip("model.attention.cpu")
+    qkv, bias_t, mask_t, slot = _rows_inputs(3, 64, 2, 1)
+    for bad in (torch.randn(3, 64, 3 * 16), torch.randn(3, 60, 3 * 24), qkv.clone().requires_grad_(True),
+                qkv.double()):
+        assert not cpu.supported(bad, 2)
+        with pytest.raises(ValueError, match="window_attention_rows_numba takes"):
+            cpu.window_attention_rows_numba(bad, bias_t, mask_t, slot, 2, 0.3)
+    with pytest.raises(ValueError, match="slot names mask 5"):
+        cpu.window_attention_rows_numba(qkv, bias_t, mask_t, torch.tensor([-1, 5, 0]), 2, 0.3)
+    with pytest.raises(ValueError, match="bias_t must be"):
+        cpu.window_attention_rows_numba(qkv, bias_t[:1], mask_t, slot, 2, 0.3)
+
+
+@pytest.mark.parametrize(("b", "h", "w", "mode"), [(1, 32, 48, "sparse"), (2, 32, 32, "sparse"),
+                                                   (2, 32, 16, "full"), (1, 32, 32, "none")])
+def test_window_attention_module_takes_the_kernel_for_a_restore(b, h, w, mode):
+    """MambaIRv2-light's heads (48 channels, 4 heads, 16x16 windows): without gradients the module
+    runs the compiled kernel, with the same output as SDPA's path; wanting an input gradient (LAM)
+    or a trainable table, or with kernel="sdpa", it runs SDPA."""
+    pytest.importorskip("model.attention.cpu")
+    torch.manual_seed(0)
+    s, nh, c = 16, 4, 48
+    attn = WindowAttention(c, s, nh)
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_(0, 1)
+    attn.requires_grad_(False)
+    rpi = relative_position_index(s)
+    nw, n = (h // s) * (w // s), s * s
+    qkv = torch.randn(b * nw, n, 3 * c)
+    if mode == "sparse":
+        args = (rpi, *reversed(shifted_window_mask_sparse(h, w, s, b)))
+    else:
+        args = (rpi, shifted_window_mask(h, w, s) if mode == "full" else None)
+    with torch.no_grad():
+        fast = attn(qkv, *args)
+        assert attn.last_kernel == "numba"
+        attn.kernel = "sdpa"
+        slow = attn(qkv, *args)
+        assert attn.last_kernel == "sdpa"
+    assert (fast - slow).abs().max() < 1e-5
+    attn.kernel = "auto"
+    x = qkv.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(attn(x, *args).sum(), x)
+    assert attn.last_kernel == "sdpa" and g.abs().sum() > 0
+    attn.requires_grad_(True)
+    attn(qkv, *args)
+    assert attn.last_kernel == "sdpa"  # the table's gradient needs SDPA's backward
+    attn.kernel = "fast"
+    with pytest.raises(ValueError, match="unknown kernel 'fast'"):
+        attn(qkv, *args)

@@ -12,13 +12,18 @@ Dimension letters:
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+from types import ModuleType
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 ADD_CACHE_BYTES = 16 * 2**20  # WindowAttention keeps a masked windows' bias + mask sum up to this size
@@ -208,6 +213,11 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self._kept: dict[str, tuple[tuple, Tensor]] = {}  # see _cached
+        # "auto": the compiled CPU forward (model/attention/cpu.py) where it applies (a restore on
+        # CPU: no gradient wanted, 12-wide heads), else SDPA; "sdpa": SDPA always. A plain
+        # attribute, not in the state_dict; ``last_kernel`` says which ran last.
+        self.kernel = "auto"
+        self.last_kernel: str | None = None
 
     def forward(self, qkv: Tensor, rpi: Tensor, mask: Tensor | None = None,
                 windows: Tensor | None = None) -> Tensor:
@@ -218,6 +228,15 @@ class WindowAttention(nn.Module):
         others unmasked), as ``shifted_window_mask_sparse`` gives them.
         """
         bw, n, c3 = qkv.shape
+        rows = _rows_kernel() if self.kernel == "auto" else None
+        table = self.relative_position_bias_table
+        if rows is not None and rows.supported(qkv, self.num_heads) and not (
+                torch.is_grad_enabled() and table.requires_grad):
+            self.last_kernel = "numba"
+            return self.proj(self._attend_rows(rows, qkv, rpi, mask, windows))
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {self.kernel!r}; expected one of {KERNELS}")
+        self.last_kernel = "sdpa"
         bias = self._cached("bias", (rpi, qkv.dtype), lambda: self._bias(rpi, n, qkv.dtype))  # (1, nh, n, n)
         if mask is None:
             x = self._attend(qkv, bias)
@@ -238,6 +257,25 @@ class WindowAttention(nn.Module):
             x = self._attend(qkv.reshape(bw // nw, nw * n, c3), add.view(1, nw * self.num_heads, n, n), nw)
             x = x.reshape(bw, n, c3 // 3)  # (b*nw, n, c)
         return self.proj(x)
+
+    def _attend_rows(self, rows: ModuleType, qkv: Tensor, rpi: Tensor, mask: Tensor | None,
+                     windows: Tensor | None) -> Tensor:
+        """qkv (b*nw, n, 3c) -> (b*nw, n, c) by the compiled kernel: the bias and mask transposed
+        (kept while unchanged, as ``_cached`` says), each window's mask named by its slot."""
+        bw, n, _ = qkv.shape
+        bias_t = self._cached("bias_t", (rpi, qkv.dtype),  # (nh, n, n) [h, j, i]
+                              lambda: self._bias(rpi, n, qkv.dtype)[0].transpose(1, 2).contiguous())
+        if mask is None:
+            mask_t, slot = qkv.new_zeros((0, n, n)), torch.full((bw,), -1, dtype=torch.int64)
+        else:
+            mask_t = self._cached("mask_t", (mask,), lambda: mask.transpose(1, 2).contiguous(),
+                                  max_bytes=ADD_CACHE_BYTES)  # (m, n, n) [.., j, i]
+            if windows is not None:  # mask k belongs to window windows[k]; the others have none
+                slot = torch.full((bw,), -1, dtype=torch.int64)
+                slot[windows] = torch.arange(windows.shape[0])
+            else:  # one mask per window of an image, every image the same
+                slot = torch.arange(bw) % mask.shape[0]
+        return rows.window_attention_rows_numba(qkv, bias_t, mask_t, slot, self.num_heads, self.scale)
 
     def _bias(self, rpi: Tensor, n: int, dtype: torch.dtype) -> Tensor:
         """The relative position bias as a contiguous (1, nh, n, n) tensor of ``dtype``."""
@@ -285,6 +323,20 @@ class WindowAttention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=self.scale)
         x = x.reshape(w_, groups, nh, n, c // nh).permute(0, 1, 3, 2, 4)  # (w, g, n, nh, c/nh)
         return x.reshape(w_, gn, c)  # (w, g*n, c)
+
+
+KERNELS = ("auto", "sdpa")  # WindowAttention.kernel's values
+
+
+@functools.cache
+def _rows_kernel() -> ModuleType | None:
+    """model.attention.cpu, or None where numba does not load (SDPA does the same then)."""
+    try:
+        from ..attention import cpu
+    except Exception as exc:  # optional compiled path missing or broken
+        log.warning("numba window attention unavailable (%s: %s); using SDPA", type(exc).__name__, exc)
+        return None
+    return cpu
 
 
 def _same(a: object, b: object) -> bool:
