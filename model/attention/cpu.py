@@ -5,8 +5,9 @@ m masked windows; j a key, i a query, and 16 queries at a time are the 16 float3
 AVX-512 register.
 
 Why: MambaIRv2-light's window attention has 12-wide heads (48 channels, 4 heads) on 16x16 windows,
-and torch's flash-attention kernel runs them at ~80 GFLOP/s on the 2-core machine: a quarter to a
-third of a restore's forward. Here each task is one window and head: its K and V rows are copied
+and torch's flash-attention kernel runs them at ~80 GFLOP/s on the 2-core machine (4.0 GFLOP in
+49.3 ms, ``python -m model.evaluation.cpu_profile --presets mambairv2_lightSR_x4 --sizes 64``): a
+quarter to a third of a restore's forward. Here each task is one window and head: its K and V rows are copied
 once into small contiguous arrays, then for every 16 queries (lanes) and every key j,
 S_j = q . k_j scale + bias + mask is 12 fused multiply-adds with q held in 12 registers and k_j's
 numbers broadcast, and the output sum over j of exp(S_j - max) v_j is 12 more, accumulating in 12
@@ -50,19 +51,17 @@ from ..scan.cpu import (
 )
 
 _LANES = 16  # queries a block: the float32 lanes of one AVX-512 register
-# Head widths compiled (MambaIRv2-light's); others run in SDPA. _attention_rows passes 12 to
-# _query_block16 as a compile-time constant: another width needs its own branch there.
-HEAD_DIMS = (12,)
+HEAD_DIM = 12  # the head width compiled (MambaIRv2-light's, a constant of the kernel); others run in SDPA
 
 
 def supported(qkv: Tensor, num_heads: int) -> bool:
     """Whether ``window_attention_rows_numba`` may run on these rows: CPU float32, no gradient
-    wanted, a head width in HEAD_DIMS, windows of a multiple of 16 tokens, outside tracing."""
+    wanted, heads HEAD_DIM wide, windows of a multiple of 16 tokens, outside tracing."""
     w, n, c3 = qkv.shape
     tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()  # an export records SDPA
     return (qkv.device.type == "cpu" and qkv.dtype == torch.float32 and not tracing
             and not (torch.is_grad_enabled() and qkv.requires_grad)
-            and c3 % (3 * num_heads) == 0 and c3 // (3 * num_heads) in HEAD_DIMS and n % _LANES == 0)
+            and c3 % (3 * num_heads) == 0 and c3 // (3 * num_heads) == HEAD_DIM and n % _LANES == 0)
 
 
 def _data(context, builder, ty, val):  # pragma: no cover - compile-time
@@ -182,9 +181,9 @@ def _attention_rows(qkv, bias_t, mask_t, slot, scale, out):  # pragma: no cover 
                 for d in range(dh):
                     qt[d * _LANES + i] = qkv[w, i0 + i, h * dh + d] * scale
             if ms >= 0:
-                _query_block16(o, s, qt, kk, vv, bt, h * n * n + i0, mt, ms * n * n + i0, n, 12, 1)
+                _query_block16(o, s, qt, kk, vv, bt, h * n * n + i0, mt, ms * n * n + i0, n, HEAD_DIM, 1)
             else:
-                _query_block16(o, s, qt, kk, vv, bt, h * n * n + i0, mt, 0, n, 12, 0)
+                _query_block16(o, s, qt, kk, vv, bt, h * n * n + i0, mt, 0, n, HEAD_DIM, 0)
             for i in range(_LANES):
                 for d in range(dh):
                     out[w, i0 + i, h * dh + d] = o[d * _LANES + i]
@@ -196,7 +195,7 @@ def window_attention_rows_numba(qkv: Tensor, bias_t: Tensor, mask_t: Tensor, slo
     no gradient (see ``supported``)."""
     if not supported(qkv, num_heads):
         raise ValueError(f"window_attention_rows_numba takes CPU float32 rows without gradient, heads of "
-                         f"{HEAD_DIMS} channels, windows of a multiple of {_LANES} tokens; got "
+                         f"{HEAD_DIM} channels, windows of a multiple of {_LANES} tokens; got "
                          f"{tuple(qkv.shape)} {qkv.dtype} on {qkv.device} with {num_heads} heads")
     w, n, c3 = qkv.shape
     if bias_t.shape != (num_heads, n, n) or mask_t.shape[1:] != (n, n) or slot.shape != (w,):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..archs.common import window_attention_ref
+
 
 def window_attention_rows_ref(qkv: Tensor, bias_t: Tensor, mask_t: Tensor, slot: Tensor, num_heads: int,
                               scale: float) -> Tensor:
@@ -27,6 +29,5 @@ def window_attention_rows_ref(qkv: Tensor, bias_t: Tensor, mask_t: Tensor, slot:
         mask = torch.zeros(w, n, n, dtype=qkv.dtype)
         mask[masked] = mask_t[slot[masked]].transpose(1, 2)  # (w, n, n) [.., i, j]
         add = add + mask[:, None]
-    attn = (q @ k.transpose(-2, -1)) * scale + add  # (w, nh, n, n)
-    out = attn.softmax(dim=-1) @ v  # (w, nh, n, c/nh)
+    out = window_attention_ref(q, k, v, add, scale)  # (w, nh, n, c/nh)
     return out.permute(0, 2, 1, 3).reshape(w, n, c)  # (w, n, c)
