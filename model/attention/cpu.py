@@ -5,10 +5,11 @@ m masked windows; j a key, i a query, and 16 queries at a time are the 16 float3
 AVX-512 register.
 
 Why: MambaIRv2-light's window attention has 12-wide heads (48 channels, 4 heads) on 16x16 windows,
-and torch's flash-attention kernel runs them at ~80 GFLOP/s on the 2-core machine (4.0 GFLOP in
-49.3 ms, ``python -m model.evaluation.cpu_profile --presets mambairv2_lightSR_x4 --sizes 64``): a
-quarter to a third of a restore's forward. Here each task is one window and head: its K and V rows are copied
-once into small contiguous arrays, then for every 16 queries (lanes) and every key j,
+and torch's flash-attention kernel runs them at ~80 GFLOP/s on the 2-core machine (4.0 GFLOP,
+counted, in 49.3 ms of SDPA self time, ``python -m model.evaluation.cpu_profile --presets
+mambairv2_lightSR_x4 --sizes 64``): a quarter to a third of a restore's forward.
+Here each task is one window and head: its K and V rows are copied once into small contiguous
+arrays, then for every 16 queries (lanes) and every key j,
 S_j = q . k_j scale + bias + mask is 12 fused multiply-adds with q held in 12 registers and k_j's
 numbers broadcast, and the output sum over j of exp(S_j - max) v_j is 12 more, accumulating in 12
 registers; exp as the scan's 16-lane 2^y (``model.scan.cpu._exp2_16``). No (n, n) matrix is ever
