@@ -64,6 +64,25 @@ def test_official_vectors(case: str, backend: str) -> None:
     assert rel <= 1e-3, f"input-gradient relative error {rel:.3g}"
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_official_vectors_frozen_input_gradient(case: str) -> None:
+    """LAM's setting: parameters frozen, gradient w.r.t. the input only. MambaIRv2-light's window
+    attention then runs the compiled forward and backward (model/attention/cpu.py), and the input
+    gradient still matches the official one."""
+    net, io = _load_case(case)
+    net.requires_grad_(False)
+    x = io["input"].clone().requires_grad_(True)
+    y = net(x)
+    assert (y.detach() - io["output"]).abs().max().item() <= 1e-4
+    ran = {m.last_kernel for m in net.modules() if isinstance(m, WindowAttention)}
+    if ran and _rows_kernel() is not None:
+        assert ran == {"numba"}
+    (g,) = torch.autograd.grad((y * io["grad_weight"]).sum(), x)
+    g_ref = io["input_grad"]
+    rel = ((g - g_ref).norm() / g_ref.norm()).item()
+    assert rel <= 1e-3, f"input-gradient relative error {rel:.3g}"
+
+
 def test_mean_is_not_in_state_dict() -> None:
     net, _ = _load_case("v2light_x2")
     assert not any("mean" in k for k in net.state_dict())

@@ -152,25 +152,37 @@ def _rows_inputs(w: int, n: int, nh: int, m: int, seed: int = 0, spread: float =
 @pytest.mark.parametrize(("w", "n", "nh", "m", "spread"),
                          [(7, 256, 4, 3, 1.0), (5, 64, 2, 0, 1.0), (4, 256, 1, 2, 6.0), (3, 16, 3, 1, 1.0)])
 def test_numba_window_attention_rows_match_the_plain_twin(w, n, nh, m, spread):
-    """The kernel = ``window_attention_rows_ref`` for masked and unmasked windows, 16 to 256 tokens,
-    and peaked scores (spread 6: most exp(S - max) far below 2^-64, which the kernel sets to 0)."""
+    """The kernels = ``window_attention_rows_ref`` for masked and unmasked windows, 16 to 256 tokens,
+    and peaked scores (spread 6: most exp(S - max) far below 2^-64, which the kernels set to 0):
+    the forward, and the backward's gradient w.r.t. qkv against the twin's in float64."""
     cpu = pytest.importorskip("model.attention.cpu")
     from model.attention.ref import window_attention_rows_ref
 
     qkv, bias_t, mask_t, slot = _rows_inputs(w, n, nh, m, spread=spread)
-    got = cpu.window_attention_rows_numba(qkv, bias_t, mask_t, slot, nh, 12 ** -0.5)
+    with torch.no_grad():
+        got = cpu.window_attention_rows_numba(qkv, bias_t, mask_t, slot, nh, 12 ** -0.5)
     want = window_attention_rows_ref(qkv, bias_t, mask_t, slot, nh, 12 ** -0.5)
     assert got.shape == want.shape == (w, n, 12 * nh)
     assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max().item())
+    x, x64 = qkv.clone().requires_grad_(True), qkv.double().requires_grad_(True)
+    y = cpu.window_attention_rows_numba(x, bias_t, mask_t, slot, nh, 12 ** -0.5)
+    assert torch.equal(y.detach(), got)  # the forward keeping its log-sum-exp: the same output
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    (g,) = torch.autograd.grad(y, x, gy)
+    y64 = window_attention_rows_ref(x64, bias_t.double(), mask_t.double(), slot, nh, 12 ** -0.5)
+    (g64,) = torch.autograd.grad(y64, x64, gy.double())
+    assert g.shape == qkv.shape and g64.abs().sum() > 0
+    assert (g.double() - g64).norm() <= 1e-5 * g64.norm()
+    assert (g.double() - g64).abs().max() <= 1e-4 * g64.abs().max()  # q, k and v parts, every head
 
 
 def test_numba_window_attention_refuses_what_it_does_not_compute():
-    """Other head widths, windows that are not whole 16-query blocks, rows wanting a gradient, and
-    a slot past the masks are refused with a reason (the module then takes SDPA)."""
+    """Other head widths, windows that are not whole 16-query blocks, other dtypes, a slot past the
+    masks and a bias wanting a gradient are refused with a reason (the module then takes SDPA)."""
     cpu = pytest.importorskip("model.attention.cpu")
     qkv, bias_t, mask_t, slot = _rows_inputs(3, 64, 2, 1)
-    for bad in (torch.randn(3, 64, 3 * 16), torch.randn(3, 60, 3 * 24), qkv.clone().requires_grad_(True),
-                qkv.double()):
+    assert cpu.supported(qkv, 2) and cpu.supported(qkv.clone().requires_grad_(True), 2)
+    for bad in (torch.randn(3, 64, 3 * 16), torch.randn(3, 60, 3 * 24), qkv.double()):
         assert not cpu.supported(bad, 2)
         with pytest.raises(ValueError, match="window_attention_rows_numba takes"):
             cpu.window_attention_rows_numba(bad, bias_t, mask_t, slot, 2, 0.3)
@@ -178,14 +190,18 @@ def test_numba_window_attention_refuses_what_it_does_not_compute():
         cpu.window_attention_rows_numba(qkv, bias_t, mask_t, torch.tensor([-1, 5, 0]), 2, 0.3)
     with pytest.raises(ValueError, match="bias_t must be"):
         cpu.window_attention_rows_numba(qkv, bias_t[:1], mask_t, slot, 2, 0.3)
+    with pytest.raises(ValueError, match="no gradient to the bias"):
+        cpu.window_attention_rows_numba(qkv, bias_t.clone().requires_grad_(True), mask_t, slot, 2, 0.3)
+    with torch.no_grad():  # no gradient wanted: a trainable bias is only read
+        cpu.window_attention_rows_numba(qkv, bias_t.clone().requires_grad_(True), mask_t, slot, 2, 0.3)
 
 
 @pytest.mark.parametrize(("b", "h", "w", "mode"), [(1, 32, 48, "sparse"), (2, 32, 32, "sparse"),
                                                    (2, 32, 16, "full"), (1, 32, 32, "none")])
 def test_window_attention_module_takes_the_kernel_for_a_restore(b, h, w, mode):
-    """MambaIRv2-light's heads (48 channels, 4 heads, 16x16 windows): without gradients the module
-    runs the compiled kernel, with the same output as SDPA's path; wanting an input gradient (LAM)
-    or a trainable table, or with kernel="sdpa", it runs SDPA."""
+    """MambaIRv2-light's heads (48 channels, 4 heads, 16x16 windows): with a frozen table (a restore,
+    or LAM's input gradient) the module runs the compiled kernels, with the same output and input
+    gradient as SDPA's path; with a trainable table, or kernel="sdpa", it runs SDPA."""
     pytest.importorskip("model.attention.cpu")
     torch.manual_seed(0)
     s, nh, c = 16, 4, 48
@@ -207,10 +223,13 @@ def test_window_attention_module_takes_the_kernel_for_a_restore(b, h, w, mode):
         slow = attn(qkv, *args)
         assert attn.last_kernel == "sdpa"
     assert (fast - slow).abs().max() < 1e-5
-    attn.kernel = "auto"
+    gy = torch.randn(fast.shape)
     x = qkv.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(attn(x, *args).sum(), x)
-    assert attn.last_kernel == "sdpa" and g.abs().sum() > 0
+    (g_slow,) = torch.autograd.grad(attn(x, *args), x, gy)  # still "sdpa"
+    attn.kernel = "auto"
+    (g_fast,) = torch.autograd.grad(attn(x, *args), x, gy)
+    assert attn.last_kernel == "numba" and g_slow.abs().sum() > 0
+    assert (g_fast - g_slow).norm() <= 1e-5 * g_slow.norm()
     attn.requires_grad_(True)
     attn(qkv, *args)
     assert attn.last_kernel == "sdpa"  # the table's gradient needs SDPA's backward

@@ -213,9 +213,10 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self._kept: dict[str, tuple[tuple, Tensor]] = {}  # see _cached
-        # "auto": the compiled CPU forward (model/attention/cpu.py) where it applies (a restore on
-        # CPU: no gradient wanted, 12-wide heads), else SDPA; "sdpa": SDPA always. A plain
-        # attribute, not in the state_dict; ``last_kernel`` says which ran last.
+        # "auto": the compiled CPU kernels (model/attention/cpu.py) where they apply (CPU, 12-wide
+        # heads, no gradient to the bias table: a restore or LAM's input gradient), else SDPA;
+        # "sdpa": SDPA always. A plain attribute, not in the state_dict; ``last_kernel`` says
+        # which ran last.
         self.kernel = "auto"
         self.last_kernel: str | None = None
 
