@@ -95,6 +95,27 @@ def _copy_lanes16(typingctx, dst, doff, src, soff, count):  # pragma: no cover -
     return types.none(dst, types.int64, src, types.int64, types.int64), codegen
 
 
+def _pointers(context, builder, signature, args, which):  # pragma: no cover - compile-time
+    """The data pointers of the intrinsic's array arguments at the positions ``which``."""
+    return [_data(context, builder, signature.args[i], args[i]) for i in which]
+
+
+def _literals(dh, masked) -> tuple[int, bool] | None:
+    """The compile-time head width and masked flag, or None (numba then retries with the literals)."""
+    if not (isinstance(dh, types.IntegerLiteral) and isinstance(masked, types.IntegerLiteral)):
+        return None
+    return dh.literal_value, bool(masked.literal_value)
+
+
+def _score_start(builder, b_, boff_, m_, moff_, row, masked: bool):  # pragma: no cover - compile-time
+    """16 queries' bias for one key (at boff + row), plus their mask (at moff + row) where masked:
+    the sum the forward and the backward start each score from."""
+    acc = builder.load(_vec_at(builder, b_, builder.add(boff_, row)), align=4)
+    if masked:
+        acc = builder.fadd(acc, builder.load(_vec_at(builder, m_, builder.add(moff_, row)), align=4))
+    return acc
+
+
 @intrinsic
 def _query_block16(typingctx, o, st, s, qt, kk, vv, bt, boff, mt, moff, n, dh, masked):  # pragma: no cover
     """Attention of 16 queries (lanes) to n keys: o[d*16 + lane] = sum_j p_j v_j[d] / sum_j p_j,
@@ -103,14 +124,13 @@ def _query_block16(typingctx, o, st, s, qt, kk, vv, bt, boff, mt, moff, n, dh, m
     queries transposed and scaled, s (n*16,) scratch for the scores; st (32,) gets max_j S_j log2 e
     and sum_j p_j (the backward's log-sum-exp). dh and masked are compile-time constants: q stays in
     dh registers and the output sums in dh more."""
-    if not (isinstance(dh, types.IntegerLiteral) and isinstance(masked, types.IntegerLiteral)):
-        return None  # numba retries with the literal values
-    DH, MASKED = dh.literal_value, bool(masked.literal_value)
+    if (lit := _literals(dh, masked)) is None:
+        return None
+    DH, MASKED = lit
 
     def codegen(context, builder, signature, args):
-        o_, st_, s_, q_, k_, v_, b_ = (_data(context, builder, t, a)
-                                       for t, a in zip(signature.args[:7], args[:7], strict=True))
-        m_ = _data(context, builder, signature.args[8], args[8])
+        o_, st_, s_, q_, k_, v_, b_, m_ = _pointers(context, builder, signature, args,
+                                                    (0, 1, 2, 3, 4, 5, 6, 8))
         boff_, moff_, n_ = args[7], args[9], args[10]
         i64 = ir.IntType(64)
         fma = _fma_fn(builder)
@@ -121,9 +141,7 @@ def _query_block16(typingctx, o, st, s, qt, kk, vv, bt, boff, mt, moff, n, dh, m
         with cgutils.for_range(builder, n_) as loop:  # scores and their maximum
             j = loop.index
             row = builder.mul(j, n_)
-            acc = builder.load(_vec_at(builder, b_, builder.add(boff_, row)), align=4)
-            if MASKED:
-                acc = builder.fadd(acc, builder.load(_vec_at(builder, m_, builder.add(moff_, row)), align=4))
+            acc = _score_start(builder, b_, boff_, m_, moff_, row, MASKED)
             # two chains of FMAs (even and odd d) instead of one dh long: half the latency a key
             acc2 = _vconst(0.0)
             kj = builder.mul(j, ir.Constant(i64, DH))
@@ -174,15 +192,13 @@ def _block_scores16(typingctx, pb, sb, qt, dt, kk, vv, bt, boff, mt, moff, ld, n
     ``_query_block16``, recomputed) to pb[j*16 + lane] and dS_j = p_j (dO . v_j - D) to
     sb[j*16 + lane]; dt (dh*16,) dO transposed, ld (32,) the queries' lse log2 e then their D =
     dO . O. q and dO stay in 2 dh registers."""
-    if not (isinstance(dh, types.IntegerLiteral) and isinstance(masked, types.IntegerLiteral)):
-        return None  # numba retries with the literal values
-    DH, MASKED = dh.literal_value, bool(masked.literal_value)
+    if (lit := _literals(dh, masked)) is None:
+        return None
+    DH, MASKED = lit
 
     def codegen(context, builder, signature, args):
-        p_, s_, q_, g_, k_, v_, b_ = (_data(context, builder, t, a)
-                                      for t, a in zip(signature.args[:7], args[:7], strict=True))
-        m_ = _data(context, builder, signature.args[8], args[8])
-        l_ = _data(context, builder, signature.args[10], args[10])
+        p_, s_, q_, g_, k_, v_, b_, m_, l_ = _pointers(context, builder, signature, args,
+                                                       (0, 1, 2, 3, 4, 5, 6, 8, 10))
         boff_, moff_, n_ = args[7], args[9], args[11]
         i64 = ir.IntType(64)
         fma = _fma_fn(builder)
@@ -193,9 +209,7 @@ def _block_scores16(typingctx, pb, sb, qt, dt, kk, vv, bt, boff, mt, moff, ld, n
         with cgutils.for_range(builder, n_) as loop:
             j = loop.index
             row = builder.mul(j, n_)
-            acc = builder.load(_vec_at(builder, b_, builder.add(boff_, row)), align=4)
-            if MASKED:
-                acc = builder.fadd(acc, builder.load(_vec_at(builder, m_, builder.add(moff_, row)), align=4))
+            acc = _score_start(builder, b_, boff_, m_, moff_, row, MASKED)
             acc2, dp, dp2 = _vconst(0.0), _vconst(0.0), _vconst(0.0)
             kj = builder.mul(j, ir.Constant(i64, DH))
             for d in range(DH):  # two FMA chains each (even and odd d), as in the forward
@@ -231,8 +245,7 @@ def _block_sums16(typingctx, dq, pb, sb, kk, gr, qr, dk, dv, i0, n, dh):  # prag
     DH = dh.literal_value
 
     def codegen(context, builder, signature, args):
-        q_, p_, s_, k_, g_, r_, dk_, dv_ = (_data(context, builder, t, a)
-                                            for t, a in zip(signature.args[:8], args[:8], strict=True))
+        q_, p_, s_, k_, g_, r_, dk_, dv_ = _pointers(context, builder, signature, args, range(8))
         i0_, n_ = args[8], args[9]
         i64 = ir.IntType(64)
         fma = _fma_fn(builder)
@@ -269,31 +282,36 @@ def _block_sums16(typingctx, dq, pb, sb, kk, gr, qr, dk, dv, i0, n, dh):  # prag
     return sig, codegen
 
 
+@numba.njit(inline="always", cache=True)
+def _key_value_rows(qf, w, h, n, c, dh):  # pragma: no cover - compiled
+    """kk, vv (n*dh,): window w's key and value rows of head h, contiguous, from the flat qkv rows
+    qf (w, n, 3c)."""
+    kk = np.empty(n * dh, dtype=np.float32)
+    vv = np.empty(n * dh, dtype=np.float32)
+    for j in range(n):
+        row = (w * n + j) * 3 * c + h * dh  # the token's q of this head in qf; its k at + c, v at + 2c
+        _copy_lanes16(kk, j * dh, qf, row + c, dh)
+        _copy_lanes16(vv, j * dh, qf, row + 2 * c, dh)
+    return kk, vv
+
+
 @numba.njit(parallel=True, cache=True, fastmath={"contract"})
 def _attention_rows(qkv, bias_t, mask_t, slot, scale, out, lse):  # pragma: no cover - compiled
     """out (w, n, c) from qkv (w, n, 3c), bias_t (nh, n, n), mask_t (m, n, n), slot (w,): one task
     per window and head (see ``window_attention_rows_ref``); lse (w, nh, n), where not empty, gets
     each query's log2 of sum_j exp(S_j) (the backward's)."""
     nw, n, c3 = qkv.shape
-    c = c3 // 3
-    nh = bias_t.shape[0]
-    dh = c // nh
-    bt = bias_t.reshape(-1)
-    mt = mask_t.reshape(-1)
-    qf = qkv.reshape(-1)
+    c, nh = c3 // 3, bias_t.shape[0]
+    dh = c // nh  # the head width (HEAD_DIM)
+    bt, mt, qf = bias_t.reshape(-1), mask_t.reshape(-1), qkv.reshape(-1)
     keep = lse.shape[0] > 0
     for task in numba.prange(nw * nh):
         w, h = task // nh, task % nh
-        kk = np.empty(n * dh, dtype=np.float32)  # the head's key and value rows, contiguous
-        vv = np.empty(n * dh, dtype=np.float32)
+        kk, vv = _key_value_rows(qf, w, h, n, c, dh)  # the head's key and value rows
         qt = np.empty(dh * _LANES, dtype=np.float32)  # 16 queries transposed: (dh, 16)
         s = np.empty(n * _LANES, dtype=np.float32)  # their scores: (n, 16)
         o = np.empty(dh * _LANES, dtype=np.float32)  # their outputs: (dh, 16)
         st = np.empty(2 * _LANES, dtype=np.float32)  # their max S log2 e and sum of exp(S - max)
-        for j in range(n):
-            row = (w * n + j) * c3 + h * dh  # the token's q of this head in qf; its k at + c, v at + 2c
-            _copy_lanes16(kk, j * dh, qf, row + c, dh)
-            _copy_lanes16(vv, j * dh, qf, row + 2 * c, dh)
         ms = slot[w]
         for i0 in range(0, n, _LANES):
             for i in range(_LANES):
@@ -317,18 +335,13 @@ def _attention_rows_bwd(qkv, bias_t, mask_t, slot, scale, out, lse, dout, dqkv):
     and lse: per window and head, 16 queries at a time, dS = P (dO V^T - D), D = rowsum(dO O);
     dq = dS K scale, dk = dS^T q scale, dv = P^T dO."""
     nw, n, c3 = qkv.shape
-    c = c3 // 3
-    nh = bias_t.shape[0]
-    dh = c // nh
-    bt = bias_t.reshape(-1)
-    mt = mask_t.reshape(-1)
-    qf = qkv.reshape(-1)
-    gf = dout.reshape(-1)
-    df = dqkv.reshape(-1)
+    c, nh = c3 // 3, bias_t.shape[0]
+    dh = c // nh  # the head width (HEAD_DIM)
+    bt, mt, qf = bias_t.reshape(-1), mask_t.reshape(-1), qkv.reshape(-1)
+    gf, df = dout.reshape(-1), dqkv.reshape(-1)
     for task in numba.prange(nw * nh):
         w, h = task // nh, task % nh
-        kk = np.empty(n * dh, dtype=np.float32)  # key and value rows, as in the forward
-        vv = np.empty(n * dh, dtype=np.float32)
+        kk, vv = _key_value_rows(qf, w, h, n, c, dh)  # as in the forward
         qr = np.zeros(n * _LANES, dtype=np.float32)  # scaled q rows, padded to 16: (n, 16)
         gr = np.zeros(n * _LANES, dtype=np.float32)  # dO rows, padded: (n, 16)
         dk = np.zeros(n * _LANES, dtype=np.float32)  # key and value gradients, padded: (n, 16)
@@ -340,9 +353,6 @@ def _attention_rows_bwd(qkv, bias_t, mask_t, slot, scale, out, lse, dout, dqkv):
         sb = np.empty(n * _LANES, dtype=np.float32)
         dq = np.empty(dh * _LANES, dtype=np.float32)  # their q gradient: (dh, 16)
         for j in range(n):
-            row = (w * n + j) * c3 + h * dh
-            _copy_lanes16(kk, j * dh, qf, row + c, dh)
-            _copy_lanes16(vv, j * dh, qf, row + 2 * c, dh)
             _copy_lanes16(gr, j * _LANES, gf, (w * n + j) * c + h * dh, dh)
             for d in range(dh):
                 qr[j * _LANES + d] = qkv[w, j, h * dh + d] * scale
