@@ -46,7 +46,7 @@ def _interleaved(fns: dict, rounds: int) -> dict[str, float]:
 
 
 def _line(label: str, t: dict[str, float]) -> str:
-    return (f"{label:<42} kernel {t['auto'] * 1e3:8.2f} ms   sdpa {t['sdpa'] * 1e3:8.2f} ms   "
+    return (f"{label:<46} kernel {t['auto'] * 1e3:8.2f} ms   sdpa {t['sdpa'] * 1e3:8.2f} ms   "
             f"sdpa/kernel {t['sdpa'] / t['auto']:.2f}x")
 
 
