@@ -12,18 +12,29 @@ MambaIRv2-light x4 64x64 / MambaIR-light x4 48x48 forwards):
 - but spinning beside another busy process is far worse than sleeping: the spinning worker and the
   descheduled one wait for each other: 1.054 / 0.350 s on 2 threads, against 0.420 / 0.262 s on one
   and 0.395 / 0.267 s asleep.
-- 10000 spins, the setting until the seventh stop, last ~0.13 ms here (libgomp pauses each turn:
-  12.6-12.9 ns a pause on the 2-core Sapphire Rapids, a C loop of 10^7): beside a busy process the
-  worker burns that after every op, on the core the other process wants. 300 spins (~4 us) bridge
-  the gaps between an idle forward's ops as well. ``python scripts/thread_policy.py --spins 300 10000
-  --rounds 3 --probes 0`` (2-core Sapphire Rapids, 2026-12-07): idle, the same speed (the add 10-11
-  us with both; the forwards 0.150-0.161 / 0.104-0.115 s with 300, 0.147-0.156 / 0.104-0.141 s with
-  10000; forward+backward at 64x64 within noise); ``--busy --rounds 2``: 0.256-0.259 / 0.148-0.163 s
-  with 300 against 0.551-0.555 / 0.242-0.279 s with 10000, forward+backward 0.80-0.87 / 0.79-0.85 s
-  against 1.38-1.49 / 1.01-1.06 s (one thread 0.22 / 0.13 s and 0.68-0.82 / 0.76-0.89 s), so a probe
-  that misjudges a busy machine now costs little.
+- 10000 spins, the setting until the seventh stop, last ~0.13 ms on the 2-core Sapphire Rapids
+  (libgomp pauses each turn: 12.6-12.9 ns a pause there, a C loop of 10^7): beside a busy process
+  the worker burns that after every op, on the core the other process wants. The seventh stop took
+  300 (~4 us there): idle as fast as 10000 on that Xeon (``--spins 300 10000 --rounds 3 --probes
+  0``: forwards 0.150-0.161 / 0.104-0.115 s against 0.147-0.156 / 0.104-0.141 s), and beside a busy
+  process 0.256-0.259 / 0.148-0.163 s against 0.551-0.555 / 0.242-0.279 s.
+- but a spin must outlast the gaps between regions, and a pause is not the same length everywhere:
+  29 ns on the 2-core AMD EPYC (firecracker VM) of 2026-12-08, so 300 spins were ~9 us there, and
+  waking the worker cost ~50-70 us (the add asleep 52-85 us, spinning 9-14 us). There two threads
+  with 300 spins were no faster than one (forwards 0.30 / 0.19 s both), and the probe below picked
+  one thread on an idle machine 17-19 times in 20. 3000 spins (~38 us on the Xeon, ~87 us on the
+  EPYC: about what one wake-up costs, so a worker never spins much longer than a wake would have
+  cost): ``python scripts/thread_policy.py --paired 20 --spins 300 1000 3000 10000`` (EPYC,
+  interleaved per run, median ratio over the pairs against 300): forwards 1.19x / 1.38x,
+  forward+backward 1.31x / 1.11x (1000: 1.11x / 1.11x / 1.19x / 0.98x; 10000: 1.14x / 1.36x / 1.19x
+  / 1.14x). The cost is where the probe misjudges a busy machine: ``--busy --spins 300 3000
+  --rounds 2`` (EPYC) forwards on 2 threads 0.49-0.53 / 0.31-0.32 s with 3000 against 0.29-0.36 /
+  0.19-0.23 s with 300 (one thread 0.27-0.30 / 0.15-0.16 s), and the probe took two threads there
+  in 0-2 of 20 (one-off runs of ``choose_threads``' rule). Idle, with 3000 spins, it took two in
+  3-19 of 20 (``--paired``'s last line and one-off runs; this VM's slow spells move it), with 300
+  in 1-3.
 
-So the short spin (300) is set before torch loads (``set_runtime_defaults``; a user's own
+So a short spin (3000) is set before torch loads (``set_runtime_defaults``; a user's own
 ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins), and before each run ``choose_threads`` times a burst
 of small ops with 1 thread and with every core, three rounds interleaved, and takes every core only
 if their slowest round beats the median one-thread round (a burst can fall into a moment when the
@@ -43,7 +54,7 @@ import statistics
 import time
 from collections.abc import Iterator
 
-SPIN_COUNT = "300"
+SPIN_COUNT = "3000"  # ~38 us on the Xeon, ~87 us on the EPYC: about one wake-up (see above)
 # Two threads must beat one by this factor, or the probe keeps one: a near tie means the other
 # core is partly taken, and a run long enough to matter would meet that load at its worst.
 MIN_GAIN = 1.15
