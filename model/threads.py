@@ -22,7 +22,7 @@ MambaIRv2-light x4 64x64 / MambaIR-light x4 48x48 forwards):
   29 ns on the 2-core AMD EPYC (firecracker VM) of 2026-12-08, so 300 spins were ~9 us there, and
   waking the worker cost ~50-70 us (the add asleep 52-85 us, spinning 9-14 us). There two threads
   with 300 spins were no faster than one (forwards 0.30 / 0.19 s both), and the probe below picked
-  one thread on an idle machine 17-19 times in 20. 3000 spins (~38 us on the Xeon, ~87 us on the
+  one thread on an idle machine 17-20 times in 20. 3000 spins (~38 us on the Xeon, ~87 us on the
   EPYC: about what one wake-up costs, so a worker never spins much longer than a wake would have
   cost): ``python scripts/thread_policy.py --paired 20 --spins 300 1000 3000 10000`` (EPYC,
   interleaved per run, median ratio over the pairs against 300): forwards 1.19x / 1.38x,
@@ -32,7 +32,7 @@ MambaIRv2-light x4 64x64 / MambaIR-light x4 48x48 forwards):
   0.19-0.23 s with 300 (one thread 0.27-0.30 / 0.15-0.16 s), and the probe took two threads there
   in 0-2 of 20 (one-off runs of ``choose_threads``' rule). Idle, with 3000 spins, it took two in
   3-19 of 20 (``--paired``'s last line and one-off runs; this VM's slow spells move it), with 300
-  in 1-3.
+  in 0-3.
 
 So a short spin (3000) is set before torch loads (``set_runtime_defaults``; a user's own
 ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins), and before each run ``choose_threads`` times a burst
