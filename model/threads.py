@@ -39,8 +39,9 @@ So a short spin (3000) is set before torch loads (``set_runtime_defaults``; a us
 of small ops with 1 thread and with every core, three rounds interleaved, and takes every core only
 if their slowest round beats the median one-thread round (a burst can fall into a moment when the
 other job is descheduled; the slowest round does not): every core on an idle machine, one while
-another job runs (the script's 20 probes: idle, one thread 1.19-1.91x slower, every core picked;
-beside a busy process, one thread 2-4x faster, picked every time). A probe measures what the run
+another job runs (the script's 20 probes on the Xeon: idle, one thread 1.19-1.91x slower, every
+core picked; beside a busy process, one thread 2-4x faster, picked every time; on the EPYC VM, less
+steady: see the 3000-spin item above). A probe measures what the run
 will meet, where the load average or /proc/stat would describe the host of a container, not this
 process's share of it.
 ``cpu_threads()`` applies the choice for one run; the numba scan follows torch's thread count.
