@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..linear import Linear
+
 log = logging.getLogger(__name__)
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -210,7 +212,7 @@ class WindowAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1) ** 2, num_heads))  # ((2s-1)^2, nh)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self._kept: dict[str, tuple[tuple, Tensor]] = {}  # see _cached
         # "auto": the compiled CPU kernels (model/attention/cpu.py) where they apply (CPU, 12-wide

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..linear import Linear, linear
 from ..scan import selective_scan_directed, selective_scan_tokens
 from ..scan.ref import lowrank_delta, tokens_to_rows
 from .common import (
@@ -115,12 +116,12 @@ class SS2D(CaptureMixin, nn.Module):
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16)
         d = self.d_inner
-        self.in_proj = nn.Linear(d_model, 2 * d, bias=bias)
+        self.in_proj = Linear(d_model, 2 * d, bias=bias)
         self.conv2d = nn.Conv2d(d, d, d_conv, padding=(d_conv - 1) // 2, groups=d, bias=conv_bias)
         self.act = nn.SiLU()
         init_scan_params(self, d, self.dt_rank, d_state, k=4)
         self.out_norm = nn.LayerNorm(d)
-        self.out_proj = nn.Linear(d, d_model, bias=bias)
+        self.out_proj = Linear(d, d_model, bias=bias)
 
     def forward_core(self, x: Tensor) -> Tensor:
         """x (b, d, h, w) -> sum of the four scans, (b, h, w, d) channel-last in raster order.
@@ -134,7 +135,7 @@ class SS2D(CaptureMixin, nn.Module):
         l, k, n = h * w, 4, self.d_state
         u = x.permute(0, 2, 3, 1).reshape(b, l, d).float()  # (b, l, d): a view of a channels-last map
         # Every group's x_proj of every token, groups in _GROUPS order: (b, l, k (q + 2n)).
-        proj = F.linear(u, self.x_proj_weight[_GROUPS].reshape(-1, d).float())
+        proj = linear(u, self.x_proj_weight[_GROUPS].reshape(-1, d).float())
         dt_weight = self.dt_projs_weight[_GROUPS].float()  # (k, d, q), applied inside the scan
         A = -torch.exp(self.A_logs.float().view(k, d, n)[_GROUPS].reshape(k * d, n))  # (k*d, n)
         D = self.Ds.float().view(k, d)[_GROUPS].reshape(-1)  # (k*d,)

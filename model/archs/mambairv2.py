@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..linear import Linear
 from ..scan import selective_scan_directed
 from ..scan.ref import lowrank_delta
 from .common import (
@@ -161,10 +162,10 @@ class ConvFFN(nn.Module):
 
     def __init__(self, in_features: int, hidden_features: int, kernel_size: int = 5) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.fc1 = Linear(in_features, hidden_features)
         self.act = nn.GELU()
         self.dwconv = DWConv(hidden_features, kernel_size)
-        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.fc2 = Linear(hidden_features, in_features)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
         """(b, l, c) -> (b, l, c)."""
@@ -194,10 +195,10 @@ class GatedMLP(nn.Module):
 
     def __init__(self, in_features: int, hidden_features: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.fc1 = Linear(in_features, hidden_features)
         self.act = nn.GELU()
         self.sg = Gate(hidden_features // 2)
-        self.fc2 = nn.Linear(hidden_features // 2, in_features)
+        self.fc2 = Linear(hidden_features // 2, in_features)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
         """(b, l, c) -> (b, l, c)."""
@@ -269,12 +270,12 @@ class ASSM(CaptureMixin, nn.Module):
         self.selectiveScan = SelectiveScan(hidden, d_state)
         self.out_norm = nn.LayerNorm(hidden)
         self.act = nn.SiLU()  # unused in forward, kept as in the official module
-        self.out_proj = nn.Linear(hidden, dim, bias=True)
+        self.out_proj = Linear(hidden, dim, bias=True)
         self.in_proj = nn.Sequential(nn.Conv2d(dim, hidden, 1, 1, 0))
         self.CPE = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden))
         self.embeddingB = nn.Embedding(num_tokens, inner_rank)
         self.embeddingB.weight.data.uniform_(-1 / num_tokens, 1 / num_tokens)
-        self.route = nn.Sequential(nn.Linear(dim, dim // 3), nn.GELU(), nn.Linear(dim // 3, num_tokens),
+        self.route = nn.Sequential(Linear(dim, dim // 3), nn.GELU(), Linear(dim // 3, num_tokens),
                                    nn.LogSoftmax(dim=-1))
         # Options (set with model.archs.set_options); plain attributes, not in the state_dict.
         self.routing = "argmax"
@@ -347,7 +348,7 @@ class AttentiveLayer(nn.Module):
         self.norm4 = nn.LayerNorm(dim)
         self.scale1 = nn.Parameter(1e-4 * torch.ones(dim))
         self.scale2 = nn.Parameter(1e-4 * torch.ones(dim))
-        self.wqkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.wqkv = Linear(dim, 3 * dim, bias=qkv_bias)
         self.win_mhsa = WindowAttention(dim, window_size, num_heads)
         self.assm = ASSM(dim, d_state, num_tokens=num_tokens, inner_rank=inner_rank, mlp_ratio=mlp_ratio)
         hidden = int(dim * mlp_ratio)

@@ -82,6 +82,7 @@ BACKWARD_PARTS = [  # substring of an autograd node name -> part
     ("Mm", "matmuls backward (linears, einsums)"),
     ("Bmm", "matmuls backward (linears, einsums)"),
     ("Addmm", "matmuls backward (linears, einsums)"),
+    ("Linear", "matmuls backward (linears, einsums)"),  # _InputGradLinearBackward (oneDNN)
     ("Gather", "gathers backward (SGN, windows)"),
     ("Scatter", "gathers backward (SGN, windows)"),
     ("Index", "gathers backward (SGN, windows)"),
