@@ -6,7 +6,7 @@
 Every ``import`` and ``from ... import`` in model/, viz/, app/ and app.py is read with ``ast`` (those
 inside functions too: most heavy imports here are lazy), relative imports resolved, and each module
 put in a group: the network core (model's top-level modules, model/archs, model/scan,
-model/attention, model/linear), one group per tooling subpackage of model (model/training,
+model/attention, model/layers), one group per tooling subpackage of model (model/training,
 model/evaluation, ...), viz, app. Groups are stacked in layers; a module may import its own layer
 and the layers below, never one above:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("model", "viz", "app")
-CORE_SUBPACKAGES = ("archs", "scan", "attention", "linear")  # model's subpackages that are the network itself
+CORE_SUBPACKAGES = ("archs", "scan", "attention", "layers")  # model's subpackages that are the network itself
 LAYER_NAMES = {0: "network core", 1: "tooling", 2: "pictures", 3: "app"}
 
 __all__ = ["module_files", "imports_of", "missing_imports", "group_of", "layer_of", "import_graph",

@@ -1,4 +1,4 @@
-"""The oneDNN linear layer (model/linear/cpu.py) against its plain twin, torch's F.linear."""
+"""The oneDNN linear layer (model/layers/onednn.py) against its plain twin, torch's F.linear."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import model.linear.cpu as lin
+import model.layers.onednn as lin
 from model import PRESETS, build
-from model.linear import Linear, linear
+from model.layers import Linear, linear
 
 needs_onednn = pytest.mark.skipif(not lin.ENABLED, reason="oneDNN linear not enabled on this machine")
 

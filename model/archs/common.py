@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..linear import Linear
+from ..layers import Linear
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..linear import Linear, linear
+from ..layers import Linear, linear
 from ..scan import selective_scan_directed, selective_scan_tokens
 from ..scan.ref import lowrank_delta, tokens_to_rows
 from .common import (

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..linear import Linear
+from ..layers import Linear
 from ..scan import selective_scan_directed
 from ..scan.ref import lowrank_delta
 from .common import (
