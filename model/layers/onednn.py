@@ -10,8 +10,10 @@ call: (65536, 48) x (48, 48)^T + b 2.63 -> 1.46 ms, (4, 4096, 48) batch 0.43 -> 
 (65536, 72) x (72, 60)^T 5.06 -> 1.88 ms; a 1024^3 product 112 -> 250 GFLOP/s. oneDNN also adds the
 bias inside the product, where ``addmm`` first copies it into every row of the output (the ``copy_``
 beside ``addmm`` in ``model.evaluation.cpu_profile``). The outputs were equal bit for bit to
-``F.linear``'s at the networks' widths (48-144). Not measured on an Intel CPU, where MKL has its
-AVX-512 code.
+``F.linear``'s at the networks' widths (48-144). Whole networks, in-process A/B: 256x256 x2 forward
+1.11x (MambaIRv2-light) and 1.16x (MambaIR-light), x4 64x64 / 48x48 1.04x / 1.06x, LAM 1.03x. On an
+Intel CPU MKL has AVX-512 code of its own: a Xeon gave 8.7 against 9.0 ms on the (65536, 48) -> 144
+qkv projection alone (README, the fifth stop); the networks were not timed there with this.
 
 ``supported`` says when it runs: CPU float32 input and weight, x86-64 with oneDNN in torch, not
 while tracing or compiling (an ONNX export records ``F.linear``), and ``ENABLED`` (``MAMBAIR_LINEAR=
