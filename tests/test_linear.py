@@ -65,8 +65,9 @@ def test_trainable_weight_keeps_f_linear_and_gets_its_gradient():
     torch.testing.assert_close(gw, x.detach().sum(0).expand(24, 48))
 
 
-def test_disabled_and_traced_use_f_linear(monkeypatch):
+def test_disabled_traced_and_other_dtypes_use_f_linear(monkeypatch):
     x, w = torch.randn(4, 48), torch.randn(8, 48)
+    assert not lin.supported(x.double(), w.double()) and not lin.supported(x, w, torch.randn(8).double())
     monkeypatch.setattr(lin, "ENABLED", False)
     assert not lin.supported(x, w)
     with torch.no_grad():

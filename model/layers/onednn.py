@@ -15,7 +15,7 @@ beside ``addmm`` in ``model.evaluation.cpu_profile``). The outputs were equal bi
 Intel CPU MKL has AVX-512 code of its own: a Xeon gave 8.7 against 9.0 ms on the (65536, 48) -> 144
 qkv projection alone (README, the fifth stop); the networks were not timed there with this.
 
-``supported`` says when it runs: CPU float32 input and weight, x86-64 with oneDNN in torch, not
+``supported`` says when it runs: CPU float32 input, weight and bias, x86-64 with oneDNN in torch, not
 while tracing or compiling (an ONNX export records ``F.linear``), and ``ENABLED`` (``MAMBAIR_LINEAR=
 torch`` in the environment turns it off). A weight or bias that takes a gradient (training) keeps
 ``F.linear``: the backward here gives the input's gradient only, which is what LAM asks for
@@ -40,11 +40,12 @@ ENABLED = (os.environ.get("MAMBAIR_LINEAR", "onednn") != "torch"
            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
-def supported(x: Tensor, weight: Tensor) -> bool:
+def supported(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
     """Whether ``linear`` may run x W^T + b on oneDNN (see the module text)."""
     tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
     return (ENABLED and not tracing and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and weight.dim() == 2 and x.dim() >= 2 and x.numel() > 0)
+            and weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
+            and weight.dim() == 2 and x.dim() >= 2 and x.numel() > 0)
 
 
 def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -72,7 +73,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)``, on oneDNN where ``supported`` and no parameter takes a gradient."""
     params_grad = torch.is_grad_enabled() and (weight.requires_grad
                                                or (bias is not None and bias.requires_grad))
-    if params_grad or not supported(x, weight):
+    if params_grad or not supported(x, weight, bias):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and x.requires_grad:
         return _InputGradLinear.apply(x, weight, bias)
