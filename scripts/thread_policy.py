@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paired", type=int, metavar="ROUNDS", default=0,
                     help="interleaved A/B of --spins in long-lived interpreters, ROUNDS per input")
     args = ap.parse_args(argv)
+    if args.paired and args.busy:
+        ap.error("--paired measures an idle machine; run --busy without it")
     if args.paired:
         print(f"# paired, {args.paired} rounds; load average {os.getloadavg()[0]:.1f}; GOMP_SPINCOUNT "
               f"(2 threads): median s (median ratio against {args.spins[0]} over the pairs)")
